@@ -1,0 +1,35 @@
+"""The exceptions braggscope raises on purpose.
+
+Every error a user can cause (bad shape, bad value, missing file key, unknown option)
+derives from :class:`BraggscopeError` and from the matching builtin, so ``except ValueError``
+keeps working. The command line prints them in one line and exits with status 2.
+"""
+
+
+class BraggscopeError(Exception):
+    """Base class of every error braggscope raises on purpose."""
+
+
+class ConfigError(BraggscopeError, ValueError):
+    """An option or parameter has a value that cannot work."""
+
+
+class ShapeError(BraggscopeError, ValueError):
+    """An array has the wrong number of dimensions or the wrong shape."""
+
+    def __init__(self, msg, *, expected=None, actual=None):
+        super().__init__(msg)
+        self.expected, self.actual = expected, actual
+
+
+class FileFormatError(BraggscopeError, ValueError):
+    """A file is missing, unreadable, or lacks a key braggscope needs."""
+
+
+class OptionalDependencyError(BraggscopeError, ImportError):
+    """An optional package is needed for this feature but is not installed."""
+
+    def __init__(self, package, extra):
+        super().__init__(f"this feature needs the package '{package}': "
+                         f"pip install 'braggscope[{extra}]' (or pip install {package})")
+        self.package, self.extra = package, extra

@@ -1,0 +1,125 @@
+"""Planar defects of fcc crystals: stacking faults (bounded by partial-dislocation loops) and
+{111} twin boundaries.
+
+A stacking fault is the surface of a loop whose Burgers vector is the fault vector R — a Shockley
+partial R = a/6<112> lying in the {111} plane, or a Frank partial R = a/3<111> normal to it — so
+its displacement is the loop's (Burgers formula) and jumps by R across the fault: the object's
+phase jumps by G·R, 0 or ±2π/3 modulo 2π depending on the reflection.
+
+A coherent {111} twin turns the lattice on one side into its mirror image through the plane.
+The twinned domain scatters into the Bragg peak G only if G is also a reciprocal-lattice vector of
+the twin (G mirrored through the plane is an fcc reflection: all indices odd or all even), as for
+G parallel to the twin normal; otherwise its own peaks lie at least 1/3 <111>* away and, in
+the continuum model, the domain is dark at G.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._validate import check_vector
+from ..errors import ConfigError
+from .dislocations import DislocationLoop
+
+__all__ = ["StackingFault", "TwinBoundary", "twin_shares_reflection"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackingFault:
+    """A planar fault patch bounded by a partial-dislocation loop whose Burgers vector is the
+    fault vector R (sample frame, nm)."""
+
+    loop: DislocationLoop
+    kind: str = "intrinsic"
+
+    def displacement(self, points, *, poisson_ratio) -> np.ndarray:
+        """[nm] Displacement (3, ...): the bounding partial loop's field, jumping by R across the fault."""
+        return self.loop.displacement(points, poisson_ratio=poisson_ratio)
+
+    def directional_derivative(self, points, direction, *, poisson_ratio) -> np.ndarray:
+        """∂u/∂s along the unit `direction`, (3, ...), away from the fault plane."""
+        return self.loop.directional_derivative(points, direction, poisson_ratio=poisson_ratio)
+
+    def plane_distance(self, points) -> np.ndarray:
+        """[nm] Signed distance to the fault plane (positive on the loop-normal side)."""
+        p = np.asarray(points, dtype=float)
+        return np.tensordot(self.loop.normal, p - self.loop.center.reshape((3,) + (1,) * (p.ndim - 1)), axes=1)
+
+    def inside(self, points) -> np.ndarray:
+        """True where a point projects inside the fault patch."""
+        return self.loop.inside_polygon(points)
+
+    def describe(self) -> dict:
+        """JSON-able ground truth entry."""
+        d = self.loop.describe()
+        return {"type": "stacking_fault", "kind": self.kind, "fault_vector_nm": d["burgers_nm"],
+                "position_nm": d["position_nm"], "plane_normal": d["plane_normal"],
+                "radius_nm": d["radius_nm"], "area_nm2": d["area_nm2"]}
+
+
+def twin_shares_reflection(hkl, twin_plane) -> bool:
+    """True if the fcc reflection `hkl` is also a reflection of the domain twinned on `twin_plane`.
+
+    The twin's reciprocal lattice is the parent's mirrored through the plane; hkl is shared if
+    its mirror image hkl - 2 (hkl·m)/(m·m) m is an allowed fcc reflection (indices all odd or
+    all even)."""
+    h = np.asarray(hkl, dtype=float)
+    m = np.asarray(twin_plane, dtype=float)
+    mirrored = h - 2 * (h @ m) / (m @ m) * m
+    if not np.allclose(mirrored, np.round(mirrored), atol=1e-9):
+        return False
+    parity = np.mod(np.round(mirrored).astype(int), 2)
+    return bool(np.all(parity == parity[0]))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TwinBoundary:
+    """A coherent twin boundary: the side n·(r - p) > 0 is the twinned domain.
+
+    Attributes
+    ----------
+    normal : (3,) ndarray
+        Unit plane normal, sample frame.
+    point : (3,) ndarray
+        [nm] A point of the plane (on an atomic {111} plane of the parent lattice).
+    plane_hkl : (3,) ndarray
+        The plane's Miller indices in the crystal frame (e.g. 1 1 1).
+    """
+
+    normal: np.ndarray
+    point: np.ndarray
+    plane_hkl: np.ndarray
+
+    def __post_init__(self):
+        n = check_vector(self.normal, "twin normal", nonzero=True)
+        object.__setattr__(self, "normal", n / np.linalg.norm(n))
+        object.__setattr__(self, "point", check_vector(self.point, "twin point"))
+        hkl = check_vector(self.plane_hkl, "twin plane hkl", nonzero=True)
+        if not np.allclose(np.abs(hkl), np.abs(hkl[0])):
+            raise ConfigError(f"fcc twin boundaries lie on {{111}} planes, got ({hkl})")
+        object.__setattr__(self, "plane_hkl", hkl)
+
+    def plane_distance(self, points) -> np.ndarray:
+        """[nm] Signed distance to the twin plane (positive in the twinned domain)."""
+        p = np.asarray(points, dtype=float)
+        return np.tensordot(self.normal, p - self.point.reshape((3,) + (1,) * (p.ndim - 1)), axes=1)
+
+    def domain(self, points) -> np.ndarray:
+        """True in the twinned domain."""
+        return self.plane_distance(points) > 0
+
+    def amplitude_factor(self, hkl) -> float:
+        """Amplitude of the twinned domain in the Bragg peak `hkl` (1 if shared, else 0). The
+        phase is 0 because the plane contains atoms of both lattices."""
+        return 1.0 if twin_shares_reflection(hkl, self.plane_hkl) else 0.0
+
+    def mirror(self, points) -> np.ndarray:
+        """Mirror image of `points` (3, ...) through the twin plane."""
+        p = np.asarray(points, dtype=float)
+        return p - 2 * self.normal.reshape((3,) + (1,) * (p.ndim - 1)) * self.plane_distance(p)
+
+    def describe(self) -> dict:
+        """JSON-able ground truth entry."""
+        return {"type": "twin_boundary", "plane_hkl": self.plane_hkl.tolist(), "plane_normal": self.normal.tolist(),
+                "position_nm": self.point.tolist()}
