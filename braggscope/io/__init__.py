@@ -1,0 +1,6 @@
+"""File formats: CXI (PyNX layout) for data and results, .npz/.npy as input."""
+from .cxi import CXIData, atomic_path, read_data, validate_intensity, write_cxi_data
+from .simulated import read_simulation, write_simulation
+
+__all__ = ["CXIData", "atomic_path", "read_data", "validate_intensity", "write_cxi_data", "read_simulation",
+           "write_simulation"]

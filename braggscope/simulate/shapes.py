@@ -220,10 +220,12 @@ def truncated_octahedron(size, orientation=None) -> Polyhedron:
     return wulff(size, {(1, 0, 0): 2 / np.sqrt(3), (1, 1, 1): 1.0}, orientation)
 
 
-def random_faceted(size, rng=None) -> Polyhedron:
+def random_faceted(size, rng=None, *, orientation=None) -> Polyhedron:
     """A random Wulff-like fcc crystal: random {100}/{111}/{110} energies, each facet moved by
-    up to ±12 %, a random orientation. Seeded by `rng`; `size` [nm] as in :func:`wulff`."""
+    up to ±12 %, in `orientation` (random if omitted; pass the crystal's own so the facets are
+    its lattice planes). Seeded by `rng`; `size` [nm] as in :func:`wulff`."""
     rng = np.random.default_rng(rng)
     energies = {(1, 1, 1): 1.0, (1, 0, 0): rng.uniform(1.02, 1.25), (1, 1, 0): rng.uniform(1.15, 1.4)}
+    orientation = random_orientation(rng) if orientation is None else orientation
     n_facets = 8 + 6 + 12
-    return wulff(size, energies, random_orientation(rng), perturbation=rng.uniform(-0.12, 0.12, n_facets))
+    return wulff(size, energies, orientation, perturbation=rng.uniform(-0.12, 0.12, n_facets))
