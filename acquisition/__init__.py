@@ -1,0 +1,5 @@
+"""Scan planning on a simulated beamline (issue: Bayesian optimiser).
+
+Nothing is exported yet.
+"""
+__all__: list[str] = []

@@ -1,0 +1,93 @@
+"""Pictures: central orthogonal slices of crystals and diffraction patterns, as PNG.
+
+matplotlib's object API (Figure + Agg canvas) is used, so nothing global (backend, pyplot state)
+is touched. PyVista 3-D rendering arrives with :mod:`braggscope.identify`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .io.cxi import atomic_path
+
+__all__ = ["central_slices", "sample_figure", "diffraction_figure", "save_png"]
+
+_AXES = ("z", "y", "x")
+
+
+def central_slices(volume):
+    """The three central orthogonal slices (YX at z = Z//2, ZX, ZY) of a 3-D array, or the
+    2-D array itself as one slice."""
+    v = np.asarray(volume)
+    if v.ndim == 2:
+        return [v]
+    return [v[v.shape[0] // 2], v[:, v.shape[1] // 2], v[:, :, v.shape[2] // 2]]
+
+
+def _figure(rows, ncols, size=3.0):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(size * ncols + 1.2, size * len(rows)), constrained_layout=True)
+
+
+def sample_figure(sample, *, title=None):
+    """Figure of a simulated crystal: amplitude, phase G·u (wrapped), displacement along G
+    [nm] and strain along G, one row each, the three central slices as columns; the outside of
+    the support masked, diverging maps centred on zero."""
+    g_hat = sample.g_vector / np.linalg.norm(sample.g_vector)
+    u_g = np.tensordot(g_hat, sample.displacement, axes=1)
+    wrapped = np.angle(sample.obj)
+    lim_u = float(np.abs(u_g[sample.support]).max()) or 1.0
+    lim_e = float(np.percentile(np.abs(sample.strain[sample.support]), 99.5)) or 1e-4
+    rows = [("amplitude", sample.amplitude, "gray_r", 0, 1, ""), ("phase", wrapped, "twilight", -np.pi, np.pi, "rad"),
+            ("displacement", u_g, "RdBu_r", -lim_u, lim_u, "nm"), ("strain", sample.strain, "RdBu_r", -lim_e, lim_e, "")]
+    return _grid(rows, sample.support, sample.voxel_size, title)
+
+
+def _grid(rows, support, voxel_size, title):
+    slices_support = central_slices(support)
+    ncols = len(slices_support)
+    fig = _figure(rows, ncols)
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    for r, (name, vol, cmap, vmin, vmax, unit) in enumerate(rows):
+        for c, (sl, sup) in enumerate(zip(central_slices(vol), slices_support)):
+            ax = axes[r, c]
+            data = np.ma.masked_where(~sup, sl) if name != "amplitude" else sl
+            extent = (0, sl.shape[1] * voxel_size, sl.shape[0] * voxel_size, 0)
+            im = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, extent=extent, interpolation="nearest")
+            ax.set_title(f"{name}, {'central' if ncols == 1 else ['z', 'y', 'x'][c] + ' = centre'}", fontsize=9)
+            ax.tick_params(labelsize=7)
+        fig.colorbar(im, ax=axes[r, :].tolist(), label=f"{name} [{unit}]" if unit else name, shrink=0.9)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def diffraction_figure(intensity, mask=None, *, title=None):
+    """Figure of a diffraction pattern: log10 of the three central slices, masked pixels grey."""
+    i = np.asarray(intensity, dtype=float)
+    m = np.zeros(i.shape, bool) if mask is None else np.asarray(mask, bool)
+    fig = _figure([0], len(central_slices(i)))
+    axes = fig.subplots(1, len(central_slices(i)), squeeze=False)[0]
+    vmax = np.log10(max(i.max(), 1.0))
+    for ax, sl, ms, name in zip(axes, central_slices(i), central_slices(m), ("frame (z) = centre", "y = centre", "x = centre")):
+        im = ax.imshow(np.ma.masked_where(ms, np.log10(np.maximum(sl, 0) + 1)), cmap="turbo", vmin=0, vmax=vmax,
+                       interpolation="nearest")
+        ax.set_facecolor("0.6")
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.colorbar(im, ax=list(axes), label="log10(counts + 1)", shrink=0.9)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def save_png(fig, path, *, dpi=110) -> Path:
+    """Save a matplotlib Figure as PNG atomically (Agg canvas, no global backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    return Path(path)
