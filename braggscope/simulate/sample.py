@@ -25,7 +25,7 @@ def grid_points(shape, voxel_size) -> np.ndarray:
     axes = [(np.arange(n) - n // 2) * h for n in shape]
     grids = np.meshgrid(*axes, indexing="ij")
     if len(shape) == 2:
-        grids = [np.zeros(shape)] + grids
+        grids = [np.zeros(shape), *grids]
     return np.stack(grids)
 
 
@@ -192,9 +192,9 @@ def simulate_sample(crystal: Crystal, defects=(), *, shape, voxel_size, hkl, cor
     points = grid_points(shape, voxel_size)
     occupancy = support_fraction(crystal.shape, points, voxel_size)
     support = occupancy > 0.5
-    if not support.any():
-        raise ConfigError(f"the crystal has no voxel on this grid: its size is below the voxel size "
-                          f"{voxel_size} nm or outside {shape}; use a smaller voxel or a larger crystal")
+    if support.sum() < 2 ** len(shape):
+        raise ConfigError(f"the crystal covers {int(support.sum())} voxel(s) of {voxel_size} nm on this grid: the "
+                          "voxel is about as large as the crystal; use a smaller voxel or a larger crystal")
     nu = crystal.material.poisson_ratio
     occupied = occupancy > 0  # fields are evaluated where the object is not zero
     u_in, eps_in = displacement_and_strain(defects, points[:, occupied], g / np.linalg.norm(g),

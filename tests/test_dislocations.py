@@ -1,0 +1,145 @@
+"""Dislocation fields against closed forms and independent computations."""
+import numpy as np
+import pytest
+
+from braggscope.simulate import Crystal, DislocationLoop, StraightDislocation, sphere
+from braggscope.physics import wrap_phase
+from conftest import hirth_lothe_edge_strain
+
+
+def _gradient(field, points, eps=1e-4):
+    """∂u_i/∂x_j by central differences, shape (3, 3, N)."""
+    out = np.zeros((3, 3, points.shape[1]))
+    for j in range(3):
+        step = np.zeros((3, 1))
+        step[j] = eps
+        out[:, j] = (field(points + step) - field(points - step)) / (2 * eps)
+    return out
+
+
+def test_screw_displacement_is_b_theta_over_2pi(rng):
+    b = 0.25
+    disl = StraightDislocation(burgers=[b, 0, 0], line=[1, 0, 0], position=[0, 0, 0])
+    pts = rng.uniform(-20, 20, (3, 500))
+    u = disl.displacement(pts, poisson_ratio=0.3)
+    # line along z (axis 0): u_z = b θ/2π with θ measured in the plane (y, x) ⊥ line, right-handed
+    e1, e2, _ = disl.local_frame()
+    theta = np.arctan2(e2 @ pts, e1 @ pts)
+    np.testing.assert_allclose(u[0], b * theta / (2 * np.pi), atol=1e-12)
+    np.testing.assert_allclose(u[1:], 0, atol=1e-12)
+
+
+@pytest.mark.parametrize("nu", [0.28, 0.42])
+def test_edge_strain_matches_hirth_lothe(rng, nu):
+    b = 0.28
+    disl = StraightDislocation(burgers=[0, 0, b], line=[1, 0, 0], position=[0, 0, 0])  # b along x, line along z
+    e1, e2, t = disl.local_frame()
+    pts = rng.uniform(-30, 30, (3, 400))
+    x, y = e1 @ pts, e2 @ pts
+    keep = (np.hypot(x, y) > 2) & (np.abs(y) > 0.05)  # away from the core and the cut
+    pts, x, y = pts[:, keep], x[keep], y[keep]
+    grad = _gradient(lambda p: disl.displacement(p, poisson_ratio=nu), pts)
+    strain = 0.5 * (grad + grad.transpose(1, 0, 2))
+    exx, eyy, exy = hirth_lothe_edge_strain(x, y, burgers=b, poisson_ratio=nu)
+    proj = lambda a, c: np.einsum("i,ijn,j->n", a, strain, c)
+    scale = np.abs(exx).max()
+    np.testing.assert_allclose(proj(e1, e1), exx, atol=1e-6 * scale / 1e-3)
+    np.testing.assert_allclose(proj(e2, e2), eyy, atol=1e-6 * scale / 1e-3)
+    np.testing.assert_allclose(proj(e1, e2), exy, atol=1e-6 * scale / 1e-3)
+    np.testing.assert_allclose(proj(t, t), 0, atol=1e-9)
+
+
+@pytest.mark.parametrize("nu", [0.3, 0.4])
+@pytest.mark.parametrize("b", [[0, 0.2, 0], [0, 0, 0.2], [0.2, 0, 0], [0.1, 0.15, 0.05]])
+def test_large_loop_matches_straight_dislocation_near_a_side(rng, nu, b):
+    half = 5000.0  # [nm] a 10 µm square loop: near a side the others are far away
+    verts = np.array([[0, -half, -half], [0, -half, half], [0, half, half], [0, half, -half]])
+    loop = DislocationLoop(burgers=b, vertices=verts)
+    straight = StraightDislocation(burgers=b, line=verts[1] - verts[0], position=verts[0])
+    pts = np.array([0, -half, 0])[:, None] + rng.uniform(-20, 20, (3, 60))
+    g_loop = _gradient(lambda p: loop.displacement(p, poisson_ratio=nu), pts)
+    g_line = _gradient(lambda p: straight.displacement(p, poisson_ratio=nu), pts)
+    assert np.abs(g_loop - g_line).max() < 2e-3 * np.abs(g_line).max()
+
+
+def test_loop_displacement_jumps_by_b_across_its_surface():
+    b = np.array([0.1, -0.05, 0.2])
+    loop = DislocationLoop(burgers=b, vertices=np.array([[0, -10, -10], [0, -10, 10], [0, 10, 10], [0, 10, -10.0]]))
+    n = loop.normal
+    above = loop.displacement((2e-4 * n)[:, None] + np.array([[0, 3, -2.0]]).T, poisson_ratio=0.35)
+    below = loop.displacement((-2e-4 * n)[:, None] + np.array([[0, 3, -2.0]]).T, poisson_ratio=0.35)
+    np.testing.assert_allclose((below - above).ravel(), b, atol=1e-5)
+    # outside the loop (same plane) there is no jump
+    out_a = loop.displacement((2e-4 * n + [0, 30, 0])[:, None], poisson_ratio=0.35)
+    out_b = loop.displacement((-2e-4 * n + [0, 30, 0])[:, None], poisson_ratio=0.35)
+    np.testing.assert_allclose(out_a, out_b, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["straight", "loop"])
+def test_closed_form_derivative_matches_finite_differences(rng, kind):
+    if kind == "straight":
+        d = StraightDislocation(burgers=[0.1, 0.2, -0.1], line=[1, 0.3, 0.2], position=[1, 2, 3])
+    else:
+        verts = np.array([[1, 2, 3]]) + 20 * np.array([[np.cos(a), np.sin(a), 0.3] for a in np.linspace(0, 6, 7)])
+        d = DislocationLoop(burgers=[0.1, 0.2, -0.1], vertices=verts)
+    pts = rng.uniform(-40, 40, (3, 1500))
+    g = np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8])
+    h = 1e-4
+    numeric = (d.displacement(pts + h * g[:, None], poisson_ratio=0.33)
+               - d.displacement(pts - h * g[:, None], poisson_ratio=0.33)) / (2 * h)
+    exact = d.directional_derivative(pts, g, poisson_ratio=0.33)
+    smooth = np.all(np.abs(numeric) < 1, axis=0)  # pairs that straddle a cut are left out
+    assert smooth.mean() > 0.95
+    np.testing.assert_allclose(exact[:, smooth], numeric[:, smooth], atol=1e-7)
+
+
+def _winding(obj_phase_fn, center, axis, radius=6.0, n=720):
+    """Winding number of exp(iφ) on a circle about `axis` through `center`."""
+    axis = np.asarray(axis, float) / np.linalg.norm(axis)
+    e1 = np.cross(axis, [1.0, 0, 0]) if abs(axis[0]) < 0.9 else np.cross(axis, [0, 1.0, 0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(axis, e1)
+    phi = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    pts = (np.asarray(center)[:, None] + radius * (np.outer(e1, np.cos(phi)) + np.outer(e2, np.sin(phi))))
+    phase = obj_phase_fn(pts)
+    return np.sum(wrap_phase(np.diff(np.append(phase, phase[0])))) / (2 * np.pi)
+
+
+@pytest.mark.parametrize("burgers, hkl, winding", [
+    ((0.5, 0, 0.5), (1, 1, 1), 1),     # G·b = 2π
+    ((0.5, 0.5, 0), (1, 1, 1), 1),
+    ((0.5, -0.5, 0), (1, 1, 1), 0),    # G·b = 0: invisible
+    ((0.5, 0, 0.5), (2, 0, 0), 1),
+    ((0.5, 0, 0.5), (2, 2, 0), 1),
+    ((0.5, 0.5, 0), (2, 2, 0), 2),
+])
+def test_phase_winds_by_g_dot_b_around_a_dislocation(burgers, hkl, winding):
+    xtal = Crystal(sphere(100.0), "Au")
+    line = np.cross(burgers, (1, 1, 1)) if np.linalg.norm(np.cross(burgers, (1, 1, 1))) > 0 else (1, 0, 0)
+    disl = xtal.dislocation(burgers, line, position=(3.0, -2.0, 1.0))
+    g = xtal.g_vector(hkl)
+    fn = lambda p: g @ disl.displacement(p, poisson_ratio=xtal.material.poisson_ratio)
+    assert round(_winding(fn, disl.position, disl.line), 6) == winding
+
+
+def test_phase_winds_around_a_loop_side():
+    xtal = Crystal(sphere(100.0), "Pt")
+    loop = xtal.loop((1 / 3, 1 / 3, 1 / 3), (1, 1, 1), radius=20.0, sides=6)  # Frank loop, G·b = 2π at 111
+    g = xtal.g_vector((1, 1, 1))
+    a, b = loop.vertices[0], loop.vertices[1]
+    fn = lambda p: g @ loop.displacement(p, poisson_ratio=0.39)
+    assert abs(round(_winding(fn, (a + b) / 2, b - a, radius=3.0), 6)) == 1
+    # at 200, G·b = 4π/3: the smooth part turns by 4π/3 and the jump at the loop surface wraps to
+    # +2π/3, so exp(iφ) still winds once while the surface itself shows as a phase step
+    g200 = xtal.g_vector((2, 0, 0))
+    fn200 = lambda p: g200 @ loop.displacement(p, poisson_ratio=0.39)
+    assert abs(round(_winding(fn200, (a + b) / 2, b - a, radius=3.0), 6)) == 1
+
+
+def test_dislocation_validation():
+    with pytest.raises(ValueError, match="burgers"):
+        StraightDislocation(burgers=[0, 0, 0], line=[1, 0, 0], position=[0, 0, 0])
+    with pytest.raises(ValueError, match="line"):
+        StraightDislocation(burgers=[0.1, 0, 0], line=[np.nan, 0, 0], position=[0, 0, 0])
+    with pytest.raises(ValueError, match="3 vertices"):
+        DislocationLoop(burgers=[0.1, 0, 0], vertices=np.zeros((2, 3)))
