@@ -62,6 +62,19 @@ def test_atomistic_and_continuum_amplitudes_agree(with_dislocation):
     assert corr(a[inner], c[inner]) > 0.995
 
 
+def test_ase_export_keeps_positions_and_nearest_neighbour_distance():
+    ase = pytest.importorskip("ase")
+    from braggscope.simulate import to_ase_atoms
+
+    xtal = Crystal(sphere(3.0), "Pt")
+    atoms = fcc_atoms(xtal)
+    a = to_ase_atoms(atoms, xtal)
+    assert isinstance(a, ase.Atoms) and len(a) == atoms.shape[1] and a.get_chemical_symbols()[0] == "Pt"
+    np.testing.assert_allclose(a.positions[:, 0], 10 * atoms[2])  # x in Å
+    d = a.get_all_distances()[0]
+    assert np.min(d[d > 0]) == pytest.approx(10 * xtal.lattice_parameter / np.sqrt(2))
+
+
 def test_atomistic_twin_appears_as_a_mirrored_lattice():
     xtal = Crystal(sphere(8.0), "Cu")
     twin = xtal.twin((1, 1, 1), position=(0.0, 0.0, 0.0))

@@ -25,7 +25,7 @@ from .planar import TwinBoundary
 from .sample import displacement_field
 
 __all__ = ["continuum_intensity", "kinematic_amplitude", "orthogonal_q_basis", "fcc_atoms",
-           "atomistic_amplitude", "continuum_amplitude_on"]
+           "atomistic_amplitude", "continuum_amplitude_on", "to_ase_atoms"]
 
 
 def _pad_centred(obj, shape):
@@ -162,6 +162,19 @@ def _circumradius(shape_obj, n_directions=4000) -> float:
     azimuth = np.pi * (1 + 5**0.5) * i
     d = np.stack([np.cos(polar), np.sin(polar) * np.sin(azimuth), np.sin(polar) * np.cos(azimuth)])
     return 1.03 * float(np.max(shape_obj.radial_extent(d)))
+
+
+def to_ase_atoms(atoms, crystal: Crystal):
+    """The displaced atoms [nm] (3, M) as an ``ase.Atoms`` (Å, x y z order) for relaxation or
+    export (``ase.io.write``); needs the optional package ASE (``pip install 'braggscope[atomistic]'``)."""
+    try:
+        from ase import Atoms
+    except ImportError:
+        from ..errors import OptionalDependencyError
+
+        raise OptionalDependencyError("ase", "atomistic") from None
+    positions = 10.0 * np.asarray(atoms, dtype=float)[::-1].T  # nm → Å, (z, y, x) → (x, y, z)
+    return Atoms(symbols=[crystal.material.name] * positions.shape[0], positions=positions)
 
 
 def atomistic_amplitude(atoms, *, g_vector, q_basis, shape, form_factor=1.0, eps=1e-7) -> np.ndarray:

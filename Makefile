@@ -1,0 +1,27 @@
+# Two commands on a fresh machine with Python 3.11: `make demo` and `make test`.
+# Each sets up its own virtual environment (.venv) with an editable install (see DESIGN.md:
+# the top-level folders map to braggscope.* subpackages, which needs `pip install -e`).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first, as the CPU wheel already on the machine: a bare requirement would pull CUDA
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/braggscope demo --out demo_output
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed
+	$(BIN)/braggscope bench simulate
+
+clean:
+	rm -rf $(VENV) demo_output *.egg-info
