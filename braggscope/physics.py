@@ -30,7 +30,6 @@ __all__ = [
     "bragg_vector",
     "phase_from_displacement",
     "object_from_displacement",
-    "strain_from_phase_gradient",
     "wrap_phase",
 ]
 
@@ -108,27 +107,3 @@ def object_from_displacement(displacement, g_vector, *, amplitude) -> np.ndarray
     """
     phase = phase_from_displacement(displacement, g_vector)
     return (np.asarray(amplitude) * np.exp(1j * phase)).astype(np.complex64)
-
-
-def strain_from_phase_gradient(phase_plus, phase_minus, *, step, g_norm) -> np.ndarray:
-    """Strain along G from the phase at r ± step·Ĝ, wrapped so that 2π cuts leave no wall.
-
-    ε = wrap(φ(r + hĜ) - φ(r - hĜ)) / (2 h |G|). With a small step h this is the exact
-    derivative of the field for every perfect dislocation (whose cut surface changes the
-    phase by a multiple of 2π).
-
-    Parameters
-    ----------
-    phase_plus, phase_minus : ndarray
-        [rad] G·u evaluated at r + hĜ and r - hĜ.
-    step : float
-        [nm] h.
-    g_norm : float
-        [1/nm] |G|.
-
-    Returns
-    -------
-    strain : ndarray of float64
-        Dimensionless strain ε along G.
-    """
-    return wrap_phase(np.asarray(phase_plus) - np.asarray(phase_minus)) / (2 * step * g_norm)

@@ -31,7 +31,7 @@ class BCDIData:
         True = ignore (gaps, saturation).
     noiseless : ndarray of float32
         Expected intensity before the detector (same scale as `intensity`, no noise).
-    q_basis : (3, 3) ndarray
+    q_basis : (D, D) ndarray
         [1/nm] q-step per index along each array axis (the pixel at index offset k holds the
         physical intensity at q = G - B k for the orthogonal frame, Q + B k for the detector frame).
     frame : {'orthogonal', 'detector'}
@@ -113,7 +113,7 @@ def simulate_bcdi(crystal: Crystal, defects=(), *, hkl, shape, voxel_size, data_
     sample = simulate_sample(crystal, defects, shape=shape, voxel_size=voxel_size, hkl=hkl)
     if geometry is None and model == "continuum":
         noiseless = continuum_intensity(sample.obj, shape=data_shape)
-        q_basis = orthogonal_q_basis(data_shape if len(data_shape) == 3 else (1,) + data_shape, voxel_size)
+        q_basis = orthogonal_q_basis(data_shape, voxel_size)
     else:
         if len(shape) != 3:
             raise ConfigError("the atomistic model needs a 3-D grid")

@@ -66,11 +66,7 @@ class Crystal:
         `burgers` [a] along the normal (prismatic), in the plane (shear) or in between.
         The loop is a regular polygon of `sides` sides (16 by default: it departs from the
         circle by 2 % of the radius)."""
-        n = self.direction(plane)
-        sides = 16 if sides is None else int(sides)
-        if sides < 3:
-            raise ConfigError(f"a loop needs at least 3 sides, got {sides}")
-        verts = circular_loop_vertices(center, n, radius, max_sagitta=np.inf, min_sides=sides)[:sides]
+        verts = circular_loop_vertices(center, self.direction(plane), radius, sides=16 if sides is None else sides)
         return DislocationLoop(burgers=self.to_sample(burgers) * self.lattice_parameter, vertices=verts)
 
     def stacking_fault(self, plane=(1, 1, 1), fault_vector=None, center=(0.0, 0.0, 0.0), radius=20.0,

@@ -70,11 +70,9 @@ def continuum_intensity(obj, *, shape=None, oversampling=None, workers=-1) -> np
 
 
 def orthogonal_q_basis(shape, voxel_size) -> np.ndarray:
-    """[1/nm] q-step per array index of the FFT of a (Z, Y, X) grid of `voxel_size` [nm]:
-    diag(2π / (N_i h)). Columns are the steps along each array axis."""
+    """[1/nm] q-step per array index of the FFT of a (Z, Y, X) or (Y, X) grid of `voxel_size`
+    [nm]: diag(2π / (N_i h)). Columns are the steps along each array axis."""
     shape = check_grid_shape(shape)
-    if len(shape) != 3:
-        raise ShapeError("orthogonal_q_basis needs a 3-D shape", expected="(Z, Y, X)", actual=shape)
     return np.diag([2 * np.pi / (n * check_positive(voxel_size, "voxel_size", "nm")) for n in shape])
 
 

@@ -151,18 +151,20 @@ class StraightDislocation:
                 "position_nm": self.position.tolist(), "character_deg": self.character_angle}
 
 
-def circular_loop_vertices(center, normal, radius, *, max_sagitta=0.05, min_sides=12) -> np.ndarray:
-    """Vertices (M, 3) [nm] of a regular polygon approximating a circle of `radius` [nm],
-    counter-clockwise about `normal`, with enough sides that the polygon departs from the
-    circle by at most `max_sagitta` [nm]."""
+def circular_loop_vertices(center, normal, radius, *, sides=None, max_sagitta=0.05) -> np.ndarray:
+    """Vertices (M, 3) [nm] of a regular polygon of `radius` [nm] (vertex distance from the
+    centre), counter-clockwise about `normal`: `sides` sides, or by default enough that it
+    departs from the circle by at most `max_sagitta` [nm] (12 to 256 sides)."""
     radius = check_positive(radius, "loop radius", "nm")
     n = _unit(normal, "loop normal")
+    if sides is None:
+        half_angle = np.arccos(np.clip(1 - max_sagitta / radius, -1, 1))
+        sides = min(max(12, int(np.ceil(np.pi / max(half_angle, 1e-6)))), 256)
+    if int(sides) < 3:
+        raise ConfigError(f"a loop needs at least 3 sides, got {sides}")
     e1 = _perpendicular(n)
     e2 = np.cross(n, e1)
-    half_angle = np.arccos(np.clip(1 - max_sagitta / radius, -1, 1))
-    sides = max(min_sides, int(np.ceil(np.pi / max(half_angle, 1e-6))))
-    sides = min(sides, 256)
-    phi = 2 * np.pi * np.arange(sides) / sides
+    phi = 2 * np.pi * np.arange(int(sides)) / int(sides)
     return np.asarray(center, dtype=float) + radius * (np.cos(phi)[:, None] * e1 + np.sin(phi)[:, None] * e2)
 
 
