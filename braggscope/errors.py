@@ -33,3 +33,23 @@ class OptionalDependencyError(BraggscopeError, ImportError):
         super().__init__(f"this feature needs the package '{package}': "
                          f"pip install 'braggscope[{extra}]' (or pip install {package})")
         self.package, self.extra = package, extra
+
+
+class DeviceError(BraggscopeError, RuntimeError):
+    """The requested compute device is not available."""
+
+
+class SupportError(BraggscopeError, RuntimeError):
+    """Shrink-wrap drove the support out of its allowed range."""
+
+    def __init__(self, msg, *, fraction, threshold):
+        super().__init__(msg)
+        self.fraction, self.threshold = fraction, threshold
+
+
+class SupportCollapsedError(SupportError):
+    """The support shrank below its minimum fraction of the array."""
+
+
+class SupportExplodedError(SupportError):
+    """The support grew above its maximum fraction of the array."""

@@ -1,0 +1,161 @@
+"""The torch reconstruction engine: from measured intensities to the complex object.
+
+numpy in, numpy out; inside, one batch of N random starts runs on the chosen device with no
+host-device copies in the loop (LLKs are copied back only every ``llk_every`` cycles).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from braggscope._backend import resolve_device
+from braggscope.errors import ConfigError
+from braggscope.io.cxi import validate_intensity
+
+from .operators import Operator, RetrievalState, parse_recipe
+
+__all__ = ["DEFAULT_RECIPE", "Reconstruction", "reconstruct", "autocorrelation_support", "best_runs"]
+
+DEFAULT_RECIPE = "ER**200 * (ShrinkWrap * RAAR**20)**30"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reconstruction:
+    """Result of :func:`reconstruct` (numpy, centred like the data).
+
+    Attributes
+    ----------
+    obj : (B, ...) ndarray of complex64
+        Every run's object, best (lowest free LLK, then LLK) first.
+    support : (B, ...) ndarray of bool
+    llk, free_llk : (B,) ndarray
+        Final normalised Poisson LLK on the constrained and on the free pixels.
+    history : list of dict
+        cycle, operator, llk, free_llk, support_fraction (per run, in the order of `obj`), seconds.
+    recipe : str
+    config : dict
+        Every parameter of the run (for the CXI file).
+    """
+
+    obj: np.ndarray
+    support: np.ndarray
+    llk: np.ndarray
+    free_llk: np.ndarray
+    history: list
+    recipe: str
+    config: dict = field(default_factory=dict)
+
+
+def autocorrelation_support(intensity, *, threshold=0.1, sigma=2.0):
+    """Initial support from the autocorrelation of the object (the inverse FFT of the intensity,
+    twice the object's extent): its smoothed modulus above `threshold` × max. Centred, bool."""
+    import scipy.fft
+    from scipy import ndimage
+
+    auto = np.abs(scipy.fft.fftshift(scipy.fft.ifftn(scipy.fft.ifftshift(np.asarray(intensity, float)))))
+    smooth = ndimage.gaussian_filter(auto, sigma)
+    return smooth > threshold * smooth.max()
+
+
+def _free_pixels(measured, fraction, rng):
+    """A random `fraction` of the measured pixels, held out of the constraint."""
+    free = np.zeros(measured.shape, bool)
+    idx = np.flatnonzero(measured)
+    free.flat[rng.choice(idx, size=int(fraction * idx.size), replace=False)] = True
+    return free
+
+
+def _initial_objects(intensity, support, n_runs, rng):
+    """Random phases inside the support, scaled so that Σ|ρ|² = Σ I / N (Parseval)."""
+    phase = rng.uniform(0, 2 * np.pi, (n_runs,) + intensity.shape)
+    obj = support * np.exp(1j * phase)
+    scale = np.sqrt(intensity.sum() / intensity.size / max(support.sum(), 1))
+    return (obj * scale).astype(np.complex64)
+
+
+def reconstruct(intensity, recipe=DEFAULT_RECIPE, *, mask=None, support=None, obj=None, n_runs=1,
+                free_fraction=0.05, llk_every=10, rng=None, device="auto") -> Reconstruction:
+    """Reconstruct the complex object from a Bragg CDI pattern.
+
+    Parameters
+    ----------
+    intensity : (Z, Y, X) or (Y, X) ndarray
+        [photons] Measured intensity, centred on the Bragg peak.
+    recipe : str or Operator
+        Algorithm chain, e.g. ``'ER**200 * (ShrinkWrap * RAAR**20)**30'`` (the default: 600 RAAR with
+        shrink-wrap every 20 cycles, then 200 ER, as the field runs PyNX).
+    mask : ndarray of bool, optional
+        True = pixel not measured (gaps, saturated, aliens): left free by the constraint.
+    support : ndarray of bool, optional
+        Initial support (centred); from the autocorrelation if omitted.
+    obj : ndarray of complex, optional
+        Initial object (centred), e.g. a network's first guess; random phases if omitted.
+    n_runs : int
+        Independent random starts, run together as one batch.
+    free_fraction : float
+        Fraction of the measured pixels held out for the free LLK (0 for none).
+    llk_every : int
+        Cycles between LLK records.
+    rng : numpy.random.Generator or int, optional
+        Seed of the starts and of the free pixels.
+    device : str
+        'auto', 'cpu' or 'cuda'.
+
+    Returns
+    -------
+    Reconstruction
+        Runs sorted by free LLK (LLK when there are no free pixels), best first.
+    """
+    import torch
+
+    intensity, mask = validate_intensity(intensity, mask)
+    op = parse_recipe(recipe) if isinstance(recipe, str) else recipe
+    if not isinstance(op, Operator):
+        raise ConfigError(f"`recipe` must be a recipe string or an Operator, got {type(recipe).__name__}")
+    if int(n_runs) < 1 or not 0 <= free_fraction < 0.5:
+        raise ConfigError("`n_runs` must be ≥ 1 and `free_fraction` in [0, 0.5)")
+    rng = np.random.default_rng(rng)
+    dev = resolve_device(device)
+    support0 = autocorrelation_support(intensity) if support is None else np.asarray(support, bool)
+    if support0.shape != intensity.shape or not support0.any():
+        raise ConfigError(f"the initial support must be a non-empty bool array of shape {intensity.shape}")
+    free = _free_pixels(~mask, free_fraction, rng) if free_fraction > 0 else np.zeros(mask.shape, bool)
+    start = _initial_objects(intensity, support0, int(n_runs), rng) if obj is None else \
+        np.broadcast_to(np.asarray(obj, np.complex64), (int(n_runs),) + intensity.shape)
+    shift = lambda a, batched: np.fft.ifftshift(a, axes=tuple(range(1 if batched else 0, a.ndim)))
+    put = lambda a, batched=False: torch.from_numpy(np.ascontiguousarray(shift(a, batched))).to(dev)
+    state = RetrievalState(
+        obj=put(start, True), support=put(np.broadcast_to(support0, start.shape), True),
+        amplitude=put(np.sqrt(intensity))[None], intensity=put(intensity)[None], measured=put(~mask & ~free)[None],
+        free=put(free)[None], llk_every=int(llk_every))
+    state = op * state
+    return _finish(state, op, dict(recipe=str(op), n_runs=int(n_runs), free_fraction=free_fraction,
+                                   llk_every=int(llk_every), device=str(dev), iobs_shape=intensity.shape))
+
+
+def _finish(state, op, config):
+    """Final LLKs, back to numpy and centred, runs sorted best first."""
+    from . import functional as F
+
+    _, calc = F.project_modulus(state.obj, state.amplitude, state.measured)
+    state.record("final", calc)
+    last = state.history[-1]
+    has_free = bool(state.free.any())
+    order = np.lexsort((last["llk"], last["free_llk"])) if has_free else np.argsort(last["llk"])
+    unshift = lambda t: np.fft.fftshift(t.cpu().numpy(), axes=tuple(range(1, t.ndim)))
+    history = [{k: (v[order] if isinstance(v, np.ndarray) else v) for k, v in h.items()} for h in state.history]
+    return Reconstruction(obj=unshift(state.obj)[order], support=unshift(state.support)[order],
+                          llk=last["llk"][order], free_llk=last["free_llk"][order], history=history,
+                          recipe=str(op), config=config)
+
+
+def best_runs(result: Reconstruction, k=1) -> Reconstruction:
+    """The `k` best runs of `result` (they are sorted already)."""
+    if not 1 <= int(k) <= len(result.llk):
+        raise ConfigError(f"`k` must be between 1 and {len(result.llk)}, got {k}")
+    k = int(k)
+    return Reconstruction(obj=result.obj[:k], support=result.support[:k], llk=result.llk[:k],
+                          free_llk=result.free_llk[:k],
+                          history=[{key: (v[:k] if isinstance(v, np.ndarray) else v) for key, v in h.items()}
+                                   for h in result.history], recipe=result.recipe, config=result.config)
