@@ -111,3 +111,41 @@ def test_support_explosion_is_an_exception_with_data(crystal3d):
     with pytest.raises(SupportExplodedError) as info:
         reconstruct(intensity, "ShrinkWrap(threshold=0.0001, max_fraction=0.05) * ER**5", device="cpu", rng=0)
     assert info.value.fraction > 0.05 and info.value.threshold == 0.0001
+
+
+def test_result_cxi_round_trip_in_pynx_layout(tmp_path, crystal3d):
+    import h5py
+
+    from braggscope.io import read_cxi_result, write_cxi_result
+
+    s, intensity = crystal3d
+    r = reconstruct(intensity * 1e3, "ER**20", n_runs=1, rng=0, device="cpu")
+    path = write_cxi_result(tmp_path / "r.cxi", r.obj[0], r.support[0], llk=r.llk[0], free_llk=r.free_llk[0],
+                            history=[{k: (v[0] if isinstance(v, np.ndarray) else v) for k, v in h.items()}
+                                     for h in r.history], config=r.config)
+    obj, support, results = read_cxi_result(path)
+    np.testing.assert_array_equal(obj, r.obj[0])
+    np.testing.assert_array_equal(support, r.support[0])
+    assert results["llk_poisson"] == pytest.approx(r.llk[0])
+    with h5py.File(path) as f:
+        assert f["/entry_last/image_1/support"].shape == obj.shape
+        assert f["/entry_1/image_1/process_1/configuration/recipe"][()].decode() == "ER**20"
+
+
+def test_cli_reconstruct(tmp_path, capsys):
+    from braggscope.cli import main
+    from braggscope.io import read_cxi_result
+
+    data = tmp_path / "d.cxi"
+    assert main(["simulate", str(data), "--shape", "20", "--voxel-size", "3", "--size", "40", "--oversampling",
+                 "2", "--photons", "1e9", "-q"]) == 0
+    out = tmp_path / "r.cxi"
+    assert main(["reconstruct", str(data), "--out", str(out), "--runs", "2", "--keep", "2", "--algorithm",
+                 "ER**50 * (ShrinkWrap * RAAR**20)**10", "--device", "cpu", "-q"]) == 0
+    obj, support, results = read_cxi_result(out)
+    assert obj.shape == (40, 40, 40) and support.any() and "free_llk_poisson" in results
+    assert (tmp_path / "r_run2.cxi").is_file()
+    assert main(["reconstruct", str(data), "--out", str(data), "-q"]) == 2
+    assert main(["reconstruct", str(data), "--out", str(tmp_path / "x.cxi"), "--algorithm", "Foo", "-q"]) == 2
+    assert "unknown operator" in capsys.readouterr().err
+    assert not (tmp_path / "x.cxi").exists()

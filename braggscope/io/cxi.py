@@ -22,7 +22,8 @@ import numpy as np
 from .._validate import check_finite
 from ..errors import FileFormatError, ShapeError
 
-__all__ = ["CXIData", "write_cxi_data", "read_data", "atomic_path", "validate_intensity", "EV_TO_J"]
+__all__ = ["CXIData", "write_cxi_data", "read_data", "write_cxi_result", "read_cxi_result", "atomic_path",
+           "validate_intensity", "EV_TO_J"]
 
 EV_TO_J = 1.602176634e-19
 _DET = "/entry_1/instrument_1/detector_1"
@@ -272,3 +273,69 @@ def read_data(path) -> CXIData:
         intensity, mask = validate_intensity(np.load(path))
         return CXIData(intensity=intensity, mask=mask)
     raise FileFormatError(f"unknown data file type '{suffix}' ({path}); use .cxi, .h5, .npz or .npy")
+
+
+def write_cxi_result(path, obj, support, *, llk=None, free_llk=None, history=None, config=None) -> Path:
+    """Write a reconstruction as PyNX does, atomically: the object at /entry_1/image_1/data,
+    the support at image_1/mask (and image_1/support linking to it), LLKs and the LLK history
+    under image_1/process_1/results, every parameter under image_1/process_1/configuration,
+    and /entry_last linking to the entry.
+
+    Parameters
+    ----------
+    obj : ndarray of complex
+        Centred object (one run).
+    support : ndarray of bool
+    llk, free_llk : float, optional
+        Final normalised Poisson LLKs.
+    history : list of dict, optional
+        Per-record 'cycle', 'llk', 'free_llk', 'support_fraction' of this run.
+    config : dict, optional
+    """
+    obj = np.asarray(obj)
+    if obj.ndim not in (2, 3) or np.shape(support) != obj.shape:
+        raise ShapeError(f"the object must be 2-D or 3-D with a support of the same shape, got {obj.shape} "
+                         f"and {np.shape(support)}", expected=obj.shape, actual=np.shape(support))
+    h5py = _h5py()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update({"creator": "braggscope", "default": "entry_1", "file_time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        f.create_dataset("cxi_version", data=150)
+        entry = f.create_group("entry_1")
+        entry.attrs.update({"NX_class": "NXentry", "default": "image_1"})
+        image = entry.create_group("image_1")
+        image.attrs.update({"NX_class": "NXdata", "signal": "data", "interpretation": "image"})
+        _put(image, "data", obj.astype(np.complex64), compress=True)
+        _put(image, "mask", np.asarray(support).astype(np.uint8), compress=True)
+        image["support"] = h5py.SoftLink("/entry_1/image_1/mask")
+        process = image.create_group("process_1")
+        process.attrs["NX_class"] = "NXprocess"
+        results = process.create_group("results")
+        results.attrs["NX_class"] = "NXcollection"
+        for name, value in (("llk_poisson", llk), ("free_llk_poisson", free_llk)):
+            if value is not None:
+                results.create_dataset(name, data=float(value))
+        if history:
+            for key in ("cycle", "llk", "free_llk", "support_fraction"):
+                results.create_dataset(f"history_{key}", data=np.array([h[key] for h in history], dtype=float))
+        _write_dict(process.create_group("configuration"), config or {})
+        f["entry_last"] = h5py.SoftLink("/entry_1")
+    return Path(path)
+
+
+def read_cxi_result(path):
+    """Read (object, support, results dict) from a result CXI file (ours or PyNX's)."""
+    h5py = _h5py()
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise FileFormatError(f"cannot read {path} as HDF5/CXI: {err}") from None
+    with f:
+        entry = "/entry_last" if "entry_last" in f else "/entry_1"
+        if f"{entry}/image_1/data" not in f:
+            raise FileFormatError(f"{path} has no reconstruction at {entry}/image_1/data; is it a result file?")
+        obj = f[f"{entry}/image_1/data"][()]
+        key = f"{entry}/image_1/mask" if f"{entry}/image_1/mask" in f else f"{entry}/image_1/support"
+        support = f[key][()] > 0 if key in f else np.abs(obj) > 0
+        results = _read_dict(f[f"{entry}/image_1/process_1/results"]) \
+            if f"{entry}/image_1/process_1/results" in f else {}
+    return obj, support, results
