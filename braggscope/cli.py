@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "HTML report into a folder.")
     demo.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--device", default="auto", help="auto, cpu or cuda (phase retrieval)")
     _add_common(demo)
 
     bench = sub.add_parser("bench", help="run a benchmark from benchmarks/ (one JSON line)",
@@ -181,11 +182,13 @@ def _cmd_reconstruct(args):
 def _cmd_demo(args):
     from .demo import run_demo
 
-    bar, step = _progress(args, 4)
-    files = run_demo(args.out, seed=args.seed, progress=step)
+    bar, step = _progress(args, 5)
+    files = run_demo(args.out, seed=args.seed, device=args.device, progress=step)
     if bar is not None:
         bar.close()
-    log.info("demo written to %s: %s", args.out, ", ".join(Path(p).name for p in files.values()))
+    log.info("demo written to %s: reconstruction error %.3f against the truth (LLK %.2f); files: %s", args.out,
+             files["error"], files["llk"], ", ".join(Path(p).name for k, p in files.items()
+                                                      if k in ("data", "result", "report") or k.endswith("png")))
 
 
 def _cmd_bench(args):

@@ -11,7 +11,7 @@ import numpy as np
 
 from .io.cxi import atomic_path
 
-__all__ = ["central_slices", "sample_figure", "diffraction_figure", "save_png"]
+__all__ = ["central_slices", "sample_figure", "diffraction_figure", "reconstruction_figure", "save_png"]
 
 _AXES = ("z", "y", "x")
 
@@ -45,7 +45,7 @@ def sample_figure(sample, *, title=None):
     return _grid(rows, sample.support, sample.voxel_size, title)
 
 
-def _grid(rows, support, voxel_size, title):
+def _grid(rows, support, voxel_size, title, unmasked=("amplitude",)):
     slices_support = central_slices(support)
     ncols = len(slices_support)
     fig = _figure(rows, ncols)
@@ -53,7 +53,7 @@ def _grid(rows, support, voxel_size, title):
     for r, (name, vol, cmap, vmin, vmax, unit) in enumerate(rows):
         for c, (sl, sup) in enumerate(zip(central_slices(vol), slices_support)):
             ax = axes[r, c]
-            data = np.ma.masked_where(~sup, sl) if name != "amplitude" else sl
+            data = sl if name in unmasked else np.ma.masked_where(~sup, sl)
             extent = (0, sl.shape[1] * voxel_size, sl.shape[0] * voxel_size, 0)
             im = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, extent=extent, interpolation="nearest")
             ax.set_title(f"{name}, {'central' if ncols == 1 else ['z', 'y', 'x'][c] + ' = centre'}", fontsize=9)
@@ -62,6 +62,18 @@ def _grid(rows, support, voxel_size, title):
     if title:
         fig.suptitle(title)
     return fig
+
+
+def reconstruction_figure(obj, truth, *, voxel_size, title=None):
+    """Figure comparing a reconstruction (already aligned on the truth, see
+    :func:`braggscope.metrics.align_to`) with the truth: amplitude and phase rows of each."""
+    support = np.abs(truth) > 0.5 * np.abs(truth).max()
+    top = max(float(np.abs(truth).max()), 1e-12)
+    rows = [("true amplitude", np.abs(truth) / top, "gray_r", 0, 1, ""),
+            ("reconstructed amplitude", np.abs(obj) / top, "gray_r", 0, 1, ""),
+            ("true phase", np.angle(truth), "twilight", -np.pi, np.pi, "rad"),
+            ("reconstructed phase", np.angle(obj), "twilight", -np.pi, np.pi, "rad")]
+    return _grid(rows, support, voxel_size, title, unmasked=("true amplitude", "reconstructed amplitude"))
 
 
 def diffraction_figure(intensity, mask=None, *, title=None):

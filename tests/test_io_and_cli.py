@@ -131,8 +131,8 @@ def test_cli_unknown_benchmark_is_a_user_error(capsys):
 
 @pytest.mark.slow
 def test_demo_writes_report_and_pictures(tmp_path):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "-q"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--device", "cpu", "-q"]) == 0
     names = sorted(p.name for p in (tmp_path / "demo").iterdir())
-    assert names == ["data.cxi", "diffraction.png", "report.html", "sample.png"]
+    assert names == ["data.cxi", "diffraction.png", "reconstruction.png", "report.html", "result.cxi", "sample.png"]
     html = (tmp_path / "demo" / "report.html").read_text()
-    assert "data:image/png;base64" in html and "stacking_fault" in html
+    assert "data:image/png;base64" in html and "stacking_fault" in html and "free LLK" in html
