@@ -215,14 +215,19 @@ def _read_dict(group):
     return out
 
 
-def _read_cxi(path) -> CXIData:
-    h5py = _h5py()
+@contextmanager
+def _open_entry(path):
+    """Open a CXI file read-only and yield (file, newest entry path); unreadable → FileFormatError."""
     try:
-        f = h5py.File(path, "r")
+        f = _h5py().File(path, "r")
     except OSError as err:
         raise FileFormatError(f"cannot read {path} as HDF5/CXI: {err}") from None
     with f:
-        entry = "/entry_last" if "entry_last" in f else "/entry_1"
+        yield f, "/entry_last" if "entry_last" in f else "/entry_1"
+
+
+def _read_cxi(path) -> CXIData:
+    with _open_entry(path) as (f, entry):
         for key in (f"{entry}/instrument_1/detector_1/data", f"{entry}/data_1/data"):
             if key in f:
                 intensity = f[key][()]
@@ -324,13 +329,7 @@ def write_cxi_result(path, obj, support, *, llk=None, free_llk=None, history=Non
 
 def read_cxi_result(path):
     """Read (object, support, results dict) from a result CXI file (ours or PyNX's)."""
-    h5py = _h5py()
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise FileFormatError(f"cannot read {path} as HDF5/CXI: {err}") from None
-    with f:
-        entry = "/entry_last" if "entry_last" in f else "/entry_1"
+    with _open_entry(path) as (f, entry):
         if f"{entry}/image_1/data" not in f:
             raise FileFormatError(f"{path} has no reconstruction at {entry}/image_1/data; is it a result file?")
         obj = f[f"{entry}/image_1/data"][()]
