@@ -30,7 +30,8 @@ class BCDIData:
     mask : ndarray of bool
         True = ignore (gaps, saturation).
     noiseless : ndarray of float32
-        Expected intensity before the detector (same scale as `intensity`, no noise).
+        [photons] The crystal's expected counts (after the PSF, scaled to the photon budget),
+        without noise, aliens, background or detector defects.
     q_basis : (D, D) ndarray
         [1/nm] q-step per index along each array axis (the pixel at index offset k holds the
         physical intensity at q = G - B k for the orthogonal frame, Q + B k for the detector frame).
@@ -111,22 +112,20 @@ def simulate_bcdi(crystal: Crystal, defects=(), *, hkl, shape, voxel_size, data_
             raise ConfigError("the detector frame needs a 3-D grid")
         crystal = align_to_geometry(crystal, hkl, geometry)
     sample = simulate_sample(crystal, defects, shape=shape, voxel_size=voxel_size, hkl=hkl)
+    q_basis = orthogonal_q_basis(data_shape, voxel_size) if geometry is None else geometry.q_basis()
     if geometry is None and model == "continuum":
-        noiseless = continuum_intensity(sample.obj, shape=data_shape)
-        q_basis = orthogonal_q_basis(data_shape, voxel_size)
+        intensity = continuum_intensity(sample.obj, shape=data_shape)
     else:
         if len(shape) != 3:
             raise ConfigError("the atomistic model needs a 3-D grid")
-        q_basis = orthogonal_q_basis(data_shape, voxel_size) if geometry is None else -geometry.q_basis()
+        # the sums use the array's frequency basis: -B in the detector frame, where pixel k is q = Q + B k
+        sum_basis = q_basis if geometry is None else -q_basis
         if model == "atomistic":
-            atoms = fcc_atoms(crystal, defects)
-            amp = atomistic_amplitude(atoms, g_vector=sample.g_vector, q_basis=q_basis, shape=data_shape)
+            amp = atomistic_amplitude(fcc_atoms(crystal, defects), g_vector=sample.g_vector, q_basis=sum_basis,
+                                      shape=data_shape)
         else:
-            amp = continuum_amplitude_on(sample.obj, voxel_size=voxel_size, q_basis=q_basis, shape=data_shape)
-        noiseless = (amp.real**2 + amp.imag**2).astype(np.float32)
-        q_basis = q_basis if geometry is None else geometry.q_basis()
-    m = measure(noiseless, detector, rng=rng)
-    scale = detector.photons / float(noiseless.sum())
-    return BCDIData(intensity=m.intensity, mask=m.mask, noiseless=(noiseless * scale).astype(np.float32),
-                    q_basis=q_basis, frame="orthogonal" if geometry is None else "detector", model=model,
+            amp = continuum_amplitude_on(sample.obj, voxel_size=voxel_size, q_basis=sum_basis, shape=data_shape)
+        intensity = amp.real**2 + amp.imag**2
+    m = measure(intensity, detector, rng=rng)
+    return BCDIData(intensity=m.intensity, mask=m.mask, noiseless=m.expected, q_basis=q_basis, frame="orthogonal" if geometry is None else "detector", model=model,
                     sample=sample, geometry=geometry, measurement=m)

@@ -82,12 +82,16 @@ class Measurement:
     mask : ndarray of bool
         True where a pixel must be ignored: gaps, saturated pixels. Hot pixels and aliens are
         not in it (data preparation must find them).
+    expected : ndarray of float32
+        [photons] The crystal's expected counts (after the PSF, scaled to the photon budget),
+        without noise, aliens, background or detector defects.
     truth : dict of ndarray of bool
         'gaps', 'hot_pixels', 'aliens', 'saturated'.
     """
 
     intensity: np.ndarray
     mask: np.ndarray
+    expected: np.ndarray
     truth: dict = field(default_factory=dict)
 
 
@@ -151,9 +155,9 @@ def measure(intensity, detector: Detector = Detector(), *, rng=None) -> Measurem
         raise ConfigError("`intensity` must be ≥ 0 and not all zero")
     if detector.psf_sigma > 0:
         i = ndimage.gaussian_filter(i, detector.psf_sigma, mode="constant")
-    expected = i * (detector.photons / i.sum())
-    aliens, alien_mask = _alien_blobs(i.shape, detector.aliens, expected.max(), rng)
-    expected = expected + aliens + detector.background
+    crystal = i * (detector.photons / i.sum())
+    aliens, alien_mask = _alien_blobs(i.shape, detector.aliens, crystal.max(), rng)
+    expected = crystal + aliens + detector.background
     counts = rng.poisson(expected).astype(float) if detector.noise else expected
     hot = np.zeros(i.shape, dtype=bool)
     if detector.hot_pixels:
@@ -169,5 +173,5 @@ def measure(intensity, detector: Detector = Detector(), *, rng=None) -> Measurem
         counts = np.minimum(counts, detector.saturation)
     gaps = gap_mask(i.shape, detector.gaps, detector.gap_offset)
     counts[gaps] = 0
-    return Measurement(intensity=counts.astype(np.float32), mask=gaps | saturated,
+    return Measurement(intensity=counts.astype(np.float32), mask=gaps | saturated, expected=crystal.astype(np.float32),
                        truth={"gaps": gaps, "hot_pixels": hot, "aliens": alien_mask & ~gaps, "saturated": saturated})
