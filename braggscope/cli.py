@@ -171,10 +171,8 @@ def _cmd_reconstruct(args):
     outputs = [args.out] + [args.out.with_name(f"{args.out.stem}_run{k + 1}{args.out.suffix}")
                             for k in range(1, args.keep)]
     for k, path in enumerate(outputs):
-        history = [{key: (v[k] if hasattr(v, "__len__") and not isinstance(v, str) else v) for key, v in h.items()}
-                   for h in result.history]
         write_cxi_result(path, result.obj[k], result.support[k], llk=result.llk[k], free_llk=result.free_llk[k],
-                         history=history, config=result.config | {"seed": args.seed, "data": str(args.data)})
+                         history=result.run_history(k), config=result.config | {"seed": args.seed, "data": str(args.data)})
     log.info("%s: best of %d runs: LLK %.3f, free LLK %.3f, support %d voxels -> %s", result.recipe, args.runs,
              result.llk[0], result.free_llk[0], int(result.support[0].sum()), ", ".join(map(str, outputs)))
 

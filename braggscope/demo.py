@@ -74,7 +74,7 @@ shift and global phase: normalised error {files['error']:.3f}, phase RMS {files[
 
 
 def _reconstruct(data, files, n_runs, seed, device):
-    from .metrics import align_to, band_limited, reconstruction_error
+    from .metrics import band_limited, compare
     from .retrieval.engine import reconstruct
     from .io import write_cxi_result
     from .viz import reconstruction_figure
@@ -85,8 +85,8 @@ def _reconstruct(data, files, n_runs, seed, device):
                      free_llk=result.free_llk[0], config=result.config | {"seed": seed})
     files |= {"recipe": result.recipe, "runs": n_runs, "llk": float(result.llk[0]),
               "free_llk": float(result.free_llk[0])}
-    files |= reconstruction_error(result.obj[0], truth, support=result.support[0])
-    aligned, _ = align_to(result.obj[0], truth)
+    aligned, errors = compare(result.obj[0], truth, support=result.support[0])
+    files |= errors
     save_png(reconstruction_figure(aligned, truth, voxel_size=data.sample.voxel_size,
                                    title="reconstruction (aligned) against the truth"), files["reconstruction_png"])
 

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-__all__ = ["align_to", "reconstruction_error", "band_limited"]
+__all__ = ["align_to", "compare", "reconstruction_error", "band_limited"]
 
 
 def band_limited(obj, shape, *, window=None):
@@ -61,11 +61,19 @@ def align_to(obj, truth):
 
 
 def reconstruction_error(obj, truth, *, support=None) -> dict:
-    """Normalised complex error and phase errors of `obj` against `truth` (same shape).
+    """Normalised complex error and phase errors of `obj` against `truth` (same shape); the
+    dict of :func:`compare`."""
+    return compare(obj, truth, support=support)[1]
+
+
+def compare(obj, truth, *, support=None):
+    """Align `obj` on `truth` once and measure it.
 
     Returns
     -------
-    dict
+    aligned : ndarray
+        `obj` after the twin, shift and global phase/scale that best match `truth`.
+    errors : dict
         error (‖αρ - ρ_t‖/‖ρ_t‖ after the ambiguities), phase_rms [rad] (amplitude-weighted inside
         the true support), phase_rms_inner (without the outer voxel layer), support_ratio
         (reconstructed support size / true support size, when `support` is given), twin, shift.
@@ -81,4 +89,4 @@ def reconstruction_error(obj, truth, *, support=None) -> dict:
            "twin": info["twin"], "shift": [float(s) for s in info["shift"]]}
     if support is not None:
         out["support_ratio"] = float(np.sum(support) / max(inside.sum(), 1))
-    return out
+    return aligned, out

@@ -46,6 +46,10 @@ class Reconstruction:
     recipe: str
     config: dict = field(default_factory=dict)
 
+    def run_history(self, k=0) -> list:
+        """The history of run `k` alone (per-run arrays reduced to their k-th value)."""
+        return [{key: (v[k] if isinstance(v, np.ndarray) else v) for key, v in h.items()} for h in self.history]
+
 
 def autocorrelation_support(intensity, *, threshold=0.1, sigma=2.0):
     """Initial support from the autocorrelation of the object (the inverse FFT of the intensity,
@@ -121,6 +125,9 @@ def reconstruct(intensity, recipe=DEFAULT_RECIPE, *, mask=None, support=None, ob
     if support0.shape != intensity.shape or not support0.any():
         raise ConfigError(f"the initial support must be a non-empty bool array of shape {intensity.shape}")
     free = _free_pixels(~mask, free_fraction, rng) if free_fraction > 0 else np.zeros(mask.shape, bool)
+    if obj is not None and np.shape(obj) not in (intensity.shape, (int(n_runs),) + intensity.shape):
+        raise ConfigError(f"the initial object must have the data's shape {intensity.shape} (or one per run), "
+                          f"got {np.shape(obj)}")
     start = _initial_objects(intensity, support0, int(n_runs), rng) if obj is None else \
         np.broadcast_to(np.asarray(obj, np.complex64), (int(n_runs),) + intensity.shape)
     shift = lambda a, batched: np.fft.ifftshift(a, axes=tuple(range(1 if batched else 0, a.ndim)))

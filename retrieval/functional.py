@@ -19,7 +19,7 @@ import math
 
 import torch
 
-__all__ = ["fft", "ifft", "project_modulus", "project_support", "er_update", "hio_update", "raar_update",
+__all__ = ["fft", "ifft", "project_modulus", "project_support", "hio_update", "raar_update",
            "poisson_llk", "gaussian_blur_abs", "shrink_wrap_support"]
 
 
@@ -50,13 +50,8 @@ def project_modulus(obj, amplitude, measured, *, eps=1e-12):
 
 
 def project_support(obj, support):
-    """Support projection P_S: zero outside the support."""
+    """Support projection P_S: zero outside the support (error reduction is P_S P_M ρ)."""
     return obj * support
-
-
-def er_update(obj, projected, support):
-    """Error reduction: ρ' = P_S P_M ρ."""
-    return projected * support
 
 
 def _outside_update(outside_minus_projected, projected, support):

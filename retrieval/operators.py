@@ -126,7 +126,7 @@ class ER(_Projection):
     """Error reduction (Fienup 1982): ρ' = P_S P_M ρ."""
 
     def update(self, obj, projected, support):
-        return F.er_update(obj, projected, support)
+        return F.project_support(projected, support)
 
 
 @dataclass(frozen=True, eq=True)

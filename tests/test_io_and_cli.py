@@ -5,7 +5,7 @@ import pytest
 
 from braggscope.cli import main
 from braggscope.errors import FileFormatError, ShapeError
-from braggscope.io import atomic_path, read_data, read_simulation, write_cxi_data, write_simulation
+from braggscope.io import atomic_path, read_data, write_cxi_data, write_simulation
 from braggscope.simulate import Crystal, Detector, simulate_bcdi, truncated_octahedron
 
 
@@ -19,7 +19,7 @@ def simulated():
 
 def test_cxi_round_trip_keeps_data_truth_and_pynx_paths(tmp_path, simulated):
     path = write_simulation(tmp_path / "s.cxi", simulated, seed=1)
-    back = read_simulation(path)
+    back = read_data(path)
     np.testing.assert_array_equal(back.intensity, simulated.intensity)
     np.testing.assert_array_equal(back.mask, simulated.mask)
     truth = back.ground_truth
@@ -96,7 +96,7 @@ def test_cli_simulate_writes_a_file(tmp_path, capsys):
                    "--defects", "dislocation,loop", "--gaps", "maxipix", "--hot-pixels", "2", "--seed", "3", "-q",
                    "--png", str(tmp_path / "pic")])
     assert status == 0 and out.is_file()
-    truth = read_simulation(out).ground_truth
+    truth = read_data(out).ground_truth
     assert [d["type"] for d in truth["defects"]] == ["dislocation", "loop"]
     assert (tmp_path / "pic_truth.png").is_file() and (tmp_path / "pic_data.png").is_file()
 
@@ -105,7 +105,7 @@ def test_cli_detector_frame_and_atomistic(tmp_path):
     out = tmp_path / "det.cxi"
     assert main(["simulate", str(out), "--shape", "24", "--voxel-size", "1.5", "--size", "14", "--model",
                  "atomistic", "--detector-frame", "--distance", "2.0", "--material", "Au", "-q"]) == 0
-    d = read_simulation(out)
+    d = read_data(out)
     assert d.config["frame"] == "detector" and d.energy == pytest.approx(9.0)
 
 

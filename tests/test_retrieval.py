@@ -121,8 +121,7 @@ def test_result_cxi_round_trip_in_pynx_layout(tmp_path, crystal3d):
     s, intensity = crystal3d
     r = reconstruct(intensity * 1e3, "ER**20", n_runs=1, rng=0, device="cpu")
     path = write_cxi_result(tmp_path / "r.cxi", r.obj[0], r.support[0], llk=r.llk[0], free_llk=r.free_llk[0],
-                            history=[{k: (v[0] if isinstance(v, np.ndarray) else v) for k, v in h.items()}
-                                     for h in r.history], config=r.config)
+                            history=r.run_history(0), config=r.config)
     obj, support, results = read_cxi_result(path)
     np.testing.assert_array_equal(obj, r.obj[0])
     np.testing.assert_array_equal(support, r.support[0])

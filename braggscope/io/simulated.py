@@ -1,13 +1,14 @@
-"""Write a simulated BCDI data set with its ground truth to one CXI file, and read it back."""
+"""Write a simulated BCDI data set with its ground truth to one CXI file (read it with
+:func:`braggscope.io.read_data`: the truth comes back as its `ground_truth`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from .cxi import CXIData, read_data, write_cxi_data
+from .cxi import write_cxi_data
 
-__all__ = ["write_simulation", "read_simulation"]
+__all__ = ["write_simulation"]
 
 
 def write_simulation(path, data, *, seed=None) -> Path:
@@ -32,8 +33,3 @@ def write_simulation(path, data, *, seed=None) -> Path:
                           pixel_size=None if g is None else g.pixel_size,
                           config=config, ground_truth=truth, sample_name=f"simulated {s.material} {s.hkl}")
 
-
-def read_simulation(path) -> CXIData:
-    """Read a file written by :func:`write_simulation` (any CXI data file works; its
-    `ground_truth` is then None)."""
-    return read_data(path)
