@@ -86,7 +86,8 @@ class Measurement:
         [photons] The crystal's expected counts (after the PSF, scaled to the photon budget),
         without noise, aliens, background or detector defects.
     truth : dict of ndarray of bool
-        'gaps', 'hot_pixels', 'aliens', 'saturated'.
+        'gaps', 'hot_pixels', 'aliens' (where an alien adds more than 3 σ of the crystal's
+        Poisson noise), 'saturated'.
     """
 
     intensity: np.ndarray
@@ -113,9 +114,8 @@ def gap_mask(shape, layout, offset=None) -> np.ndarray:
 
 def _alien_blobs(shape, count, peak, rng):
     """Compact Gaussian blobs far from the centre (and not mirrored), as bright as 1e-3..1e-1
-    of the Bragg peak."""
+    of the Bragg peak. Returns their expected counts."""
     blobs = np.zeros(shape)
-    mask = np.zeros(shape, dtype=bool)
     centre = np.array(shape) // 2
     for _ in range(count):
         radius = rng.uniform(0.2, 0.45) * np.array(shape)
@@ -124,10 +124,8 @@ def _alien_blobs(shape, count, peak, rng):
         sigma = rng.uniform(0.8, 2.0)
         grids = np.ogrid[tuple(slice(0, n) for n in shape)]
         r2 = sum((g - p) ** 2 for g, p in zip(grids, pos))
-        blob = np.exp(-r2 / (2 * sigma**2))
-        blobs += peak * 10 ** rng.uniform(-3, -1) * blob
-        mask |= blob > 0.05
-    return blobs, mask
+        blobs += peak * 10 ** rng.uniform(-3, -1) * np.exp(-r2 / (2 * sigma**2))
+    return blobs
 
 
 def measure(intensity, detector: Detector = Detector(), *, rng=None) -> Measurement:
@@ -156,7 +154,8 @@ def measure(intensity, detector: Detector = Detector(), *, rng=None) -> Measurem
     if detector.psf_sigma > 0:
         i = ndimage.gaussian_filter(i, detector.psf_sigma, mode="constant")
     crystal = i * (detector.photons / i.sum())
-    aliens, alien_mask = _alien_blobs(i.shape, detector.aliens, crystal.max(), rng)
+    aliens = _alien_blobs(i.shape, detector.aliens, crystal.max(), rng)
+    alien_mask = aliens > 3 * np.sqrt(crystal + detector.background + 1)  # 3 σ above the noise
     expected = crystal + aliens + detector.background
     counts = rng.poisson(expected).astype(float) if detector.noise else expected
     hot = np.zeros(i.shape, dtype=bool)
