@@ -17,11 +17,16 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/braggscope demo --out demo_output
 
-test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+# PyNX (the PyNX backend and the benchmark's peer) from Debian's package; its tests skip without it
+.deps/pynx:
+	-.ci/get-pynx
 
-bench: $(VENV)/.installed
-	$(BIN)/braggscope bench simulate
+test: $(VENV)/.installed .deps/pynx
+	PYTHONPATH=$(CURDIR)/.deps/pynx $(BIN)/python -m pytest
+
+bench: $(VENV)/.installed .deps/pynx
+	PYTHONPATH=$(CURDIR)/.deps/pynx $(BIN)/braggscope bench simulate
+	PYTHONPATH=$(CURDIR)/.deps/pynx $(BIN)/braggscope bench retrieval
 
 clean:
-	rm -rf $(VENV) demo_output *.egg-info
+	rm -rf $(VENV) demo_output *.egg-info .deps

@@ -58,15 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(sim)
 
     rec = sub.add_parser("reconstruct", help="phase retrieval of a CXI/npz data file into a CXI result",
-                         description="Reconstruct the complex object with the torch engine: N random starts run "
-                                     "as one batch, ranked by free LLK; the best is written (PyNX's result layout).")
+                         description="Reconstruct the complex object: N random starts (one batch with the torch "
+                                     "engine), ranked by free LLK; the best K are combined (dominant mode or "
+                                     "average), centred, phase ramp removed, and written in PyNX's result layout.")
     rec.add_argument("data", type=Path, help="data file (.cxi, .h5, .npz, .npy)")
     rec.add_argument("--out", type=Path, required=True, help="result .cxi file")
     rec.add_argument("--algorithm", default=None, help="recipe, e.g. 'ER**200 * (ShrinkWrap * RAAR**20)**30'")
-    rec.add_argument("--runs", type=int, default=4, help="random starts, run together")
-    rec.add_argument("--keep", type=int, default=1, help="best runs written (entry_1, entry_2, ...)")
+    rec.add_argument("--runs", type=int, default=4, help="random starts")
+    rec.add_argument("--keep", type=int, default=None, help="best runs combined (default: half the runs)")
+    rec.add_argument("--combine", choices=("mode", "average"), default="mode", help="how kept runs are combined")
+    rec.add_argument("--prepare", action="store_true", help="mask hot pixels and aliens before phasing")
     rec.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    rec.add_argument("--backend", choices=("torch",), default="torch", help="phase-retrieval engine")
+    rec.add_argument("--backend", choices=("torch", "pynx"), default="torch", help="phase-retrieval engine")
     rec.add_argument("--seed", type=int, default=0)
     _add_common(rec)
 
@@ -159,22 +162,56 @@ def _cmd_simulate(args):
 
 def _cmd_reconstruct(args):
     from .io import read_data, write_cxi_result
-    from .retrieval.engine import DEFAULT_RECIPE, reconstruct
+    from .retrieval import DEFAULT_RECIPE, combine_runs, prepare, reconstruct
 
     if args.out.resolve() == args.data.resolve():
         raise ConfigError("--out must not be the input file (an input is never overwritten)")
-    if args.keep < 1 or args.keep > args.runs:
-        raise ConfigError(f"--keep must be between 1 and --runs ({args.runs}), got {args.keep}")
+    keep = args.keep if args.keep is not None else max(1, args.runs // 2)
+    if args.runs < 1 or not 1 <= keep <= args.runs:
+        raise ConfigError(f"--keep must be between 1 and --runs ({args.runs}), got {keep}")
     data = read_data(args.data)
-    result = reconstruct(data.intensity, args.algorithm or DEFAULT_RECIPE, mask=data.mask, n_runs=args.runs,
-                         rng=args.seed, device=args.device)
-    outputs = [args.out] + [args.out.with_name(f"{args.out.stem}_run{k + 1}{args.out.suffix}")
-                            for k in range(1, args.keep)]
-    for k, path in enumerate(outputs):
-        write_cxi_result(path, result.obj[k], result.support[k], llk=result.llk[k], free_llk=result.free_llk[k],
-                         history=result.run_history(k), config=result.config | {"seed": args.seed, "data": str(args.data)})
-    log.info("%s: best of %d runs: LLK %.3f, free LLK %.3f, support %d voxels -> %s", result.recipe, args.runs,
-             result.llk[0], result.free_llk[0], int(result.support[0].sum()), ", ".join(map(str, outputs)))
+    intensity, mask, report = data.intensity, data.mask, None
+    if args.prepare:
+        prepared = prepare(intensity, mask)
+        intensity, mask, report = prepared.intensity, prepared.mask, prepared.report
+        log.info("prepare: masked %s", ", ".join(f"{n} {k}" for k, n in report["masked_voxels"].items()))
+    recipe = args.algorithm or DEFAULT_RECIPE
+    bar, progress = _cycle_progress(args, recipe)
+    try:
+        result = reconstruct(intensity, recipe, mask=mask, n_runs=args.runs, rng=args.seed, device=args.device,
+                             backend=args.backend, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    sol = combine_runs(result, intensity, mask, keep=keep, method=args.combine)
+    write_cxi_result(args.out, sol.obj, sol.support, llk=sol.llk, free_llk=sol.free_llk, history=result.run_history(0),
+                     config=result.config | {"seed": args.seed, "data": str(args.data), "keep": keep,
+                                             "combine": args.combine, "prepare": report},
+                     results={"run_llk_poisson": result.llk, "run_free_llk_poisson": result.free_llk,
+                              "mode_fraction": sol.mode_fraction, "run_errors": sol.run_errors,
+                              "twins_flipped": sol.twins_flipped, "phase_ramp": list(sol.phase_ramp),
+                              "prtf_frequency": sol.prtf["frequency"], "prtf": sol.prtf["prtf"],
+                              "prtf_resolution": sol.prtf["resolution"]})
+    print(f"{args.out}: {result.recipe} on {args.backend}/{result.config['device']}, best {keep} of {args.runs} runs "
+          f"({args.combine}, mode fraction {sol.mode_fraction:.3f}): LLK {sol.llk:.3f}, free LLK {sol.free_llk:.3f}, "
+          f"support {int(sol.support.sum())} voxels, PRTF resolution {sol.prtf['resolution']:.2f} voxels")
+
+
+def _cycle_progress(args, recipe):
+    """A tqdm bar over the recipe's cycles (none with --quiet or without a terminal)."""
+    from .retrieval import parse_recipe
+
+    if args.quiet or not sys.stderr.isatty():
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=parse_recipe(recipe).cycles, unit="cycle", leave=False)
+
+    def advance(cycle, llk):
+        bar.set_postfix(llk=f"{float(min(llk)):.3f}")
+        bar.update(cycle - bar.n)
+
+    return bar, advance
 
 
 def _cmd_demo(args):

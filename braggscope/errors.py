@@ -29,9 +29,9 @@ class FileFormatError(BraggscopeError, ValueError):
 class OptionalDependencyError(BraggscopeError, ImportError):
     """An optional package is needed for this feature but is not installed."""
 
-    def __init__(self, package, extra):
-        super().__init__(f"this feature needs the package '{package}': "
-                         f"pip install 'braggscope[{extra}]' (or pip install {package})")
+    def __init__(self, package, extra=None, *, hint=None):
+        super().__init__(f"this feature needs the package '{package}': " +
+                         (hint or f"pip install 'braggscope[{extra}]' (or pip install {package})"))
         self.package, self.extra = package, extra
 
 

@@ -1,5 +1,6 @@
-"""Phase retrieval: the torch engine (operators, reconstruct) — the neural first guess, the PyNX
-adapter and data preparation come with their issues.
+"""Phase retrieval: data preparation, the torch engine (operators, reconstruct), the PyNX back
+end, and the post-processing of the runs (mode decomposition, centring, phase ramp, twin, PRTF).
+The neural first guess comes with its issue.
 
 >>> from braggscope.retrieval import ER, RAAR, ShrinkWrap, parse_recipe
 >>> str(ER() ** 200 * (ShrinkWrap() * RAAR() ** 20) ** 30)
@@ -7,6 +8,12 @@ adapter and data preparation come with their issues.
 """
 from .engine import DEFAULT_RECIPE, Reconstruction, autocorrelation_support, best_runs, reconstruct
 from .operators import ER, HIO, OPERATORS, RAAR, Operator, Power, RetrievalState, Sequence, ShrinkWrap, parse_recipe
+from .postprocess import Solution, centre_object, combine_runs, flip_twin, prtf, remove_phase_ramp
+from .prepare import PreparedData, bin_pixels, crop_around_peak, find_aliens, hot_pixels, peak_position, prepare
+from .pynx_backend import pynx_available
 
 __all__ = ["DEFAULT_RECIPE", "Reconstruction", "autocorrelation_support", "best_runs", "reconstruct", "ER", "HIO",
-           "OPERATORS", "RAAR", "Operator", "Power", "RetrievalState", "Sequence", "ShrinkWrap", "parse_recipe"]
+           "OPERATORS", "RAAR", "Operator", "Power", "RetrievalState", "Sequence", "ShrinkWrap", "parse_recipe",
+           "Solution", "centre_object", "combine_runs", "flip_twin", "prtf", "remove_phase_ramp", "PreparedData",
+           "bin_pixels", "crop_around_peak", "find_aliens", "hot_pixels", "peak_position", "prepare",
+           "pynx_available"]

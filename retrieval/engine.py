@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from braggscope._backend import resolve_device
+from braggscope._validate import check_choice
 from braggscope.errors import ConfigError
 from braggscope.io.cxi import validate_intensity
 
@@ -36,6 +37,8 @@ class Reconstruction:
     recipe : str
     config : dict
         Every parameter of the run (for the CXI file).
+    free_pixels : ndarray of bool, optional
+        The measured pixels held out of the constraint (centred).
     """
 
     obj: np.ndarray
@@ -45,6 +48,7 @@ class Reconstruction:
     history: list
     recipe: str
     config: dict = field(default_factory=dict)
+    free_pixels: np.ndarray | None = None
 
     def run_history(self, k=0) -> list:
         """The history of run `k` alone (per-run arrays reduced to their k-th value)."""
@@ -79,7 +83,8 @@ def _initial_objects(intensity, support, n_runs, rng):
 
 
 def reconstruct(intensity, recipe=DEFAULT_RECIPE, *, mask=None, support=None, obj=None, n_runs=1,
-                free_fraction=0.05, llk_every=10, rng=None, device="auto") -> Reconstruction:
+                free_fraction=0.05, llk_every=10, rng=None, device="auto", backend="torch",
+                progress=None) -> Reconstruction:
     """Reconstruct the complex object from a Bragg CDI pattern.
 
     Parameters
@@ -105,6 +110,11 @@ def reconstruct(intensity, recipe=DEFAULT_RECIPE, *, mask=None, support=None, ob
         Seed of the starts and of the free pixels.
     device : str
         'auto', 'cpu' or 'cuda'.
+    backend : {'torch', 'pynx'}
+        Our engine, or ESRF's PyNX run on the same data, mask, free pixels and starts
+        (:mod:`.pynx_backend`; one start after another, on the processing unit PyNX chooses).
+    progress : callable, optional
+        progress(cycle, llk) at every LLK record; the recipe's length is ``recipe.cycles``.
 
     Returns
     -------
@@ -119,8 +129,9 @@ def reconstruct(intensity, recipe=DEFAULT_RECIPE, *, mask=None, support=None, ob
         raise ConfigError(f"`recipe` must be a recipe string or an Operator, got {type(recipe).__name__}")
     if int(n_runs) < 1 or not 0 <= free_fraction < 0.5:
         raise ConfigError("`n_runs` must be ≥ 1 and `free_fraction` in [0, 0.5)")
+    check_choice(backend, "backend", {"torch", "pynx"})
     rng = np.random.default_rng(rng)
-    dev = resolve_device(device)
+    dev = resolve_device(device) if backend == "torch" else torch.device("cpu")
     support0 = autocorrelation_support(intensity) if support is None else np.asarray(support, bool)
     if support0.shape != intensity.shape or not support0.any():
         raise ConfigError(f"the initial support must be a non-empty bool array of shape {intensity.shape}")
@@ -135,13 +146,37 @@ def reconstruct(intensity, recipe=DEFAULT_RECIPE, *, mask=None, support=None, ob
     state = RetrievalState(
         obj=put(start, True), support=put(np.broadcast_to(support0, start.shape), True),
         amplitude=put(np.sqrt(intensity))[None], intensity=put(intensity)[None], measured=put(~mask & ~free)[None],
-        free=put(free)[None], llk_every=int(llk_every))
-    state = op * state
-    return _finish(state, op, dict(recipe=str(op), n_runs=int(n_runs), free_fraction=free_fraction,
-                                   llk_every=int(llk_every), device=str(dev), iobs_shape=intensity.shape))
+        free=put(free)[None], llk_every=int(llk_every), progress=progress)
+    if backend == "pynx":
+        state = _run_pynx(op, state)
+    else:
+        state = op * state
+    return _finish(state, op, free, dict(recipe=str(op), n_runs=int(n_runs), free_fraction=free_fraction,
+                                         llk_every=int(llk_every), device=str(dev), backend=backend,
+                                         iobs_shape=intensity.shape))
 
 
-def _finish(state, op, config):
+def _run_pynx(op, state):
+    """`state` after PyNX ran `op` on it (CPU tensors), with PyNX's LLK records as history."""
+    import torch
+
+    from .pynx_backend import run_pynx
+
+    arr = lambda t: t.cpu().numpy()
+    obj, support, histories = run_pynx(op, arr(state.intensity[0]), ~arr(state.measured[0]) & ~arr(state.free[0]),
+                                       arr(state.free[0]), arr(state.support[0]), arr(state.obj),
+                                       llk_every=state.llk_every)
+    records = histories[0].get("llk_poisson", [])
+    per_run = lambda key, i: np.array([dict(h.get(key, [])).get(records[i][0], np.nan) for h in histories])
+    history = [{"cycle": c, "operator": "pynx", "llk": per_run("llk_poisson", i),
+                "free_llk": per_run("llk_poisson_free", i),
+                "support_fraction": per_run("support_size", i) / obj[0].size, "seconds": np.nan}
+               for i, (c, _) in enumerate(records)]
+    return state.replace(obj=torch.from_numpy(obj), support=torch.from_numpy(support), history=history,
+                         cycle=op.cycles)
+
+
+def _finish(state, op, free, config):
     """Final LLKs, back to numpy and centred, runs sorted best first."""
     from . import functional as F
 
@@ -154,7 +189,7 @@ def _finish(state, op, config):
     history = [{k: (v[order] if isinstance(v, np.ndarray) else v) for k, v in h.items()} for h in state.history]
     return Reconstruction(obj=unshift(state.obj)[order], support=unshift(state.support)[order],
                           llk=last["llk"][order], free_llk=last["free_llk"][order], history=history,
-                          recipe=str(op), config=config)
+                          recipe=str(op), config=config, free_pixels=free)
 
 
 def best_runs(result: Reconstruction, k=1) -> Reconstruction:
@@ -165,4 +200,5 @@ def best_runs(result: Reconstruction, k=1) -> Reconstruction:
     return Reconstruction(obj=result.obj[:k], support=result.support[:k], llk=result.llk[:k],
                           free_llk=result.free_llk[:k],
                           history=[{key: (v[:k] if isinstance(v, np.ndarray) else v) for key, v in h.items()}
-                                   for h in result.history], recipe=result.recipe, config=result.config)
+                                   for h in result.history], recipe=result.recipe, config=result.config,
+                          free_pixels=result.free_pixels)

@@ -10,6 +10,8 @@ everything that changes lives in :class:`RetrievalState`.
 'ER**100 * (ShrinkWrap(threshold=0.15) * HIO(beta=0.8)**20)**30'
 >>> parse_recipe(str(recipe)) == recipe
 True
+>>> recipe.cycles
+700
 """
 from __future__ import annotations
 
@@ -52,6 +54,8 @@ class RetrievalState:
         Record the LLKs every this many cycles.
     history : list of dict
         cycle, operator, llk (B,), free_llk (B,), support_fraction (B,), seconds.
+    progress : callable, optional
+        Called as progress(cycle, llk) at every LLK record (e.g. to move a progress bar).
     """
 
     obj: torch.Tensor
@@ -64,6 +68,7 @@ class RetrievalState:
     llk_every: int = 10
     history: list = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    progress: object = None
 
     def replace(self, **changes) -> "RetrievalState":
         """A copy with `changes` (tensors are shared, not copied)."""
@@ -78,6 +83,8 @@ class RetrievalState:
             "support_fraction": self.support.float().mean(dim=tuple(range(1, self.support.ndim))).cpu().numpy(),
             "seconds": time.perf_counter() - self.started,
         })
+        if self.progress is not None:
+            self.progress(self.cycle, self.history[-1]["llk"])
 
 
 class Operator(ABC):
@@ -86,6 +93,11 @@ class Operator(ABC):
     @abstractmethod
     def apply(self, state: RetrievalState) -> RetrievalState:
         """Run this operator on `state`."""
+
+    @property
+    def cycles(self) -> int:
+        """Projection cycles this operator runs (0 for a support or PSF update)."""
+        return 0
 
     def __mul__(self, other):
         if isinstance(other, Operator):  # `other` runs first; nested sequences are flattened
@@ -108,6 +120,8 @@ class Operator(ABC):
 
 class _Projection(Operator):
     """One cycle: Fourier-modulus projection, then the real-space update of the subclass."""
+
+    cycles = 1
 
     def apply(self, state):
         projected, calc = F.project_modulus(state.obj, state.amplitude, state.measured)
@@ -209,6 +223,10 @@ class Sequence(Operator):
             state = op.apply(state)
         return state
 
+    @property
+    def cycles(self):
+        return sum(op.cycles for op in self.ops)
+
     def __str__(self):
         return " * ".join(str(op) for op in reversed(self.ops))
 
@@ -224,6 +242,10 @@ class Power(Operator):
         for _ in range(self.n):
             state = self.op.apply(state)
         return state
+
+    @property
+    def cycles(self):
+        return self.n * self.op.cycles
 
     def __str__(self):
         inner = f"({self.op})" if isinstance(self.op, (Sequence, Power)) else str(self.op)

@@ -131,7 +131,7 @@ def test_result_cxi_round_trip_in_pynx_layout(tmp_path, crystal3d):
         assert f["/entry_1/image_1/process_1/configuration/recipe"][()].decode() == "ER**20"
 
 
-def test_cli_reconstruct(tmp_path, capsys):
+def test_cli_reconstruct_combines_the_best_runs(tmp_path, capsys):
     from braggscope.cli import main
     from braggscope.io import read_cxi_result
 
@@ -139,11 +139,13 @@ def test_cli_reconstruct(tmp_path, capsys):
     assert main(["simulate", str(data), "--shape", "20", "--voxel-size", "3", "--size", "40", "--oversampling",
                  "2", "--photons", "1e9", "-q"]) == 0
     out = tmp_path / "r.cxi"
-    assert main(["reconstruct", str(data), "--out", str(out), "--runs", "2", "--keep", "2", "--algorithm",
-                 "ER**50 * (ShrinkWrap * RAAR**20)**10", "--device", "cpu", "-q"]) == 0
+    assert main(["reconstruct", str(data), "--out", str(out), "--runs", "3", "--keep", "2", "--algorithm",
+                 "ER**50 * (ShrinkWrap * RAAR**20)**10", "--device", "cpu", "--prepare", "-q"]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()
+    assert len(summary) == 1 and "best 2 of 3 runs" in summary[0] and "LLK" in summary[0]
     obj, support, results = read_cxi_result(out)
     assert obj.shape == (40, 40, 40) and support.any() and "free_llk_poisson" in results
-    assert (tmp_path / "r_run2.cxi").is_file()
+    assert 0.5 < results["mode_fraction"] <= 1 and len(results["run_llk_poisson"]) == 3
     assert main(["reconstruct", str(data), "--out", str(data), "-q"]) == 2
     assert main(["reconstruct", str(data), "--out", str(tmp_path / "x.cxi"), "--algorithm", "Foo", "-q"]) == 2
     assert "unknown operator" in capsys.readouterr().err

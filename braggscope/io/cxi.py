@@ -280,7 +280,8 @@ def read_data(path) -> CXIData:
     raise FileFormatError(f"unknown data file type '{suffix}' ({path}); use .cxi, .h5, .npz or .npy")
 
 
-def write_cxi_result(path, obj, support, *, llk=None, free_llk=None, history=None, config=None) -> Path:
+def write_cxi_result(path, obj, support, *, llk=None, free_llk=None, history=None, config=None,
+                     results=None) -> Path:
     """Write a reconstruction as PyNX does, atomically: the object at /entry_1/image_1/data,
     the support at image_1/mask (and image_1/support linking to it), LLKs and the LLK history
     under image_1/process_1/results, every parameter under image_1/process_1/configuration,
@@ -296,8 +297,10 @@ def write_cxi_result(path, obj, support, *, llk=None, free_llk=None, history=Non
     history : list of dict, optional
         Per-record 'cycle', 'llk', 'free_llk', 'support_fraction' of this run.
     config : dict, optional
+    results : dict, optional
+        More figures for process_1/results (e.g. mode fraction, PRTF resolution).
     """
-    obj = np.asarray(obj)
+    obj, results_extra = np.asarray(obj), results
     if obj.ndim not in (2, 3) or np.shape(support) != obj.shape:
         raise ShapeError(f"the object must be 2-D or 3-D with a support of the same shape, got {obj.shape} "
                          f"and {np.shape(support)}", expected=obj.shape, actual=np.shape(support))
@@ -322,6 +325,7 @@ def write_cxi_result(path, obj, support, *, llk=None, free_llk=None, history=Non
         if history:
             for key in ("cycle", "llk", "free_llk", "support_fraction"):
                 results.create_dataset(f"history_{key}", data=np.array([h[key] for h in history], dtype=float))
+        _write_dict(results, results_extra or {})
         _write_dict(process.create_group("configuration"), config or {})
         f["entry_last"] = h5py.SoftLink("/entry_1")
     return Path(path)
