@@ -7,13 +7,14 @@ The neural first guess comes with its issue.
 'ER**200 * (ShrinkWrap * RAAR**20)**30'
 """
 from .engine import DEFAULT_RECIPE, Reconstruction, autocorrelation_support, best_runs, reconstruct
-from .operators import ER, HIO, OPERATORS, RAAR, Operator, Power, RetrievalState, Sequence, ShrinkWrap, parse_recipe
+from .operators import (ER, HIO, OPERATORS, PSF, RAAR, Operator, Power, RetrievalState, Sequence, ShrinkWrap,
+                        parse_recipe)
 from .postprocess import Solution, centre_object, combine_runs, flip_twin, prtf, remove_phase_ramp
 from .prepare import PreparedData, bin_pixels, crop_around_peak, find_aliens, hot_pixels, peak_position, prepare
 from .pynx_backend import pynx_available
 
 __all__ = ["DEFAULT_RECIPE", "Reconstruction", "autocorrelation_support", "best_runs", "reconstruct", "ER", "HIO",
-           "OPERATORS", "RAAR", "Operator", "Power", "RetrievalState", "Sequence", "ShrinkWrap", "parse_recipe",
+           "OPERATORS", "PSF", "RAAR", "Operator", "Power", "RetrievalState", "Sequence", "ShrinkWrap", "parse_recipe",
            "Solution", "centre_object", "combine_runs", "flip_twin", "prtf", "remove_phase_ramp", "PreparedData",
            "bin_pixels", "crop_around_peak", "find_aliens", "hot_pixels", "peak_position", "prepare",
            "pynx_available"]

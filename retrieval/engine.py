@@ -39,6 +39,8 @@ class Reconstruction:
         Every parameter of the run (for the CXI file).
     free_pixels : ndarray of bool, optional
         The measured pixels held out of the constraint (centred).
+    psf : (B, ...) ndarray, optional
+        Partial-coherence PSF of every run (centred, sums to 1) when the recipe had a PSF.
     """
 
     obj: np.ndarray
@@ -49,6 +51,7 @@ class Reconstruction:
     recipe: str
     config: dict = field(default_factory=dict)
     free_pixels: np.ndarray | None = None
+    psf: np.ndarray | None = None
 
     def run_history(self, k=0) -> list:
         """The history of run `k` alone (per-run arrays reduced to their k-th value)."""
@@ -180,7 +183,7 @@ def _finish(state, op, free, config):
     """Final LLKs, back to numpy and centred, runs sorted best first."""
     from . import functional as F
 
-    _, calc = F.project_modulus(state.obj, state.amplitude, state.measured)
+    _, calc = F.project_modulus(state.obj, state.amplitude, state.measured, otf=state.otf)
     state.record("final", calc)
     last = state.history[-1]
     has_free = bool(state.free.any())
@@ -189,7 +192,8 @@ def _finish(state, op, free, config):
     history = [{k: (v[order] if isinstance(v, np.ndarray) else v) for k, v in h.items()} for h in state.history]
     return Reconstruction(obj=unshift(state.obj)[order], support=unshift(state.support)[order],
                           llk=last["llk"][order], free_llk=last["free_llk"][order], history=history,
-                          recipe=str(op), config=config, free_pixels=free)
+                          recipe=str(op), config=config, free_pixels=free,
+                          psf=None if state.psf is None else unshift(state.psf)[order])
 
 
 def best_runs(result: Reconstruction, k=1) -> Reconstruction:
@@ -201,4 +205,4 @@ def best_runs(result: Reconstruction, k=1) -> Reconstruction:
                           free_llk=result.free_llk[:k],
                           history=[{key: (v[:k] if isinstance(v, np.ndarray) else v) for key, v in h.items()}
                                    for h in result.history], recipe=result.recipe, config=result.config,
-                          free_pixels=result.free_pixels)
+                          free_pixels=result.free_pixels, psf=None if result.psf is None else result.psf[:k])

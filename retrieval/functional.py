@@ -11,7 +11,9 @@ J. R. Fienup, Appl. Opt. 21, 2758 (1982), doi:10.1364/AO.21.002758 (ER, HIO);
 D. R. Luke, Inverse Problems 21, 37 (2005), doi:10.1088/0266-5611/21/1/004 (RAAR);
 S. Marchesini et al., Phys. Rev. B 68, 140101 (2003), doi:10.1103/PhysRevB.68.140101 (shrink-wrap);
 P. Thibault and M. Guizar-Sicairos, New J. Phys. 14, 063004 (2012),
-doi:10.1088/1367-2630/14/6/063004 (Poisson likelihood).
+doi:10.1088/1367-2630/14/6/063004 (Poisson likelihood);
+J. N. Clark et al., Nat. Commun. 3, 993 (2012), doi:10.1038/ncomms1994 (partial coherence as a PSF
+on the intensity, refined by Richardson-Lucy).
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import math
 import torch
 
 __all__ = ["fft", "ifft", "project_modulus", "project_support", "hio_update", "raar_update",
-           "poisson_llk", "gaussian_blur_abs", "shrink_wrap_support"]
+           "poisson_llk", "gaussian_blur_abs", "shrink_wrap_support", "convolve_intensity", "gaussian_psf",
+           "update_psf"]
 
 
 def _dims(x, batched=True):
@@ -37,14 +40,18 @@ def ifft(psi):
     return torch.fft.ifftn(psi, dim=_dims(psi))
 
 
-def project_modulus(obj, amplitude, measured, *, eps=1e-12):
+def project_modulus(obj, amplitude, measured, *, otf=None, eps=1e-12):
     """Fourier-modulus projection P_M: replace |FFT(ρ)| by the measured amplitude where
     `measured` is True, keep the calculated value elsewhere (gaps, saturated, free pixels).
+    With an `otf` (partial coherence) the modelled intensity is |FFT(ρ)|² ⊗ PSF and ψ is scaled
+    by √(I_obs / I_model).
 
-    Returns (P_M ρ, |FFT(ρ)|²) — the calculated intensity before projection, for the LLK.
+    Returns (P_M ρ, I_model) — the modelled intensity before projection, for the LLK.
     Works in place on its own temporaries: at 256³ every extra array costs a page-faulted 128 MB."""
     psi = fft(obj)
     calc = torch.abs(psi).square_()
+    if otf is not None:
+        calc = convolve_intensity(calc, otf).clamp_min_(0)
     scale = torch.add(calc, eps).rsqrt_().mul_(amplitude).masked_fill_(~measured, 1.0)
     return ifft(psi.mul_(scale)), calc
 
@@ -102,3 +109,36 @@ def shrink_wrap_support(obj, *, threshold, sigma):
     blurred = gaussian_blur_abs(obj, sigma)
     peak = blurred.amax(dim=_dims(blurred), keepdim=True)
     return blurred > threshold * peak
+
+
+def convolve_intensity(intensity, otf):
+    """Circular convolution of a (B, ...) real intensity with the PSF whose real FFT is `otf`."""
+    dims = _dims(intensity)
+    return torch.fft.irfftn(torch.fft.rfftn(intensity, dim=dims) * otf, s=intensity.shape[1:], dim=dims)
+
+
+def gaussian_psf(shape, fwhm, *, device=None, dtype=torch.float32):
+    """(1, ...) Gaussian PSF of `fwhm` pixels, FFT-ordered (centre at index 0), summing to 1."""
+    sigma = fwhm / (2 * math.sqrt(2 * math.log(2)))
+    axes = [torch.fft.fftfreq(n, d=1 / n, device=device, dtype=dtype) for n in shape]  # signed pixel offsets
+    r2 = sum(g * g for g in torch.meshgrid(*axes, indexing="ij"))
+    psf = torch.exp(-r2 / (2 * sigma**2))
+    return (psf / psf.sum())[None]
+
+
+def update_psf(obj, intensity, measured, psf, *, iterations=3, eps=1e-12):
+    """Richardson-Lucy refinement of the PSF (per run) that blurs |FFT(ρ)|² into the measured
+    intensity: p ← p · [(I_obs / (I_calc ⊗ p)) ⋆ I_calc] / Σ I_calc, unmeasured pixels at ratio 1.
+    Returns a (B, ...) PSF, ≥ 0, summing to 1."""
+    dims = _dims(obj)
+    calc = torch.abs(fft(obj)).square_()
+    calc_f = torch.fft.rfftn(calc, dim=dims).conj()
+    total = calc.sum(dim=dims, keepdim=True).clamp_min(eps)
+    psf = psf.expand_as(calc).clone()
+    for _ in range(iterations):
+        model = convolve_intensity(calc, torch.fft.rfftn(psf, dim=dims)).clamp_min_(eps)
+        ratio = torch.where(measured, intensity / model, torch.ones_like(model))
+        corr = torch.fft.irfftn(torch.fft.rfftn(ratio, dim=dims) * calc_f, s=calc.shape[1:], dim=dims)
+        psf = (psf * corr / total).clamp_min_(0)
+        psf /= psf.sum(dim=dims, keepdim=True).clamp_min(eps)
+    return psf

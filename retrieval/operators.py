@@ -27,8 +27,8 @@ from braggscope.errors import ConfigError, SupportCollapsedError, SupportExplode
 
 from . import functional as F
 
-__all__ = ["RetrievalState", "Operator", "ER", "HIO", "RAAR", "ShrinkWrap", "Sequence", "Power", "parse_recipe",
-           "OPERATORS"]
+__all__ = ["RetrievalState", "Operator", "ER", "HIO", "RAAR", "ShrinkWrap", "PSF", "Sequence", "Power",
+           "parse_recipe", "OPERATORS"]
 
 
 @dataclass
@@ -56,6 +56,9 @@ class RetrievalState:
         cycle, operator, llk (B,), free_llk (B,), support_fraction (B,), seconds.
     progress : callable, optional
         Called as progress(cycle, llk) at every LLK record (e.g. to move a progress bar).
+    psf, otf : (B, ...) tensors, optional
+        Point-spread function of partial coherence (FFT-ordered, sums to 1) and its real FFT;
+        None until a :class:`PSF` operator runs.
     """
 
     obj: torch.Tensor
@@ -69,6 +72,8 @@ class RetrievalState:
     history: list = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     progress: object = None
+    psf: torch.Tensor | None = None
+    otf: torch.Tensor | None = None
 
     def replace(self, **changes) -> "RetrievalState":
         """A copy with `changes` (tensors are shared, not copied)."""
@@ -124,7 +129,7 @@ class _Projection(Operator):
     cycles = 1
 
     def apply(self, state):
-        projected, calc = F.project_modulus(state.obj, state.amplitude, state.measured)
+        projected, calc = F.project_modulus(state.obj, state.amplitude, state.measured, otf=state.otf)
         state.cycle += 1
         if state.cycle % state.llk_every == 0:
             state.record(str(self), calc)
@@ -213,6 +218,28 @@ class ShrinkWrap(Operator):
 
 
 @dataclass(frozen=True, eq=True)
+class PSF(Operator):
+    """Partial coherence: from now on the modelled intensity is |FFT(ρ)|² convolved with a
+    point-spread function, which each application refines from the current object.
+
+    The first application starts a Gaussian of `fwhm` pixels; every later one runs `iterations`
+    Richardson-Lucy steps (per run, on the constrained pixels). Placed as
+    ``(PSF * ShrinkWrap * RAAR**20)**30`` it is refined every 20 cycles.
+    """
+
+    fwhm: float = 1.0
+    iterations: int = 3
+
+    def apply(self, state):
+        if state.psf is None:
+            psf = F.gaussian_psf(state.obj.shape[1:], self.fwhm, device=state.obj.device).expand(
+                state.obj.shape[0], *state.obj.shape[1:]).clone()
+        else:
+            psf = F.update_psf(state.obj, state.intensity, state.measured, state.psf, iterations=self.iterations)
+        return state.replace(psf=psf, otf=torch.fft.rfftn(psf, dim=tuple(range(1, psf.ndim))))
+
+
+@dataclass(frozen=True, eq=True)
 class Sequence(Operator):
     """Operators run in order (``a * b`` is Sequence((b, a)))."""
 
@@ -252,7 +279,7 @@ class Power(Operator):
         return f"{inner}**{self.n}"
 
 
-OPERATORS = {cls.__name__: cls for cls in (ER, HIO, RAAR, ShrinkWrap)}
+OPERATORS = {cls.__name__: cls for cls in (ER, HIO, RAAR, ShrinkWrap, PSF)}
 
 
 def _build(node):

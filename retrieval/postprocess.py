@@ -188,14 +188,17 @@ def combine_runs(result, intensity, mask=None, *, keep=None, method="mode", supp
 
 
 def _llk(obj, intensity, mask, result):
-    """Normalised Poisson LLK of `obj` on the constrained pixels, and on the run's free pixels
-    (NaN without any)."""
+    """Normalised Poisson LLK of `obj` (with the best run's PSF, if any) on the constrained pixels,
+    and on the run's free pixels (NaN without any)."""
     import torch
 
     from .functional import poisson_llk
 
     free = result.free_pixels if result.free_pixels is not None else np.zeros(mask.shape, bool)
-    calc, iobs = (torch.from_numpy(np.ascontiguousarray(a, np.float32))[None] for a in
-                  (calculated_intensity(obj), intensity))
+    calc = calculated_intensity(obj)
+    if result.psf is not None:  # the best run's partial coherence
+        otf = scipy.fft.rfftn(scipy.fft.ifftshift(result.psf[0]))
+        calc = scipy.fft.fftshift(scipy.fft.irfftn(scipy.fft.rfftn(scipy.fft.ifftshift(calc)) * otf, s=calc.shape))
+    calc, iobs = (torch.from_numpy(np.ascontiguousarray(a, np.float32))[None] for a in (calc, intensity))
     llk = lambda pixels: float(poisson_llk(calc, iobs, torch.from_numpy(pixels)[None])[0])
     return llk(~mask & ~free), (llk(free) if free.any() else float("nan"))
