@@ -11,7 +11,8 @@ import numpy as np
 
 from .io.cxi import atomic_path
 
-__all__ = ["central_slices", "sample_figure", "diffraction_figure", "reconstruction_figure", "save_png"]
+__all__ = ["central_slices", "sample_figure", "diffraction_figure", "reconstruction_figure", "object_figure",
+           "save_png"]
 
 _AXES = ("z", "y", "x")
 
@@ -74,6 +75,18 @@ def reconstruction_figure(obj, truth, *, voxel_size, title=None):
             ("true phase", np.angle(truth), "twilight", -np.pi, np.pi, "rad"),
             ("reconstructed phase", np.angle(obj), "twilight", -np.pi, np.pi, "rad")]
     return _grid(rows, support, voxel_size, title, unmasked=("true amplitude", "reconstructed amplitude"))
+
+
+def object_figure(obj, support, *, voxel_size=1.0, title=None):
+    """Figure of a reconstruction without a truth: amplitude and phase (inside the support)
+    through the support's centre. `voxel_size` in nm (1 gives voxel units)."""
+    top = max(float(np.abs(obj).max()), 1e-12)
+    unit = "nm" if voxel_size != 1.0 else "voxels"
+    rows = [("amplitude", np.abs(obj) / top, "gray_r", 0, 1, ""),
+            ("phase", np.angle(obj), "twilight", -np.pi, np.pi, "rad")]
+    fig = _grid(rows, np.asarray(support, bool), voxel_size, title)
+    fig.supxlabel(f"[{unit}]", fontsize=8)
+    return fig
 
 
 def diffraction_figure(intensity, mask=None, *, title=None):

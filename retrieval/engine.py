@@ -87,7 +87,7 @@ def _initial_objects(intensity, support, n_runs, rng):
 
 def reconstruct(intensity, recipe=DEFAULT_RECIPE, *, mask=None, support=None, obj=None, n_runs=1,
                 free_fraction=0.05, llk_every=10, rng=None, device="auto", backend="torch",
-                progress=None) -> Reconstruction:
+                batch=None, progress=None) -> Reconstruction:
     """Reconstruct the complex object from a Bragg CDI pattern.
 
     Parameters
@@ -104,7 +104,7 @@ def reconstruct(intensity, recipe=DEFAULT_RECIPE, *, mask=None, support=None, ob
     obj : ndarray of complex, optional
         Initial object (centred), e.g. a network's first guess; random phases if omitted.
     n_runs : int
-        Independent random starts, run together as one batch.
+        Independent random starts (see `batch`).
     free_fraction : float
         Fraction of the measured pixels held out for the free LLK (0 for none).
     llk_every : int
@@ -113,6 +113,9 @@ def reconstruct(intensity, recipe=DEFAULT_RECIPE, *, mask=None, support=None, ob
         Seed of the starts and of the free pixels.
     device : str
         'auto', 'cpu' or 'cuda'.
+    batch : int, optional
+        Runs iterated together as one tensor. Default: all of them on a GPU, one at a time on
+        the CPU (where a batch is memory-bound and measured slower than the runs in turn).
     backend : {'torch', 'pynx'}
         Our engine, or ESRF's PyNX run on the same data, mask, free pixels and starts
         (:mod:`.pynx_backend`; one start after another, on the processing unit PyNX chooses).
@@ -153,10 +156,27 @@ def reconstruct(intensity, recipe=DEFAULT_RECIPE, *, mask=None, support=None, ob
     if backend == "pynx":
         state = _run_pynx(op, state)
     else:
-        state = op * state
+        size = len(start) if batch is None and dev.type == "cuda" else int(batch or 1)
+        state = _merge([op * state.replace(obj=state.obj[i:i + size].clone(), support=state.support[i:i + size],
+                                           history=[])
+                        for i in range(0, len(start), size)])
     return _finish(state, op, free, dict(recipe=str(op), n_runs=int(n_runs), free_fraction=free_fraction,
                                          llk_every=int(llk_every), device=str(dev), backend=backend,
                                          iobs_shape=intensity.shape))
+
+
+def _merge(states):
+    """One state from the states of consecutive groups of runs (same recipe, same records)."""
+    import torch
+
+    if len(states) == 1:
+        return states[0]
+    cat = lambda name: None if getattr(states[0], name) is None else torch.cat([getattr(s, name) for s in states])
+    history = [{k: (np.concatenate([h[k] for h in records]) if isinstance(v, np.ndarray) else
+                    (max(h[k] for h in records) if k == "seconds" else v)) for k, v in records[0].items()}
+               for records in zip(*(s.history for s in states))]
+    return states[-1].replace(obj=cat("obj"), support=cat("support"), psf=cat("psf"), otf=cat("otf"),
+                              history=history)
 
 
 def _run_pynx(op, state):
