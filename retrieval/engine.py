@@ -192,7 +192,7 @@ def _run_pynx(op, state):
     records = histories[0].get("llk_poisson", [])
     per_run = lambda key, i: np.array([dict(h.get(key, [])).get(records[i][0], np.nan) for h in histories])
     history = [{"cycle": c, "operator": "pynx", "llk": per_run("llk_poisson", i),
-                "free_llk": per_run("llk_poisson_free", i),
+                "free_llk": per_run("llk_poisson_free", i), "llk_gaussian": per_run("llk_gaussian", i),
                 "support_fraction": per_run("support_size", i) / obj[0].size, "seconds": np.nan}
                for i, (c, _) in enumerate(records)]
     return state.replace(obj=torch.from_numpy(obj), support=torch.from_numpy(support), history=history,

@@ -23,7 +23,7 @@ import scipy.fft
 import torch
 
 __all__ = ["fft", "ifft", "project_modulus", "project_support", "hio_update", "raar_update",
-           "poisson_llk", "gaussian_blur_abs", "shrink_wrap_support", "intensity_of", "convolve_intensity", "gaussian_psf",
+           "poisson_llk", "gaussian_llk", "gaussian_blur_abs", "shrink_wrap_support", "intensity_of", "convolve_intensity", "gaussian_psf",
            "update_psf"]
 
 
@@ -103,6 +103,16 @@ def poisson_llk(calc, intensity, pixels):
     w = pixels.expand_as(ic)
     n = w.sum(dim=_dims(ic)).clamp_min(1)
     return 2 * (term * w).sum(dim=_dims(ic)) / n
+
+
+def gaussian_llk(calc, intensity, pixels):
+    """Normalised Gaussian log-likelihood over `pixels`: the mean of (I_c - I_o)² / (I_o + 1),
+    the χ² with Poisson variances, close to 1 for a model that fits counts to their noise.
+    Returns one value per batch member, shape (B,)."""
+    io = intensity.expand_as(calc)
+    w = pixels.expand_as(calc)
+    n = w.sum(dim=_dims(calc)).clamp_min(1)
+    return ((calc - io).square_().div_(io + 1) * w).sum(dim=_dims(calc)) / n
 
 
 def _gaussian_transfer(shape, sigma, device, dtype):

@@ -53,7 +53,8 @@ class RetrievalState:
     llk_every : int
         Record the LLKs every this many cycles.
     history : list of dict
-        cycle, operator, llk (B,), free_llk (B,), support_fraction (B,), seconds.
+        cycle, operator, llk (B,) and free_llk (B,) (Poisson), llk_gaussian (B,), support_fraction
+        (B,), seconds.
     progress : callable, optional
         Called as progress(cycle, llk) at every LLK record (e.g. to move a progress bar).
     psf, otf : (B, ...) tensors, optional
@@ -85,6 +86,7 @@ class RetrievalState:
             "cycle": self.cycle, "operator": name,
             "llk": F.poisson_llk(calc, self.intensity, self.measured).cpu().numpy(),
             "free_llk": F.poisson_llk(calc, self.intensity, self.free).cpu().numpy(),
+            "llk_gaussian": F.gaussian_llk(calc, self.intensity, self.measured).cpu().numpy(),
             "support_fraction": self.support.float().mean(dim=tuple(range(1, self.support.ndim))).cpu().numpy(),
             "seconds": time.perf_counter() - self.started,
         })

@@ -80,7 +80,7 @@ def run_pynx(op, intensity, mask, free, support, starts, *, llk_every=10):
     -------
     obj, support : (B, ...) ndarrays (FFT-ordered, our scale)
     history : list of dict per start
-        PyNX's cycle, llk_poisson, llk_poisson_free, support_size records.
+        PyNX's cycle, llk_poisson, llk_poisson_free, llk_gaussian, support_size records.
     """
     cdi_mod = _import_pynx()
     iobs = np.where(free, -intensity - 1, intensity).astype(np.float32)
@@ -105,5 +105,5 @@ def run_pynx(op, intensity, mask, free, support, starts, *, llk_every=10):
 def _history(cdi):
     """PyNX's recorded LLKs as plain lists."""
     h = cdi.history
-    keys = [k for k in ("llk_poisson", "llk_poisson_free", "support_size") if k in h]
+    keys = [k for k in ("llk_poisson", "llk_poisson_free", "llk_gaussian", "support_size") if k in h]
     return {k: [(int(c), float(v)) for c, v in h[k].items()] for k in keys}

@@ -82,6 +82,7 @@ def test_poisson_llk_near_one_and_free_llk_above_llk_on_noisy_data(crystal3d):
     counts = rng.poisson(intensity / intensity.sum() * 1e8).astype(np.float32)
     r = reconstruct(counts, "ER**100 * (ShrinkWrap * RAAR**20)**20", n_runs=3, rng=0, device="cpu")
     assert 0.3 < r.llk[0] < 1.5  # the mean Poisson deviance of a model that fits to the noise
+    assert 0.3 < r.history[-1]["llk_gaussian"][0] < 1.5  # χ² per pixel with Poisson variances
     assert r.free_llk[0] > r.llk[0]  # the free pixels are not fitted, so they fit worse
     assert reconstruction_error(r.obj[0], band_limited(s.obj, (48,) * 3))["error"] < 0.1
 

@@ -323,8 +323,9 @@ def write_cxi_result(path, obj, support, *, llk=None, free_llk=None, history=Non
             if value is not None:
                 results.create_dataset(name, data=float(value))
         if history:
-            for key in ("cycle", "llk", "free_llk", "support_fraction"):
-                results.create_dataset(f"history_{key}", data=np.array([h[key] for h in history], dtype=float))
+            for key in ("cycle", "llk", "free_llk", "llk_gaussian", "support_fraction"):
+                if all(key in h for h in history):
+                    results.create_dataset(f"history_{key}", data=np.array([h[key] for h in history], dtype=float))
         _write_dict(results, results_extra or {})
         _write_dict(process.create_group("configuration"), config or {})
         f["entry_last"] = h5py.SoftLink("/entry_1")
