@@ -5,6 +5,7 @@ host-device copies in the loop (LLKs are copied back only every ``llk_every`` cy
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,7 +56,12 @@ class Reconstruction:
 
     def run_history(self, k=0) -> list:
         """The history of run `k` alone (per-run arrays reduced to their k-th value)."""
-        return [{key: (v[k] if isinstance(v, np.ndarray) else v) for key, v in h.items()} for h in self.history]
+        return _runs_of(self.history, k)
+
+
+def _runs_of(history, index):
+    """`history` with every per-run array indexed by `index` (an int, slice or order)."""
+    return [{key: (v[index] if isinstance(v, np.ndarray) else v) for key, v in h.items()} for h in history]
 
 
 def autocorrelation_support(intensity, *, threshold=0.1, sigma=2.0):
@@ -157,8 +163,7 @@ def reconstruct(intensity, recipe=DEFAULT_RECIPE, *, mask=None, support=None, ob
         state = _run_pynx(op, state)
     else:
         size = len(start) if batch is None and dev.type == "cuda" else int(batch or 1)
-        state = _merge([op * state.replace(obj=state.obj[i:i + size].clone(), support=state.support[i:i + size],
-                                           history=[])
+        state = _merge([op * state.replace(obj=state.obj[i:i + size], support=state.support[i:i + size], history=[])
                         for i in range(0, len(start), size)])
     return _finish(state, op, free, dict(recipe=str(op), n_runs=int(n_runs), free_fraction=free_fraction,
                                          llk_every=int(llk_every), device=str(dev), backend=backend,
@@ -209,9 +214,8 @@ def _finish(state, op, free, config):
     has_free = bool(state.free.any())
     order = np.lexsort((last["llk"], last["free_llk"])) if has_free else np.argsort(last["llk"])
     unshift = lambda t: np.fft.fftshift(t.cpu().numpy(), axes=tuple(range(1, t.ndim)))
-    history = [{k: (v[order] if isinstance(v, np.ndarray) else v) for k, v in h.items()} for h in state.history]
     return Reconstruction(obj=unshift(state.obj)[order], support=unshift(state.support)[order],
-                          llk=last["llk"][order], free_llk=last["free_llk"][order], history=history,
+                          llk=last["llk"][order], free_llk=last["free_llk"][order], history=_runs_of(state.history, order),
                           recipe=str(op), config=config, free_pixels=free,
                           psf=None if state.psf is None else unshift(state.psf)[order])
 
@@ -221,8 +225,6 @@ def best_runs(result: Reconstruction, k=1) -> Reconstruction:
     if not 1 <= int(k) <= len(result.llk):
         raise ConfigError(f"`k` must be between 1 and {len(result.llk)}, got {k}")
     k = int(k)
-    return Reconstruction(obj=result.obj[:k], support=result.support[:k], llk=result.llk[:k],
-                          free_llk=result.free_llk[:k],
-                          history=[{key: (v[:k] if isinstance(v, np.ndarray) else v) for key, v in h.items()}
-                                   for h in result.history], recipe=result.recipe, config=result.config,
-                          free_pixels=result.free_pixels, psf=None if result.psf is None else result.psf[:k])
+    return dataclasses.replace(result, obj=result.obj[:k], support=result.support[:k], llk=result.llk[:k],
+                               free_llk=result.free_llk[:k], history=_runs_of(result.history, slice(0, k)),
+                               psf=None if result.psf is None else result.psf[:k])

@@ -37,7 +37,8 @@ def _on_cpu(x):
 
 def fft(obj):
     """Forward FFT over the non-batch axes (numpy sign, unnormalised). On the CPU it runs
-    scipy.fft on all cores through a shared-memory view (measured faster than torch's CPU FFT)."""
+    scipy.fft on all cores through a shared-memory view (the issue's anchors at 128³: 0.043–0.05 s
+    per pair with scipy.fft, 0.068 s with torch)."""
     if _on_cpu(obj):
         return torch.from_numpy(scipy.fft.fftn(obj.numpy(), axes=_dims(obj), workers=-1))
     return torch.fft.fftn(obj, dim=_dims(obj))
@@ -67,7 +68,7 @@ def project_modulus(obj, amplitude, measured, *, otf=None, eps=1e-12):
 
 
 def intensity_of(psi):
-    """|ψ|² as re² + im² (four times faster than abs().square() on the CPU: no square root)."""
+    """|ψ|² as re² + im² (no square root, unlike abs().square())."""
     parts = torch.view_as_real(psi)
     re, im = parts[..., 0], parts[..., 1]
     return torch.mul(re, re).addcmul_(im, im)

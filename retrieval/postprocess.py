@@ -20,8 +20,12 @@ from scipy import ndimage
 from braggscope.errors import ConfigError
 from braggscope.io.cxi import validate_intensity
 from braggscope.metrics import align_to
+from braggscope.simulate.diffraction import continuum_intensity
 
-__all__ = ["Solution", "combine_runs", "centre_object", "remove_phase_ramp", "flip_twin", "prtf", "calculated_intensity"]
+from .engine import best_runs
+from .functional import convolve_intensity, poisson_llk
+
+__all__ = ["Solution", "combine_runs", "centre_object", "remove_phase_ramp", "flip_twin", "prtf"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,11 +64,6 @@ class Solution:
     phase_ramp: tuple
     prtf: dict = field(default_factory=dict)
     method: str = "mode"
-
-
-def calculated_intensity(obj):
-    """|FFT(ρ)|² of a centred object, centred (numpy's sign, as :mod:`braggscope.physics`)."""
-    return np.abs(scipy.fft.fftshift(scipy.fft.fftn(scipy.fft.ifftshift(obj)))) ** 2
 
 
 def flip_twin(obj):
@@ -122,8 +121,7 @@ def prtf(runs, intensity, mask=None, *, n_shells=None):
         half period 1/(2 f) where the PRTF first drops below 1/e (the largest f if it never does).
     """
     intensity, mask = validate_intensity(intensity, mask)
-    runs = np.asarray(runs)
-    mean_f = np.abs(np.mean([scipy.fft.fftshift(scipy.fft.fftn(scipy.fft.ifftshift(r))) for r in runs], axis=0))
+    mean_f = np.sqrt(continuum_intensity(np.mean(runs, axis=0)))  # |⟨F_k⟩| = |F(⟨ρ_k⟩)|: one FFT
     grids = np.meshgrid(*[(np.arange(n) - n // 2) / n for n in intensity.shape], indexing="ij")
     radius = np.sqrt(sum(g * g for g in grids))
     n_shells = n_shells or min(intensity.shape) // 2
@@ -159,8 +157,6 @@ def combine_runs(result, intensity, mask=None, *, keep=None, method="mode", supp
     centred and its phase ramp and global phase removed. `support_threshold` × max |ρ| gives the
     support of the combined object.
     """
-    from braggscope.retrieval.engine import best_runs
-
     if method not in ("mode", "average"):
         raise ConfigError(f"unknown combination {method!r}; choose 'mode' or 'average'")
     intensity, mask = validate_intensity(intensity, mask)
@@ -192,13 +188,10 @@ def _llk(obj, intensity, mask, result):
     and on the run's free pixels (NaN without any)."""
     import torch
 
-    from .functional import poisson_llk
-
     free = result.free_pixels if result.free_pixels is not None else np.zeros(mask.shape, bool)
-    calc = calculated_intensity(obj)
-    if result.psf is not None:  # the best run's partial coherence
-        otf = scipy.fft.rfftn(scipy.fft.ifftshift(result.psf[0]))
-        calc = scipy.fft.fftshift(scipy.fft.irfftn(scipy.fft.rfftn(scipy.fft.ifftshift(calc)) * otf, s=calc.shape))
-    calc, iobs = (torch.from_numpy(np.ascontiguousarray(a, np.float32))[None] for a in (calc, intensity))
-    llk = lambda pixels: float(poisson_llk(calc, iobs, torch.from_numpy(pixels)[None])[0])
+    tensor = lambda a, dtype=np.float32: torch.from_numpy(np.ascontiguousarray(scipy.fft.ifftshift(a), dtype))[None]
+    calc, iobs = tensor(continuum_intensity(obj)), tensor(intensity)
+    if result.psf is not None:  # the best run's partial coherence, as the engine applies it
+        calc = convolve_intensity(calc, torch.fft.rfftn(tensor(result.psf[0]), dim=tuple(range(1, calc.ndim))))
+    llk = lambda pixels: float(poisson_llk(calc, iobs, tensor(pixels, bool))[0])
     return llk(~mask & ~free), (llk(free) if free.any() else float("nan"))

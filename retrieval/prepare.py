@@ -177,14 +177,14 @@ def find_aliens(intensity, mask=None, *, ratio=10.0, significance=6.0, min_count
     background = max(float(np.percentile(smooth, 5)), 0.0)
     ref = np.where(unknown, background, mirror)
     excess = lambda factor, z: (counts > factor * (ref + 1)) & (counts - ref > z * np.sqrt(ref + 1)) & ~mask
-    candidate = excess(np.where(guessed, 3 * ratio, ratio), significance) & (counts >= min_counts)
-    candidate &= ~unknown | ~_central_region(smooth, centre, background)
+    judged = ~unknown | ~_central_region(smooth, centre, background)  # no mirror: only away from the crystal
+    candidate = excess(np.where(guessed, 3 * ratio, ratio), significance) & (counts >= min_counts) & judged
     labels, n = ndimage.label(candidate, structure=np.ones((3,) * counts.ndim))
     features = [{"centre": [int(round(c)) for c in ndimage.center_of_mass(labels == i)],
                  "voxels": int(size), "counts": float(total)}
                 for i, size, total in zip(range(1, n + 1), ndimage.sum_labels(candidate, labels, range(1, n + 1)),
                                           ndimage.sum_labels(counts, labels, range(1, n + 1)))]
-    wings = excess(2.0, 3.0) & (~unknown | ~_central_region(smooth, centre, background))
+    wings = excess(2.0, 3.0) & judged
     aliens = ndimage.binary_propagation(candidate, structure=np.ones((3,) * counts.ndim), mask=wings | candidate)
     if grow:
         aliens = ndimage.binary_dilation(aliens, iterations=int(grow)) & ~mask

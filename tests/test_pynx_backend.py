@@ -6,26 +6,16 @@ import numpy as np
 import pytest
 
 from braggscope.errors import ConfigError, OptionalDependencyError
-from braggscope.metrics import band_limited, reconstruction_error
+from braggscope.metrics import reconstruction_error
 from braggscope.retrieval import pynx_available, reconstruct
-from braggscope.simulate import Crystal, continuum_intensity, random_orientation, simulate_sample, truncated_octahedron
 
 needs_pynx = pytest.mark.skipif(not pynx_available(), reason="PyNX not importable: run .ci/get-pynx and put "
                                                              ".deps/pynx on PYTHONPATH (make test does both)")
 
 
-@pytest.fixture(scope="module")
-def counts():
-    xtal = Crystal(truncated_octahedron(48.0, random_orientation(1)), "Pt", random_orientation(1))
-    s = simulate_sample(xtal, [xtal.smooth_strain(0.02, 50.0, rng=0)], shape=(24,) * 3, voxel_size=3.0,
-                        hkl=(1, 1, 1))
-    i = continuum_intensity(s.obj, shape=(48,) * 3)
-    return band_limited(s.obj, (48,) * 3), np.random.default_rng(0).poisson(i / i.sum() * 1e8).astype(np.float32)
-
-
 @needs_pynx
-def test_pynx_and_torch_agree_on_the_same_start(counts):
-    truth, data = counts
+def test_pynx_and_torch_agree_on_the_same_start(small_crystal_counts):
+    truth, data = small_crystal_counts
     recipe = "ER**100 * (ShrinkWrap * RAAR**20)**20"
     ours = reconstruct(data, recipe, n_runs=2, rng=1, device="cpu")
     theirs = reconstruct(data, recipe, n_runs=2, rng=1, backend="pynx")

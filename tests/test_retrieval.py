@@ -10,14 +10,6 @@ from braggscope.simulate import (Crystal, continuum_intensity, gap_mask, random_
                                  truncated_octahedron)
 
 
-@pytest.fixture(scope="module")
-def crystal3d():
-    xtal = Crystal(truncated_octahedron(48.0, random_orientation(1)), "Pt", random_orientation(1))
-    s = simulate_sample(xtal, [xtal.smooth_strain(0.02, 50.0, rng=0)], shape=(24,) * 3, voxel_size=3.0,
-                        hkl=(1, 1, 1))
-    return s, continuum_intensity(s.obj, shape=(48,) * 3)
-
-
 def test_recipe_algebra_round_trips():
     r = ER() ** 100 * (ShrinkWrap(threshold=0.15) * HIO(beta=0.8) ** 20) ** 30
     assert str(r) == "ER**100 * (ShrinkWrap(threshold=0.15) * HIO(beta=0.8)**20)**30"
@@ -34,16 +26,16 @@ def test_bad_recipes_are_clear_errors(text, match):
         parse_recipe(text)
 
 
-def test_alignment_removes_twin_shift_and_global_phase(crystal3d):
-    s, _ = crystal3d
+def test_alignment_removes_twin_shift_and_global_phase(small_crystal):
+    s, _ = small_crystal
     truth = band_limited(s.obj, (32,) * 3)
     moved = np.roll(np.conj(np.flip(truth)), (2, -1, 3), axis=(0, 1, 2)) * np.exp(1.3j) * 2.5
     aligned, info = align_to(moved, truth)
     assert info["twin"] and info["error"] < 1e-5
 
 
-def test_noise_free_3d_crystal_is_recovered(crystal3d):
-    s, intensity = crystal3d
+def test_noise_free_3d_crystal_is_recovered(small_crystal):
+    s, intensity = small_crystal
     r = reconstruct(intensity * 1e3, "ER**100 * (ShrinkWrap * RAAR**20)**20", n_runs=4, rng=0, device="cpu")
     assert r.obj.shape == (4, 48, 48, 48) and r.obj.dtype == np.complex64
     err = reconstruction_error(r.obj[0], band_limited(s.obj, (48,) * 3), support=r.support[0])
@@ -62,8 +54,8 @@ def test_noise_free_2d_object_is_recovered():
     assert reconstruction_error(r.obj[0], band_limited(s.obj, (64, 64)))["error"] < 0.05
 
 
-def test_gaps_left_free_do_not_harm_recovery(crystal3d):
-    s, intensity = crystal3d
+def test_gaps_left_free_do_not_harm_recovery(small_crystal):
+    s, intensity = small_crystal
     mask = gap_mask(intensity.shape, "maxipix", offset=(28, 20))
     assert mask.mean() > 0.15
     data = np.where(mask, 0, intensity * 1e3)
@@ -76,8 +68,8 @@ def test_gaps_left_free_do_not_harm_recovery(crystal3d):
     assert err_gapped < 0.1 and err_gapped < reconstruction_error(full.obj[0], truth)["error"] + 0.06
 
 
-def test_poisson_llk_near_one_and_free_llk_above_llk_on_noisy_data(crystal3d):
-    s, intensity = crystal3d
+def test_poisson_llk_near_one_and_free_llk_above_llk_on_noisy_data(small_crystal):
+    s, intensity = small_crystal
     rng = np.random.default_rng(0)
     counts = rng.poisson(intensity / intensity.sum() * 1e8).astype(np.float32)
     r = reconstruct(counts, "ER**100 * (ShrinkWrap * RAAR**20)**20", n_runs=3, rng=0, device="cpu")
@@ -87,8 +79,8 @@ def test_poisson_llk_near_one_and_free_llk_above_llk_on_noisy_data(crystal3d):
     assert reconstruction_error(r.obj[0], band_limited(s.obj, (48,) * 3))["error"] < 0.1
 
 
-def test_autocorrelation_support_holds_the_object(crystal3d):
-    s, intensity = crystal3d
+def test_autocorrelation_support_holds_the_object(small_crystal):
+    s, intensity = small_crystal
     sup = autocorrelation_support(intensity)
     assert sup.sum() > band_limited(s.support.astype(np.complex64), (48,) * 3).real.sum()
 
@@ -105,21 +97,21 @@ def test_bad_input_is_a_clear_error(data, mask, error):
         reconstruct(data, mask=mask, device="cpu")
 
 
-def test_support_explosion_is_an_exception_with_data(crystal3d):
+def test_support_explosion_is_an_exception_with_data(small_crystal):
     from braggscope.errors import SupportExplodedError
 
-    _, intensity = crystal3d
+    _, intensity = small_crystal
     with pytest.raises(SupportExplodedError) as info:
         reconstruct(intensity, "ShrinkWrap(threshold=0.0001, max_fraction=0.05) * ER**5", device="cpu", rng=0)
     assert info.value.fraction > 0.05 and info.value.threshold == 0.0001
 
 
-def test_result_cxi_round_trip_in_pynx_layout(tmp_path, crystal3d):
+def test_result_cxi_round_trip_in_pynx_layout(tmp_path, small_crystal):
     import h5py
 
     from braggscope.io import read_cxi_result, write_cxi_result
 
-    s, intensity = crystal3d
+    s, intensity = small_crystal
     r = reconstruct(intensity * 1e3, "ER**20", n_runs=1, rng=0, device="cpu")
     path = write_cxi_result(tmp_path / "r.cxi", r.obj[0], r.support[0], llk=r.llk[0], free_llk=r.free_llk[0],
                             history=r.run_history(0), config=r.config)
@@ -153,12 +145,12 @@ def test_cli_reconstruct_combines_the_best_runs(tmp_path, capsys):
     assert not (tmp_path / "x.cxi").exists()
 
 
-def test_richardson_lucy_recovers_a_known_psf(crystal3d):
+def test_richardson_lucy_recovers_a_known_psf(small_crystal):
     import torch
 
     from braggscope.retrieval.functional import convolve_intensity, fft, gaussian_psf, update_psf
 
-    s, _ = crystal3d
+    s, _ = small_crystal
     obj = torch.from_numpy(np.fft.ifftshift(band_limited(s.obj, (48,) * 3)))[None]
     true_psf = gaussian_psf((48,) * 3, 1.5)
     blurred = convolve_intensity(fft(obj).abs().square(), torch.fft.rfftn(true_psf, dim=(1, 2, 3)))
@@ -169,10 +161,10 @@ def test_richardson_lucy_recovers_a_known_psf(crystal3d):
     assert float(psf.sum()) == pytest.approx(1.0, rel=1e-5) and float(psf.min()) >= 0
 
 
-def test_psf_operator_models_partial_coherence(crystal3d):
+def test_psf_operator_models_partial_coherence(small_crystal):
     from braggscope.simulate import Detector, measure
 
-    s, intensity = crystal3d
+    s, intensity = small_crystal
     m = measure(intensity, Detector(photons=1e8, psf_sigma=0.5), rng=0)
     truth = band_limited(s.obj, (48,) * 3)
     coherent = reconstruct(m.intensity, "ER**100 * (ShrinkWrap * RAAR**20)**20", n_runs=2, rng=1, device="cpu")
@@ -184,10 +176,10 @@ def test_psf_operator_models_partial_coherence(crystal3d):
     assert 0.3 < sigma < 0.7  # the detector blurred with σ = 0.5 pixel
 
 
-def test_free_llk_rises_when_the_constraint_is_overfitted(crystal3d):
+def test_free_llk_rises_when_the_constraint_is_overfitted(small_crystal):
     from scipy import ndimage
 
-    s, intensity = crystal3d
+    s, intensity = small_crystal
     counts = np.random.default_rng(0).poisson(intensity / intensity.sum() * 1e5).astype(np.float32)
     tight = ndimage.binary_dilation(np.abs(band_limited(s.obj, (48,) * 3)) > 0.1)
     loose = autocorrelation_support(counts, threshold=0.02)  # 4 × the crystal: room to fit the noise
