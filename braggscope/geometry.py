@@ -108,9 +108,10 @@ class Geometry:
         col = np.array([-np.sin(g), 0.0, np.cos(g)])  # towards +gamma
         pixel_angle = self.pixel_size * 1e-6 / self.detector_distance
         axis = np.array([0.0, 0.0, 1.0]) if self.rocking_axis == "x" else np.array([0.0, 1.0, 0.0])
-        # rotating the sample by +dω moves the crystal's reciprocal lattice by dω (axis × Q);
-        # the frame then records q = Q - dω axis × Q relative to the crystal
-        rock = -np.radians(self.rocking_step) * np.cross(axis, self.q_bragg)
+        # rotating the sample by +dω (right-handed) moves the crystal's reciprocal lattice by
+        # dω (axis × Q); the frame then records q = Q - dω axis × Q relative to the crystal.
+        # Components are (z, y, x), an odd permutation of (x, y, z): axis × Q = -np.cross(axis, Q).
+        rock = np.radians(self.rocking_step) * np.cross(axis, self.q_bragg)
         return np.stack([rock, self.k * pixel_angle * row, self.k * pixel_angle * col], axis=1)
 
     def real_space_voxel(self, shape) -> np.ndarray:
@@ -118,6 +119,14 @@ class Geometry:
         detector-frame array of `shape` has: A = 2π (Bᵀ)⁻¹ diag(1/N)."""
         n = np.asarray(shape, dtype=float)
         return 2 * np.pi * np.linalg.inv(self.q_basis().T) / n[None, :]
+
+    def object_voxel(self, shape) -> np.ndarray:
+        """[nm] Edges (3×3, columns, lab frame) of the voxels of an object reconstructed from
+        detector-frame data of `shape`: the voxel at index offset n from N // 2 sits at r = A n.
+
+        Pixel k of the data holds q = Q + B k, so the array's own frequency step is -B (the
+        phase convention puts q = G - Δq at frequency Δq) and A = -2π (Bᵀ)⁻¹ diag(1/N)."""
+        return -self.real_space_voxel(shape)
 
     def oversampling(self, crystal_size) -> np.ndarray:
         """Oversampling ratio along each detector-frame axis for a crystal of `crystal_size`

@@ -1,5 +1,10 @@
-"""Phase → displacement → strain and the detector-to-lab geometry (issue: strain maps).
+"""Phase → displacement → strain, and the detector-to-lab geometry (issue: strain maps).
 
-Nothing is exported yet; the shared geometry is :mod:`braggscope.geometry`.
+>>> from braggscope.strain import strain_field, to_orthogonal, phase_gradient
 """
-__all__: list[str] = []
+from .field import StrainField, strain_field, support_from_amplitude, surface_layers, unwrap_phase, voxel_matrix
+from .frames import crystal_rotation, resample, rotation_to_axis, to_orthogonal
+from .gradient import phase_gradient, phase_steps
+
+__all__ = ["StrainField", "strain_field", "support_from_amplitude", "surface_layers", "unwrap_phase", "voxel_matrix",
+           "crystal_rotation", "resample", "rotation_to_axis", "to_orthogonal", "phase_gradient", "phase_steps"]

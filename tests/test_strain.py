@@ -1,0 +1,203 @@
+"""Strain maps (braggscope.strain) against the simulator's closed-form fields and against
+xrayutilities' angle-to-q conversion."""
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from braggscope.errors import ConfigError, ShapeError
+from braggscope.geometry import Geometry
+from braggscope.physics import object_from_displacement
+from braggscope.simulate import Crystal, random_orientation, simulate_sample, truncated_octahedron
+from braggscope.simulate.bcdi import align_to_geometry
+from braggscope.simulate.sample import displacement_and_strain, grid_points, support_fraction
+from braggscope.strain import phase_gradient, resample, strain_field, surface_layers, to_orthogonal
+
+H = 3.0  # [nm] voxel
+ORIENTATION = random_orientation(3)
+CRYSTAL = Crystal(truncated_octahedron(120.0, ORIENTATION), "Pt", ORIENTATION)
+
+
+def _defects(kind, xtal=CRYSTAL):
+    return {"smooth": [xtal.smooth_strain(0.02, 80.0, rng=0)],
+            "screw": [xtal.dislocation((0, 0.5, 0.5), (0, 1, 1), (3.0, 2.0, 1.0))],
+            "edge": [xtal.dislocation((0.5, -0.5, 0), (1, 1, -2), (3.0, 2.0, 1.0))],
+            "mixed": [xtal.dislocation((0.5, 0, 0.5), (1, -1, 0), (3.0, 2.0, 1.0))],
+            "loop": [xtal.loop((0.5, 0.5, 0), (1, 1, 1), radius=20.0, sides=8)],
+            "fault": [xtal.stacking_fault((1, 1, 1), radius=25.0, sides=8)]}[kind]
+
+
+def _outside_cores(sample):
+    """The support without a 2-voxel tube around the dislocation cores (the simulator's 1.5-voxel
+    core mask grown by two voxels)."""
+    return sample.support & ~ndimage.binary_dilation(sample.dislocation_mask, iterations=2)
+
+
+def _core_distance(defects, points):
+    """[nm] Distance to the nearest dislocation line (inf without one)."""
+    return np.min([np.full(points.shape[1:], np.inf)] + [d.distance(points) for d in defects if hasattr(d, "distance")],
+                  axis=0)
+
+
+def _rms(a):
+    return float(np.sqrt(np.mean(np.square(a))))
+
+
+@pytest.fixture(scope="module", params=["smooth", "screw", "edge", "mixed", "loop", "fault"])
+def sample(request):
+    return request.param, simulate_sample(CRYSTAL, _defects(request.param), shape=(56,) * 3, voxel_size=H,
+                                          hkl=(1, 1, 1))
+
+
+def test_strain_matches_closed_form(sample):
+    kind, s = sample
+    f = strain_field(s.obj, s.support, g_vector=s.g_vector, voxel_size=H, remove_ramp=False)
+    ok = _outside_cores(s)
+    err = f.strain[ok] - s.strain[ok]
+    assert not np.isnan(f.strain[s.support]).any() and np.isnan(f.strain[~s.support]).all()
+    assert _rms(err) < 1e-5, (kind, _rms(err), _rms(s.strain[ok]))
+    # the displacement is the unwrapped phase over |G|: its wrapped phase is the object's, up to the offset
+    diff = np.exp(1j * (f.displacement * np.linalg.norm(s.g_vector) - s.phase))[s.support]
+    assert np.allclose(np.angle(diff * np.conj(np.mean(diff))), 0, atol=1e-3)
+
+
+def test_ramp_and_offset_do_not_change_the_strain(sample):
+    """A linear phase ramp (a mis-centred peak) and a global phase are removed; the removed ramp
+    comes back as ramp_strain."""
+    kind, s = sample
+    ramp = np.array([0.21, -0.37, 0.52])  # [rad/voxel]
+    grids = np.stack(np.meshgrid(*[np.arange(n) - n // 2 for n in s.obj.shape], indexing="ij"))
+    tilted = s.obj * np.exp(1j * (np.tensordot(ramp, grids, axes=1) + 2.4))
+    plain = strain_field(s.obj, s.support, g_vector=s.g_vector, voxel_size=H)
+    f = strain_field(tilted, s.support, g_vector=s.g_vector, voxel_size=H)
+    inside = s.support
+    assert np.allclose(f.strain[inside], plain.strain[inside], atol=2e-6)
+    assert np.allclose(f.phase_ramp, np.array(plain.phase_ramp) + ramp, atol=1e-5)
+    g = s.g_vector / np.linalg.norm(s.g_vector)
+    assert f.ramp_strain - plain.ramp_strain == pytest.approx(g @ ramp / H / np.linalg.norm(s.g_vector), abs=1e-9)
+    ok = _outside_cores(s)
+    assert _rms(plain.strain[ok] + plain.ramp_strain - s.strain[ok]) < 1e-5  # the ramp held the mean strain
+    # the phase reference: circular mean 0, or 0 at the support's centre
+    assert abs(np.angle(np.sum(s.amplitude[inside] * np.exp(1j * f.phase[inside])))) < 1e-4
+    centred = strain_field(tilted, s.support, g_vector=s.g_vector, voxel_size=H, reference="centre")
+    c = tuple(int(round(v)) for v in ndimage.center_of_mass(s.support))
+    assert abs(centred.phase[c]) < 1e-5
+
+
+def test_no_strain_wall_at_dislocation_cut_or_fault_plane():
+    """A dislocation's 2π cut and a stacking fault's 2π/3 step leave no wall in the strain."""
+    s = simulate_sample(CRYSTAL, _defects("screw") + _defects("fault"), shape=(56,) * 3, voxel_size=H,
+                        hkl=(1, 1, 1))
+    f = strain_field(s.obj, s.support, g_vector=s.g_vector, voxel_size=H)
+    ok = _outside_cores(s)
+    err = np.abs(f.strain + f.ramp_strain - s.strain)[ok]
+    assert err.max() < 1e-3 and _rms(err) < 1e-5  # a wall would be (2π/3)/(2h|G|) = 6e-3 on the fault plane
+    # the wrapped phase does jump across both (it is not a smooth field)
+    jumps = np.abs(np.diff(np.where(s.support, np.angle(s.obj), np.nan), axis=0))
+    assert np.nanmax(jumps) > np.pi
+
+
+def test_surface_stencils_and_order():
+    """At the surface a one-sided second-order difference: exact for a quadratic phase; the
+    fourth-order bulk stencil is exact for a quartic."""
+    x = np.arange(12, dtype=float)
+    inside = np.zeros((3, 3, 12), bool)
+    inside[:, :, 2:10] = True
+    for phase, derivative, order in ((0.03 * x**2, 0.06 * x, 2), (1e-4 * x**4, 4e-4 * x**3, 4)):
+        obj = np.broadcast_to(np.exp(1j * phase), inside.shape)
+        g = phase_gradient(obj, inside, order=order)[2, 1, 1]
+        np.testing.assert_allclose(g[2:10] if order == 2 else g[4:8], (derivative[2:10] if order == 2 else
+                                   derivative[4:8]), atol=1e-5)
+        assert np.isnan(g[:2]).all() and np.isnan(g[10:]).all()
+
+
+def test_detector_frame_grid_and_resampling():
+    """The analytic crystal sampled on a rocking scan's skewed detector-frame grid: the strain
+    there (no interpolation) matches the closed form, and resampled onto the orthogonal lab grid
+    too."""
+    geo = Geometry.for_reflection(d_spacing=CRYSTAL.material.d_spacing((1, 1, 1)), energy=9.0,
+                                  detector_distance=0.25, pixel_size=172.0, rocking_step=0.07)
+    xtal = align_to_geometry(CRYSTAL, (1, 1, 1), geo)
+    shape = (48,) * 3
+    a = geo.object_voxel(shape)
+    assert 3.5 < np.linalg.norm(a, axis=0).min() and np.linalg.norm(a, axis=0).max() < 5
+    assert abs(np.dot(a[:, 0], a[:, 1])) > 0.1 * np.linalg.norm(a[:, 0]) * np.linalg.norm(a[:, 1])  # skewed
+    idx = np.stack(np.meshgrid(*[np.arange(n) - n // 2 for n in shape], indexing="ij")).reshape(3, -1)
+    points = (a @ idx).reshape((3,) + shape)
+    g = xtal.g_vector((1, 1, 1))
+    nu = xtal.material.poisson_ratio
+    for kind in ("smooth", "edge"):
+        defects = _defects(kind, xtal)
+        occupancy = support_fraction(xtal.shape, points, abs(np.linalg.det(a)) ** (1 / 3))
+        u, eps = displacement_and_strain(defects, points, g / np.linalg.norm(g), poisson_ratio=nu)
+        obj, support = object_from_displacement(u, g, amplitude=occupancy), occupancy > 0.5
+        far = support & (_core_distance(defects, points) > 3.5 * 4.1)
+        native = strain_field(obj, support, g_vector=g, voxel_size=a, remove_ramp=False, frame="detector")
+        assert _rms((native.strain - eps)[far]) < 1e-5, kind
+        lab = resample(native)
+        out = grid_points(lab.strain.shape, lab.voxel_size)
+        _, truth = displacement_and_strain(defects, out, g / np.linalg.norm(g), poisson_ratio=nu)
+        far_lab = lab.support & (_core_distance(defects, out) > 3.5 * lab.voxel_size)
+        assert _rms((lab.strain - truth)[far_lab]) < (1e-5 if kind == "smooth" else 3e-5), kind
+        assert abs(lab.support.sum() * lab.voxel_size**3 / (support.sum() * abs(np.linalg.det(a))) - 1) < 0.02
+
+
+def test_detector_frame_voxel_sign_against_the_simulator():
+    """The inverse FFT of the simulator's detector-frame diffraction, resampled with
+    Geometry.object_voxel, is the crystal (not its mirror image)."""
+    from braggscope.simulate import continuum_amplitude_on
+
+    geo = Geometry.for_reflection(d_spacing=CRYSTAL.material.d_spacing((1, 1, 1)), energy=9.0,
+                                  detector_distance=0.25, pixel_size=172.0, rocking_step=0.07)
+    xtal = align_to_geometry(CRYSTAL, (1, 1, 1), geo)
+    s = simulate_sample(xtal, [xtal.dislocation((0.5, -0.5, 0), (1, 1, -2), (10.0, 5.0, 0.0))], shape=(48,) * 3,
+                        voxel_size=3.0, hkl=(1, 1, 1))
+    amp = continuum_amplitude_on(s.obj, voxel_size=3.0, q_basis=-geo.q_basis(), shape=(64,) * 3)
+    rho = np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(amp)))
+    support = np.abs(rho) > 0.3 * np.abs(rho).max()
+    corr = {}
+    for sign in (1, -1):
+        lab, _, _ = to_orthogonal(rho, support, sign * geo.object_voxel((64,) * 3), voxel_size=3.0, shape=(48,) * 3)
+        corr[sign] = abs(np.vdot(lab, s.obj)) / np.linalg.norm(lab) / np.linalg.norm(s.obj)
+    assert corr[1] > 0.995 and corr[-1] < corr[1] - 0.02
+
+
+def test_geometry_against_xrayutilities():
+    """q of every pixel and frame of a rocking scan from xrayutilities' QConversion (sample
+    circle about x, detector on gamma then delta) is Q + B k to second order."""
+    xu = pytest.importorskip("xrayutilities")
+    geo = Geometry(energy=9.0, detector_distance=0.8, pixel_size=55.0, rocking_step=0.01, delta=35.2, gamma=8.0)
+    lam = geo.wavelength * 10  # [Å]
+    # xrayutilities' (x, y, z) are our lab axes; the beam along z; rows down (y-), columns +x
+    conv = xu.experiment.QConversion(["x+"], ["y+", "x-"], [0, 0, 1], wl=lam)
+    n, c = 9, 4
+    conv.init_area("y-", "x+", cch1=c, cch2=c, Nch1=n, Nch2=n, distance=geo.detector_distance * 1e3,
+                   pwidth1=geo.pixel_size * 1e-3, pwidth2=geo.pixel_size * 1e-3)
+    omega = (np.arange(n) - c) * geo.rocking_step
+    qx, qy, qz = conv.area(omega, np.full(n, geo.gamma), np.full(n, geo.delta), wl=lam)
+    q_xu = np.stack([qz, qy, qx]) * 10  # [1/nm], components (z, y, x)
+    k = np.stack(np.meshgrid(*[np.arange(n) - c] * 3, indexing="ij"))
+    q_ours = geo.q_bragg[:, None, None, None] + np.tensordot(geo.q_basis(), k, axes=1)
+    np.testing.assert_allclose(q_xu[:, c, c, c], geo.q_bragg, rtol=1e-9)
+    step = np.linalg.norm(geo.q_basis(), axis=0).max()
+    assert np.abs(q_xu - q_ours).max() < 0.02 * step  # the linearisation's second-order residue
+
+
+@pytest.mark.parametrize("bad, error", [
+    (dict(support=None), ConfigError),
+    (dict(support=np.zeros((8, 8, 8), bool)), ConfigError),
+    (dict(support=np.ones((8, 8, 7), bool)), ShapeError),
+    (dict(g_vector=(0.0, 0.0, 0.0)), ConfigError),
+    (dict(voxel_size=-1.0), ConfigError),
+    (dict(obj=np.ones((8, 8, 8))), ShapeError),
+])
+def test_bad_input_is_refused(bad, error):
+    args = dict(obj=np.ones((8, 8, 8), np.complex64), support=np.ones((8, 8, 8), bool), g_vector=(0, 27.0, 0),
+                voxel_size=3.0) | bad
+    with pytest.raises(error):
+        strain_field(args.pop("obj"), args.pop("support"), **args)
+
+
+def test_surface_layers():
+    s = np.zeros((9, 9, 9), bool)
+    s[1:8, 1:8, 1:8] = True
+    assert surface_layers(s, 2).sum() == 7**3 - 3**3
