@@ -73,6 +73,41 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--seed", type=int, default=0)
     _add_common(rec)
 
+    st = sub.add_parser("strain", help="phase → displacement → strain of a reconstruction, as HDF5 (+ .vti, PNG)",
+                        description="Remove the phase ramp and offset, take the wrap-free phase gradient on the "
+                                    "reconstruction's own grid, and write amplitude, phase, displacement and strain "
+                                    "along G on an orthogonal grid in the lab (or crystal) frame.")
+    st.add_argument("result", type=Path, help="reconstruction (.cxi from braggscope or PyNX, .npz, .npy)")
+    st.add_argument("--out", type=Path, required=True, help="output HDF5 file")
+    st.add_argument("--hkl", type=int, nargs=3, metavar=("H", "K", "L"), help="reflection (default: from the file)")
+    st.add_argument("--material", help="Pt, Au, Ni, Cu, Ag or Pd (default: from the file)")
+    st.add_argument("--vti", action="store_true", help="also write OUT.vti for ParaView")
+    st.add_argument("--png", action="store_true", help="also write the standard figure OUT.png")
+    st.add_argument("--frame", choices=("lab", "crystal", "native"), default="lab",
+                    help="output grid: orthogonal lab frame, crystal frame (needs --orientation), or the "
+                         "reconstruction's own grid")
+    st.add_argument("--orientation", type=float, nargs=9, metavar="U", help="crystal orientation U (row by row; "
+                    "columns = [100], [010], [001] in the lab frame) for --frame crystal")
+    st.add_argument("--voxel-size", type=float, help="[nm] cubic voxel of an orthogonal reconstruction "
+                    "(a file without braggscope's grid)")
+    st.add_argument("--g-direction", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                    help="direction of G in the lab frame (default: from the file or the geometry)")
+    geo = st.add_argument_group("rocking-scan geometry (a detector-frame reconstruction without braggscope's grid)")
+    geo.add_argument("--energy", type=float, help="[keV]")
+    geo.add_argument("--distance", type=float, help="[m] detector distance")
+    geo.add_argument("--pixel-size", type=float, help="[µm]")
+    geo.add_argument("--rocking-step", type=float, help="[deg] per frame")
+    geo.add_argument("--delta", type=float, default=0.0, help="[deg] detector elevation")
+    geo.add_argument("--gamma", type=float, default=0.0, help="[deg] detector azimuth")
+    geo.add_argument("--rocking-axis", choices=("x", "y"), default="x", help="lab axis of the rocking rotation")
+    st.add_argument("--isosurface", type=float, help="support = amplitude above this fraction of the maximum "
+                    "(default: the file's support)")
+    st.add_argument("--apodize", choices=("blackman", "hann", "tukey"), help="window the object's spectrum first")
+    st.add_argument("--order", type=int, choices=(2, 4), default=4, help="order of the bulk central difference")
+    st.add_argument("--reference", choices=("mean", "centre"), default="mean", help="phase offset reference")
+    st.add_argument("--keep-ramp", action="store_true", help="do not remove the linear phase ramp")
+    _add_common(st)
+
     demo = sub.add_parser("demo", help="run the whole chain on a built-in simulated crystal",
                           description="Simulate the built-in defective Pt crystal and write data, pictures and an "
                                       "HTML report into a folder.")
@@ -185,8 +220,9 @@ def _cmd_reconstruct(args):
             bar.close()
     sol = combine_runs(result, intensity, mask, keep=keep, method=args.combine)
     write_cxi_result(args.out, sol.obj, sol.support, llk=sol.llk, free_llk=sol.free_llk, history=result.run_history(0),
-                     config=result.config | {"seed": args.seed, "data": str(args.data), "keep": keep,
-                                             "combine": args.combine, "prepare": report},
+                     config=result.config | _grid_config(data) | {"seed": args.seed, "data": str(args.data),
+                                                                 "keep": keep, "combine": args.combine,
+                                                                 "prepare": report},
                      results={"run_llk_poisson": result.llk, "run_free_llk_poisson": result.free_llk,
                               "mode_fraction": sol.mode_fraction, "run_errors": sol.run_errors,
                               "twins_flipped": sol.twins_flipped, "phase_ramp": list(sol.phase_ramp),
@@ -195,6 +231,90 @@ def _cmd_reconstruct(args):
     print(f"{args.out}: {result.recipe} on {args.backend}/{result.config['device']}, best {keep} of {args.runs} runs "
           f"({args.combine}, mode fraction {sol.mode_fraction:.3f}): LLK {sol.llk:.3f}, free LLK {sol.free_llk:.3f}, "
           f"support {int(sol.support.sum())} voxels, PRTF resolution {sol.prtf['resolution']:.2f} voxels")
+
+
+def _strain_grid(args, shape, config):
+    """(voxel edges [nm], G direction or None, frame name) of a reconstruction, from the options
+    or the file's configuration."""
+    import numpy as np
+
+    from .geometry import Geometry, object_voxel_from_q_basis
+
+    scan = (args.energy, args.distance, args.pixel_size, args.rocking_step)
+    if args.voxel_size is not None:
+        return args.voxel_size, None, "lab"
+    if any(v is not None for v in scan):
+        if any(v is None for v in scan):
+            raise ConfigError("a rocking-scan geometry needs all of --energy, --distance, --pixel-size and "
+                              "--rocking-step (and --delta/--gamma)")
+        geo = Geometry(energy=args.energy, detector_distance=args.distance, pixel_size=args.pixel_size,
+                       rocking_step=args.rocking_step, delta=args.delta, gamma=args.gamma,
+                       rocking_axis=args.rocking_axis)
+        return geo.object_voxel(shape), geo.q_bragg, "detector"
+    if "q_basis" in config and config.get("frame") in ("orthogonal", "detector"):
+        frame = "detector" if config["frame"] == "detector" else "lab"
+        return object_voxel_from_q_basis(config["q_basis"], shape, frame=config["frame"]), \
+            np.asarray(config["g_vector"]) if "g_vector" in config else None, frame
+    raise ConfigError(f"{args.result} carries no grid: give --voxel-size for an orthogonal reconstruction, or the "
+                      "scan geometry (--energy --distance --pixel-size --rocking-step --delta --gamma)")
+
+
+def _cmd_strain(args):
+    import numpy as np
+
+    from .io import read_result
+    from .physics import bragg_vector
+    from .materials import get_material
+    from . import strain as st
+
+    outputs = [args.out] + [args.out.with_suffix(s) for s, on in ((".vti", args.vti), (".png", args.png)) if on]
+    if any(p.resolve() == args.result.resolve() for p in outputs):
+        raise ConfigError("an output would overwrite the input file; choose another --out")
+    obj, support, _, config = read_result(args.result)
+    if args.isosurface is not None:
+        support = st.support_from_amplitude(obj, args.isosurface)
+    hkl = args.hkl if args.hkl is not None else config.get("hkl")
+    material = args.material or config.get("material")
+    if hkl is None or material is None:
+        raise ConfigError("give the reflection and the material (--hkl H K L --material Pt); the file does not say")
+    voxel, g_dir, frame = _strain_grid(args, np.shape(obj), config)
+    g_dir = np.asarray(args.g_direction, float) if args.g_direction is not None else g_dir
+    if g_dir is None or not np.any(g_dir):
+        raise ConfigError("the direction of G is unknown: give --g-direction Z Y X (lab frame)")
+    g_norm = np.linalg.norm(bragg_vector(hkl, lattice_parameter=get_material(material).lattice_parameter))
+    g_vector = g_norm * g_dir / np.linalg.norm(g_dir)
+    if args.apodize:
+        obj = st.apodize(obj, args.apodize)
+    field = st.strain_field(obj, support, g_vector=g_vector, voxel_size=voxel, remove_ramp=not args.keep_ramp,
+                            reference=args.reference, order=args.order, frame=frame)
+    if args.frame == "crystal":
+        if args.orientation is None:
+            raise ConfigError("--frame crystal needs the crystal's orientation: --orientation with 9 numbers")
+        field = st.resample(field, rotation=st.crystal_rotation(np.reshape(args.orientation, (3, 3))), frame="crystal")
+    elif args.frame == "lab" and frame == "detector":
+        field = st.resample(field)
+    st.write_strain(args.out, field, config={"input": str(args.result), "hkl": list(hkl), "material": material,
+                                             "order": args.order, "reference": args.reference,
+                                             "apodize": args.apodize or "none", "isosurface": args.isosurface})
+    if args.vti:
+        st.write_vti(args.out.with_suffix(".vti"), field)
+    if args.png:
+        from .viz import save_png, strain_figure
+
+        save_png(strain_figure(field, title=f"{args.result.name}: {material} {' '.join(map(str, hkl))}"),
+                 args.out.with_suffix(".png"))
+    stats = field.summary()
+    print(f"{args.out}: {stats['voxels']} voxels ({field.frame} frame), strain mean {stats['strain_mean']:.2e}, "
+          f"RMS {stats['strain_rms']:.2e} (bulk {stats['bulk_strain_rms']:.2e}, surface {stats['surface_strain_rms']:.2e}), "
+          f"removed ramp strain {field.ramp_strain:.2e}")
+
+
+def _grid_config(data):
+    """The data's grid and geometry, carried into a result file for `braggscope strain`."""
+    keys = ("frame", "q_basis", "g_vector", "hkl", "material", "rocking_step", "delta", "gamma", "rocking_axis")
+    grid = {k: data.config[k] for k in keys if k in data.config}
+    scan = {"energy": data.energy, "detector_distance": data.detector_distance, "pixel_size": data.pixel_size}
+    return grid | {k: v for k, v in scan.items() if v is not None}
 
 
 def _cycle_progress(args, recipe):
@@ -236,7 +356,7 @@ def _cmd_bench(args):
     return subprocess.call(cmd)
 
 
-_COMMANDS = {"simulate": _cmd_simulate, "reconstruct": _cmd_reconstruct, "demo": _cmd_demo, "bench": _cmd_bench}
+_COMMANDS = {"simulate": _cmd_simulate, "reconstruct": _cmd_reconstruct, "strain": _cmd_strain, "demo": _cmd_demo, "bench": _cmd_bench}
 
 
 def main(argv=None) -> int:

@@ -19,7 +19,7 @@ import numpy as np
 from ._validate import check_choice, check_positive
 from .errors import ConfigError
 
-__all__ = ["Geometry", "wavelength_nm", "HC_KEV_NM"]
+__all__ = ["Geometry", "wavelength_nm", "object_voxel_from_q_basis", "HC_KEV_NM"]
 
 HC_KEV_NM = 1.239841984  # [keV·nm] h·c
 
@@ -126,10 +126,23 @@ class Geometry:
 
         Pixel k of the data holds q = Q + B k, so the array's own frequency step is -B (the
         phase convention puts q = G - Δq at frequency Δq) and A = -2π (Bᵀ)⁻¹ diag(1/N)."""
-        return -self.real_space_voxel(shape)
+        return object_voxel_from_q_basis(self.q_basis(), shape, frame="detector")
 
     def oversampling(self, crystal_size) -> np.ndarray:
         """Oversampling ratio along each detector-frame axis for a crystal of `crystal_size`
         [nm]: the real-space period |a_j| of axis j (a_i·b_j = 2π δ_ij) over the size (≥ 2 is needed)."""
         dual = 2 * np.pi * np.linalg.inv(self.q_basis().T)  # real-space period per axis (columns)
         return np.linalg.norm(dual, axis=0) / check_positive(crystal_size, "crystal_size", "nm")
+
+
+def object_voxel_from_q_basis(q_basis, shape, *, frame) -> np.ndarray:
+    """[nm] Voxel edges (columns) of an object reconstructed from data whose pixel k holds
+    q = G - B k ('orthogonal' frame, the simulator's FFT grid) or q = Q + B k ('detector' frame,
+    a rocking scan): A = ±2π (Bᵀ)⁻¹ diag(1/N), the sign that of the array's own frequency step."""
+    b = np.asarray(q_basis, dtype=float)
+    n = np.asarray(shape, dtype=float)
+    if b.shape != (len(n), len(n)):
+        raise ConfigError(f"q_basis {b.shape} does not fit a {len(n)}-D array")
+    check_choice(frame, "frame", {"orthogonal", "detector"})
+    sign = 1.0 if frame == "orthogonal" else -1.0
+    return sign * 2 * np.pi * np.linalg.inv(b.T) / n[None, :]

@@ -11,7 +11,7 @@ import numpy as np
 
 from .io.cxi import atomic_path
 
-__all__ = ["central_slices", "sample_figure", "diffraction_figure", "reconstruction_figure", "object_figure",
+__all__ = ["central_slices", "sample_figure", "strain_figure", "diffraction_figure", "reconstruction_figure", "object_figure",
            "save_png"]
 
 _AXES = ("z", "y", "x")
@@ -44,6 +44,30 @@ def sample_figure(sample, *, title=None):
     rows = [("amplitude", sample.amplitude, "gray_r", 0, 1, ""), ("phase", wrapped, "twilight", -np.pi, np.pi, "rad"),
             ("displacement", u_g, "RdBu_r", -lim_u, lim_u, "nm"), ("strain", sample.strain, "RdBu_r", -lim_e, lim_e, "")]
     return _grid(rows, sample.support, sample.voxel_size, title)
+
+
+def strain_figure(field, *, title=None):
+    """The standard figure of a strain field (:class:`braggscope.strain.StrainField`), laid out as
+    cdiutils users know it: one row per quantity (amplitude, phase, displacement along G [nm],
+    strain along G [%]), the three central orthogonal slices as columns, one colour bar with units
+    per row, the outside of the support masked, diverging maps centred on zero."""
+    from scipy import ndimage
+
+    box = ndimage.find_objects(field.support.astype(np.uint8))[0]  # the crystal and a 3-voxel margin
+    box = tuple(slice(max(b.start - 3, 0), b.stop + 3) for b in box)
+    support = field.support[box]
+    robust = lambda v, q: float(np.nanpercentile(np.abs(v[box][support]), q))
+    lim_p = min(robust(field.phase, 99.5), np.pi) or 1e-3
+    lim_u = robust(field.displacement, 99.5) or 1e-3
+    lim_e = robust(field.strain, 99.0) * 100 or 1e-3
+    rows = [("amplitude", field.amplitude[box], "gray_r", 0, 1, ""),
+            ("phase", field.phase[box], "twilight_shifted" if lim_p == np.pi else "RdBu_r", -lim_p, lim_p, "rad"),
+            ("displacement", field.displacement[box], "RdBu_r", -lim_u, lim_u, "nm"),
+            ("strain", field.strain[box] * 100, "RdBu_r", -lim_e, lim_e, "%")]
+    h = field.voxel_size
+    fig = _grid(rows, support, 1.0 if h is None else h, title)
+    fig.supxlabel(f"[{'voxels' if h is None else 'nm'}], {field.frame} frame; axes z, y, x", fontsize=8)
+    return fig
 
 
 def _grid(rows, support, voxel_size, title, unmasked=("amplitude",)):

@@ -201,3 +201,87 @@ def test_surface_layers():
     s = np.zeros((9, 9, 9), bool)
     s[1:8, 1:8, 1:8] = True
     assert surface_layers(s, 2).sum() == 7**3 - 3**3
+
+
+def test_average_gives_mean_and_spread():
+    """Two noisy copies of a crystal, one shifted by a voxel and with another global phase:
+    averaging aligns them, the mean is closer to the truth than either, and the spread maps
+    their difference."""
+    from braggscope.strain import average_strain
+
+    s = simulate_sample(CRYSTAL, _defects("smooth"), shape=(48,) * 3, voxel_size=H, hkl=(1, 1, 1))
+    rng = np.random.default_rng(1)
+    noisy = [s.obj * np.exp(1j * rng.normal(0, 0.05, s.obj.shape)) for _ in range(3)]
+    noisy[1] = np.roll(noisy[1], 1, axis=0) * np.exp(0.7j)
+    supports = [s.support, np.roll(s.support, 1, axis=0), s.support]
+    avg = average_strain(noisy, supports, g_vector=s.g_vector, voxel_size=H)
+    single = strain_field(noisy[0], s.support, g_vector=s.g_vector, voxel_size=H)
+    inner = s.support & ~surface_layers(s.support, 2)
+    err = lambda f: _rms((f.strain + f.ramp_strain - s.strain)[inner])
+    assert err(avg) < 0.75 * err(single)
+    assert avg.metadata["runs"] == 3
+    assert 0.3 * err(single) < np.nanmedian(avg.strain_spread[inner]) < 2 * err(single)
+
+
+def test_apodize_damps_high_q_noise_and_keeps_the_field():
+    from braggscope.strain import apodize
+
+    s = simulate_sample(CRYSTAL, _defects("smooth"), shape=(48,) * 3, voxel_size=H, hkl=(1, 1, 1))
+    noisy = s.obj + 0.05 * np.random.default_rng(2).normal(size=s.obj.shape)
+    inner = ndimage.binary_erosion(s.support, iterations=3)
+    errors = {}
+    for name, obj in (("raw", noisy), ("blackman", apodize(noisy, "blackman"))):
+        f = strain_field(obj, s.support, g_vector=s.g_vector, voxel_size=H, remove_ramp=False)
+        errors[name] = _rms((f.strain - s.strain)[inner])
+    assert errors["blackman"] < 0.5 * errors["raw"]
+    with pytest.raises(ConfigError):
+        apodize(noisy, "boxcar")
+
+
+def test_files_and_figure(tmp_path):
+    """HDF5 round trip, a .vti ParaView reads back (pyvista), and the standard figure."""
+    from braggscope.strain import read_strain, write_strain, write_vti
+    from braggscope.viz import save_png, strain_figure
+
+    s = simulate_sample(CRYSTAL, _defects("edge"), shape=(32,) * 3, voxel_size=5.0, hkl=(1, 1, 1))
+    f = strain_field(s.obj, s.support, g_vector=s.g_vector, voxel_size=5.0)
+    back = read_strain(write_strain(tmp_path / "s.h5", f, config={"hkl": [1, 1, 1]}))
+    for name in ("amplitude", "phase", "displacement", "strain", "support"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(f, name))
+    assert back.voxel_size == 5.0 and back.frame == "lab" and back.ramp_strain == f.ramp_strain
+    pyvista = pytest.importorskip("pyvista")
+    grid = pyvista.read(write_vti(tmp_path / "s.vti", f))
+    assert grid.dimensions == (32, 32, 32) and grid.spacing == (5.0, 5.0, 5.0)
+    np.testing.assert_array_equal(grid.point_data["strain"].reshape(32, 32, 32), f.strain)
+    assert grid.origin[0] == -16 * 5.0
+    save_png(strain_figure(f), tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 20_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5", "s.png", "s.vti"]  # no temporary left
+    stats = f.summary()
+    assert stats["voxels"] == stats["bulk_voxels"] + stats["surface_voxels"] and sum(stats["histogram_counts"]) == \
+        stats["voxels"]
+
+
+def test_cli_strain_from_detector_frame_reconstruction(tmp_path):
+    """simulate (detector frame) → reconstruct → strain: the result file carries the grid, the
+    strain lands on the lab grid, bad input exits with status 2 and writes nothing."""
+    from braggscope.cli import main
+    from braggscope.strain import read_strain
+
+    data, result, out = tmp_path / "d.cxi", tmp_path / "r.cxi", tmp_path / "s.h5"
+    assert main(["simulate", str(data), "--shape", "24", "--voxel-size", "4", "--size", "45", "--oversampling", "2",
+                 "--detector-frame", "--pixel-size", "172", "--distance", "0.5", "--rocking-step", "0.05",
+                 "--photons", "1e9", "-q"]) == 0
+    assert main(["reconstruct", str(data), "--out", str(result), "--runs", "1", "--algorithm",
+                 "ER**50 * (ShrinkWrap * RAAR**20)**10", "-q"]) == 0
+    assert main(["strain", str(result), "--out", str(out), "--png", "--vti", "-q"]) == 0
+    f = read_strain(out)
+    assert f.frame == "lab" and f.voxel_size is not None and f.support.sum() > 100
+    assert np.nanmax(np.abs(f.strain)) < 5e-3  # a strain-free crystal but for the noise
+    assert {p.name for p in tmp_path.iterdir()} == {"d.cxi", "r.cxi", "s.h5", "s.png", "s.vti"}
+    assert main(["strain", str(result), "--out", str(tmp_path / "bad.h5"), "--hkl", "0", "0", "0", "-q"]) == 2
+    assert main(["strain", str(result), "--out", str(tmp_path / "bad.h5"), "--frame", "crystal", "-q"]) == 2
+    np.save(tmp_path / "obj.npy", np.ones((8, 8, 8), np.complex64))
+    assert main(["strain", str(tmp_path / "obj.npy"), "--out", str(tmp_path / "bad.h5"), "--hkl", "1", "1", "1",
+                 "--material", "Pt", "--voxel-size", "3", "-q"]) == 2  # no support in an .npy
+    assert not (tmp_path / "bad.h5").exists()

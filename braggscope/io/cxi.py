@@ -22,7 +22,7 @@ import numpy as np
 from .._validate import check_finite
 from ..errors import FileFormatError, ShapeError
 
-__all__ = ["CXIData", "write_cxi_data", "read_data", "write_cxi_result", "read_cxi_result", "atomic_path",
+__all__ = ["CXIData", "write_cxi_data", "read_data", "write_cxi_result", "read_cxi_result", "read_result", "atomic_path",
            "validate_intensity", "EV_TO_J"]
 
 EV_TO_J = 1.602176634e-19
@@ -330,6 +330,44 @@ def write_cxi_result(path, obj, support, *, llk=None, free_llk=None, history=Non
         _write_dict(process.create_group("configuration"), config or {})
         f["entry_last"] = h5py.SoftLink("/entry_1")
     return Path(path)
+
+
+def read_result(path):
+    """A reconstruction from a result file: CXI/HDF5 (ours or PyNX's), .npz (arrays 'obj',
+    'object' or 'data', and 'support' or 'mask' with nonzero = crystal) or .npy (the object).
+
+    Returns
+    -------
+    obj : ndarray of complex
+    support : ndarray of bool or None
+        None where the file holds none.
+    results : dict
+        LLKs and other figures of the retrieval (CXI only).
+    config : dict
+        The retrieval's configuration, with the data's grid and geometry when braggscope wrote it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"no such file: {path}")
+    suffix = path.suffix.lower()
+    if suffix in (".cxi", ".h5", ".hdf5", ".nxs"):
+        obj, support, results = read_cxi_result(path)
+        with _open_entry(path) as (f, entry):
+            key = f"{entry}/image_1/process_1/configuration"
+            config = _read_dict(f[key]) if key in f else {}
+        return obj, support, results, config
+    if suffix == ".npz":
+        with np.load(path) as z:
+            name = next((k for k in ("obj", "object", "data") if k in z), None)
+            if name is None:
+                raise FileFormatError(f"{path} has none of the arrays 'obj', 'object' or 'data' (it has "
+                                      f"{', '.join(z.files)})")
+            obj = z[name]
+            support = next((z[k] != 0 for k in ("support", "mask") if k in z), None)
+        return obj, support, {}, {}
+    if suffix == ".npy":
+        return np.load(path), None, {}, {}
+    raise FileFormatError(f"unknown result file type '{suffix}' ({path}); use .cxi, .h5, .npz or .npy")
 
 
 def read_cxi_result(path):
