@@ -27,6 +27,8 @@ test: $(VENV)/.installed .deps/pynx
 bench: $(VENV)/.installed .deps/pynx
 	PYTHONPATH=$(CURDIR)/.deps/pynx $(BIN)/braggscope bench simulate
 	PYTHONPATH=$(CURDIR)/.deps/pynx $(BIN)/braggscope bench retrieval
+	$(BIN)/pip install -q cdiutils  # the strain benchmark's peer
+	$(BIN)/braggscope bench strain
 
 clean:
 	rm -rf $(VENV) demo_output *.egg-info .deps

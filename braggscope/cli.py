@@ -337,7 +337,7 @@ def _cycle_progress(args, recipe):
 def _cmd_demo(args):
     from .demo import run_demo
 
-    bar, step = _progress(args, 5)
+    bar, step = _progress(args, 6)
     files = run_demo(args.out, seed=args.seed, device=args.device, progress=step)
     if bar is not None:
         bar.close()

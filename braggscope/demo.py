@@ -3,7 +3,7 @@
 What it runs today: the simulator (a Pt truncated octahedron with an edge dislocation, a Frank
 loop and a stacking fault, measured at 111 on a Maxipix-like detector with Poisson noise), the
 torch phase-retrieval engine (random starts ranked by free LLK), the comparison with the truth,
-the CXI files, the pictures and the report. Strain and defect identification join the chain as
+the CXI files, the pictures and the report. The strain of the reconstruction follows; defect identification joins the chain as
 they land.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 from .io import write_simulation
 from .io.cxi import atomic_path
 from .simulate import Crystal, Detector, simulate_bcdi, truncated_octahedron
-from .viz import diffraction_figure, sample_figure, save_png
+from .viz import diffraction_figure, sample_figure, save_png, strain_figure
 
 __all__ = ["run_demo", "demo_crystal"]
 
@@ -64,10 +64,14 @@ code{{font-size:80%}}</style></head><body>
 shift and global phase: normalised error {files['error']:.3f}, phase RMS {files['phase_rms']:.3f} rad
 (inner {files['phase_rms_inner']:.3f} rad), support {files['support_ratio']:.2f}× the true one.</p>
 {_img(files['reconstruction_png'])}
+<h2>Strain</h2><p>Strain along G of the reconstruction (ramp and offset removed, wrap-free gradient): RMS error
+{files['strain_rms_error']:.2e} against the closed-form truth (whose RMS is {files['strain_rms_truth']:.2e}) inside
+the crystal without its outer voxel layer.</p>
+{_img(files['strain_png'])}
 <h2>Defects</h2><table>{rows}</table>
 <h2>Timings</h2><table>{times}</table>
-<p>Files: {', '.join(html.escape(Path(p).name) for k, p in files.items() if k.endswith(('png', 'data', 'result')))}</p>
-<p>Not in the chain yet: strain from the reconstruction, defect identification, scan planning.</p>
+<p>Files: {', '.join(html.escape(Path(p).name) for k, p in files.items() if k.endswith(('png', 'data', 'result', 'strain')))}</p>
+<p>Not in the chain yet: defect identification, scan planning.</p>
 </body></html>"""
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
@@ -89,6 +93,23 @@ def _reconstruct(data, files, n_runs, seed, device):
     files |= errors
     save_png(reconstruction_figure(aligned, truth, voxel_size=data.sample.voxel_size,
                                    title="reconstruction (aligned) against the truth"), files["reconstruction_png"])
+    return aligned
+
+
+def _strain(data, files, aligned):
+    """Strain of the aligned reconstruction (on the simulation's orthogonal grid) and its error
+    against the closed-form truth inside the crystal, without its outer voxel layer."""
+    from .simulate.diffraction import _pad_centred
+    from .strain import strain_field, support_from_amplitude, surface_layers, write_strain
+
+    s = data.sample
+    field = strain_field(aligned, support_from_amplitude(aligned, 0.3), g_vector=s.g_vector, voxel_size=s.voxel_size)
+    write_strain(files["strain"], field, config={"hkl": list(s.hkl), "material": s.material})
+    save_png(strain_figure(field, title="strain of the reconstruction along G"), files["strain_png"])
+    truth = _pad_centred(s.strain, aligned.shape).real
+    inner = (_pad_centred(s.support, aligned.shape).real > 0) & field.support & ~surface_layers(field.support, 1)
+    files["strain_rms_error"] = float(np.sqrt(np.mean((field.strain + field.ramp_strain - truth)[inner] ** 2)))
+    files["strain_rms_truth"] = float(np.sqrt(np.mean(truth[inner] ** 2)))
 
 
 def run_demo(out_dir, *, shape=(48, 48, 48), data_shape=(96, 96, 96), voxel_size=3.0, photons=1e9, n_runs=4,
@@ -118,7 +139,8 @@ def run_demo(out_dir, *, shape=(48, 48, 48), data_shape=(96, 96, 96), voxel_size
     -------
     dict
         Paths of the written files (data.cxi, result.cxi, sample.png, diffraction.png,
-        reconstruction.png, report.html) and the figures of the reconstruction.
+        reconstruction.png, strain.h5, strain.png, report.html) and the figures of the
+        reconstruction and its strain.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +153,8 @@ def run_demo(out_dir, *, shape=(48, 48, 48), data_shape=(96, 96, 96), voxel_size
                          detector=Detector(photons=photons, gaps="maxipix"), rng=seed)
     timings["simulate"] = time.perf_counter() - t
     files = {"data": out / "data.cxi", "result": out / "result.cxi", "sample_png": out / "sample.png",
-             "diffraction_png": out / "diffraction.png", "reconstruction_png": out / "reconstruction.png"}
+             "diffraction_png": out / "diffraction.png", "reconstruction_png": out / "reconstruction.png",
+             "strain": out / "strain.h5", "strain_png": out / "strain.png"}
     t = time.perf_counter()
     step("write")
     write_simulation(files["data"], data, seed=seed)
@@ -141,8 +164,12 @@ def run_demo(out_dir, *, shape=(48, 48, 48), data_shape=(96, 96, 96), voxel_size
     timings["files and pictures"] = time.perf_counter() - t
     t = time.perf_counter()
     step("reconstruct")
-    _reconstruct(data, files, n_runs, seed, device)
+    aligned = _reconstruct(data, files, n_runs, seed, device)
     timings["phase retrieval"] = time.perf_counter() - t
+    t = time.perf_counter()
+    step("strain")
+    _strain(data, files, aligned)
+    timings["strain"] = time.perf_counter() - t
     files["report"] = out / "report.html"
     step("report")
     _report(files["report"], data, timings, files)

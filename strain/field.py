@@ -188,7 +188,8 @@ def strain_field(obj, support, *, g_vector, voxel_size, remove_ramp=True, refere
     obj : (Z, Y, X) or (Y, X) ndarray of complex
         Reconstructed object ρ = |ρ| exp(iG·u), on any linear grid.
     support : ndarray of bool
-        The crystal's voxels (an isosurface of the amplitude or the retrieval's support).
+        The crystal's voxels (an isosurface of the amplitude or the retrieval's support); a voxel
+        none of whose neighbours is in it is dropped (it has no phase gradient).
     g_vector : (3,) array_like
         [1/nm] Bragg vector in the frame of `voxel_size`'s edges (components z, y, x).
     voxel_size : float or (ndim, ndim) array_like
@@ -231,8 +232,9 @@ def strain_field(obj, support, *, g_vector, voxel_size, remove_ramp=True, refere
     grad = phase_gradient(sub, inside, jump=jump, order=order)
     strain = np.full(obj.shape, np.nan, np.float32)
     strain[box] = np.tensordot(weights.astype(np.float32), grad, axes=1)
+    support = support & ~np.isnan(strain)  # a voxel with no support neighbour has no gradient: dropped
     phase = np.full(obj.shape, np.nan, np.float32)
-    phase[box] = np.where(inside, np.angle(sub), np.nan)
+    phase[box] = np.where(support[box], np.angle(sub), np.nan)
     unwrapped = unwrap_phase(phase, support)  # then the 2π multiple that keeps the reference near 0
     level = np.nanmean(unwrapped) if reference == "mean" else unwrapped[_support_centre(support)]
     unwrapped -= np.float32(2 * np.pi * np.round(level / (2 * np.pi)))

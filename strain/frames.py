@@ -113,9 +113,9 @@ def resample(field: StrainField, *, rotation=None, voxel_size=None, shape=None, 
     interp = _resampler(m, offset, shape, 1)
     weight = interp(field.support)
     inside = weight > 0.5
-    with np.errstate(invalid="ignore", divide="ignore"):
-        weighted = lambda v: np.where(inside, interp(np.where(field.support, v, 0)) / weight, np.nan).astype(np.float32)
-        phase = np.angle(interp(np.cos(np.nan_to_num(field.phase))) + 1j * interp(np.sin(np.nan_to_num(field.phase))))
+    safe = np.maximum(weight, np.float32(1e-6))
+    weighted = lambda v: np.where(inside, interp(np.where(field.support, v, 0)) / safe, np.nan).astype(np.float32)
+    phase = np.angle(interp(np.cos(np.nan_to_num(field.phase))) + 1j * interp(np.sin(np.nan_to_num(field.phase))))
     spread = None if field.strain_spread is None else weighted(field.strain_spread)
     return StrainField(amplitude=interp(field.amplitude), phase=np.where(inside, phase, np.nan).astype(np.float32),
                        displacement=weighted(field.displacement), strain=weighted(field.strain), support=inside,
