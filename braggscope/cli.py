@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import BraggscopeError, ConfigError
+from .errors import BraggscopeError, ConfigError, OptionalDependencyError
 
 log = logging.getLogger("braggscope")
 
@@ -270,6 +270,13 @@ def _cmd_strain(args):
     outputs = [args.out] + [args.out.with_suffix(s) for s, on in ((".vti", args.vti), (".png", args.png)) if on]
     if any(p.resolve() == args.result.resolve() for p in outputs):
         raise ConfigError("an output would overwrite the input file; choose another --out")
+    if args.frame == "crystal" and args.orientation is None:
+        raise ConfigError("--frame crystal needs the crystal's orientation: --orientation with 9 numbers")
+    if args.vti:
+        try:
+            import pyvista  # noqa: F401  (checked before any file is written)
+        except ImportError:
+            raise OptionalDependencyError("pyvista", "viz") from None
     obj, support, _, config = read_result(args.result)
     if args.isosurface is not None:
         support = st.support_from_amplitude(obj, args.isosurface)
@@ -288,8 +295,6 @@ def _cmd_strain(args):
     field = st.strain_field(obj, support, g_vector=g_vector, voxel_size=voxel, remove_ramp=not args.keep_ramp,
                             reference=args.reference, order=args.order, frame=frame)
     if args.frame == "crystal":
-        if args.orientation is None:
-            raise ConfigError("--frame crystal needs the crystal's orientation: --orientation with 9 numbers")
         field = st.resample(field, rotation=st.crystal_rotation(np.reshape(args.orientation, (3, 3))), frame="crystal")
     elif args.frame == "lab" and frame == "detector":
         field = st.resample(field)

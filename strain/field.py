@@ -52,6 +52,8 @@ class StrainField:
         relative to the reference lattice of G (the ramp also holds the data's centring error).
     strain_spread : ndarray of float32 or None
         Standard deviation of the strain over averaged reconstructions (uncertainty map).
+    metadata : dict
+        Free-form facts about how the field was made (e.g. 'runs' averaged).
     """
 
     amplitude: np.ndarray
