@@ -11,12 +11,15 @@ strain, so every method's error is taken after removing its mean over the suppor
 Figures (one JSON line):
 - bulk_rms_error, surface_rms_error (outer two voxel layers), dislocation_rms_error (the screw
   case, outside a 2-voxel tube around the 1.5-voxel core, bulk and surface), core_excluded_voxels,
+  the same three with order=2 (second-order central differences in the bulk, as the peers),
   time_s_128, time_s_256 (braggscope.strain.strain_field with its defaults: ramp, offset, wrap-free
   gradient, displacement; the smooth case), time_s_256_dislocation (where the phase must be
-  unwrapped for the displacement), fft_pair_s_256 (the physical limit's scale: one FFT pair of
+  unwrapped for the displacement) and unwrap_s_256_dislocation (scikit-image's unwrapping in it),
+  fft_pair_s_256 (the physical limit's scale: one FFT pair of
   the 256³ complex object);
 - cdiutils_* (PyPI, PostProcessor.get_structural_properties with its defaults: skimage unwrap,
-  sklearn ramp fit, hybrid gradient; isosurface 0.5): bulk and surface errors, its error around
+  sklearn ramp fit, hybrid gradient; isosurface 0.5; only that call is timed): bulk and surface
+  errors, its error around
   the dislocation with its default and its defect mode (handle_defects=True), its times;
 - bcdi_*: null, with the reason (bcdi needs Python < 3.11 and its own pins);
 - speedup_vs_cdiutils_256, device.
@@ -39,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_time, device, emit  # noqa: E402
 
 from braggscope.simulate import Crystal, random_orientation, simulate_sample, truncated_octahedron  # noqa: E402
-from braggscope.strain import strain_field, surface_layers  # noqa: E402
+from braggscope.strain import strain_field, surface_layers, unwrap_phase  # noqa: E402
 
 CRYSTAL_NM = 120.0
 
@@ -78,21 +81,27 @@ def rms_errors(strain, s, valid=None):
     return r(bulk), r(surface), r(ok)
 
 
-def ours(s, h):
-    return strain_field(s.obj, s.support, g_vector=s.g_vector, voxel_size=h)
+def ours(s, h, order=4):
+    return strain_field(s.obj, s.support, g_vector=s.g_vector, voxel_size=h, order=order)
 
 
-def cdiutils_strain(s, h, handle_defects=False):
-    """cdiutils' strain map put back on the full grid (it crops around the support's centre)."""
+def cdiutils_run(s, h, handle_defects=False):
+    """cdiutils' strain step as its users call it (the part that is timed)."""
     from cdiutils.process.postprocessor import PostProcessor
-    from cdiutils.utils import CroppingHandler, find_suitable_array_shape, make_support, normalise
 
     with contextlib.redirect_stdout(io.StringIO()):
-        out = PostProcessor.get_structural_properties(s.obj, 0.5, s.g_vector / 10, s.hkl, (h,) * 3, phase_factor=1,
-                                                      handle_defects=handle_defects)
-        support = make_support(normalise(np.abs(s.obj)), isosurface=0.5, nan_values=False)
-        shape = find_suitable_array_shape(support, pad=np.repeat(10, 3))
-        com = CroppingHandler.get_position(support, "com")
+        return PostProcessor.get_structural_properties(s.obj, 0.5, s.g_vector / 10, s.hkl, (h,) * 3, phase_factor=1,
+                                                       handle_defects=handle_defects)
+
+
+def cdiutils_on_grid(s, out):
+    """cdiutils' strain map put back on the full grid: it crops around the support's centre of
+    mass to a shape of its choosing, which its own helpers give again."""
+    from cdiutils.utils import CroppingHandler, find_suitable_array_shape, make_support, normalise
+
+    support = make_support(normalise(np.abs(s.obj)), isosurface=0.5, nan_values=False)
+    shape = find_suitable_array_shape(support, pad=np.repeat(10, 3))
+    com = CroppingHandler.get_position(support, "com")
     strain = np.full(s.obj.shape, np.nan)
     start = [int(c - n // 2) for c, n in zip(com, shape)]
     dest = tuple(slice(max(a, 0), min(a + n, m)) for a, n, m in zip(start, shape, s.obj.shape))
@@ -111,6 +120,8 @@ def measure(sizes):
         result[f"time_s_{n}"] = t
         if n == n128:  # errors at the smaller size (128³ in a full run)
             result["bulk_rms_error"], result["surface_rms_error"], _ = rms_errors(f.strain, s)
+            result["bulk_rms_error_order2"], result["surface_rms_error_order2"], _ = \
+                rms_errors(ours(s, h, order=2).strain, s)
             result["typical_strain"] = float(np.sqrt(np.mean(s.strain[s.support] ** 2)))
             result["sizes"] = {"n": list(sizes), "voxel_nm": [round(2 * CRYSTAL_NM / m * 1.07, 3) for m in sizes],
                                "crystal_nm": CRYSTAL_NM, "support_voxels_128": int(s.support.sum())}
@@ -122,12 +133,14 @@ def measure(sizes):
     s, h = sample("screw", n128)
     f = ours(s, h)
     _, _, result["dislocation_rms_error"] = rms_errors(f.strain, s)
+    _, _, result["dislocation_rms_error_order2"] = rms_errors(ours(s, h, order=2).strain, s)
     result["core_excluded_voxels"] = int(regions(s)[2].sum())
     result["wall_voxels_cut"] = int(np.sum(np.abs(np.diff(np.where(s.support, np.angle(s.obj), np.nan), axis=0))
                                            > np.pi))
     result.update(peer_dislocation(s, h))
     s, h = sample("screw", n256)
-    result[f"time_s_{n256}_dislocation"], _ = best_time(lambda: ours(s, h), 1)
+    result[f"time_s_{n256}_dislocation"], f = best_time(lambda: ours(s, h), 1)
+    result[f"unwrap_s_{n256}_dislocation"], _ = best_time(lambda: unwrap_phase(f.phase, f.support), 1)
     result.update(peer_time(s, h, f"cdiutils_time_s_{n256}_dislocation"))
     return result
 
@@ -143,9 +156,10 @@ def _have_cdiutils():
 def peer_smooth(s, h, tag, errors):
     if not _have_cdiutils():
         return {}
-    t, strain = best_time(lambda: cdiutils_strain(s, h), 1)
+    t, raw = best_time(lambda: cdiutils_run(s, h), 1)
     out = {f"cdiutils_time_s_{tag}": t}
     if errors:
+        strain = cdiutils_on_grid(s, raw)
         valid = ~np.isnan(strain)
         out["cdiutils_bulk_rms_error"], out["cdiutils_surface_rms_error"], _ = rms_errors(strain, s, valid)
     return out
@@ -156,7 +170,7 @@ def peer_dislocation(s, h):
         return {}
     out = {}
     for name, defects in (("cdiutils_dislocation_rms_error", False), ("cdiutils_defect_mode_dislocation_rms_error", True)):
-        strain = cdiutils_strain(s, h, handle_defects=defects)
+        strain = cdiutils_on_grid(s, cdiutils_run(s, h, handle_defects=defects))
         _, _, out[name] = rms_errors(strain, s, ~np.isnan(strain))
     return out
 
@@ -164,7 +178,7 @@ def peer_dislocation(s, h):
 def peer_time(s, h, name):
     if not _have_cdiutils():
         return {}
-    t, _ = best_time(lambda: cdiutils_strain(s, h), 1)
+    t, _ = best_time(lambda: cdiutils_run(s, h), 1)
     return {name: t}
 
 

@@ -115,10 +115,9 @@ class Geometry:
         return np.stack([rock, self.k * pixel_angle * row, self.k * pixel_angle * col], axis=1)
 
     def real_space_voxel(self, shape) -> np.ndarray:
-        """[nm] Edges (3×3, columns) of the real-space voxel that the inverse FFT of a
-        detector-frame array of `shape` has: A = 2π (Bᵀ)⁻¹ diag(1/N)."""
-        n = np.asarray(shape, dtype=float)
-        return 2 * np.pi * np.linalg.inv(self.q_basis().T) / n[None, :]
+        """[nm] The dual basis of B over N, 2π (Bᵀ)⁻¹ diag(1/N): the real-space voxel edges up to
+        their sign (the object's own voxel, sign included, is :meth:`object_voxel`)."""
+        return _dual_edges(self.q_basis(), shape)
 
     def object_voxel(self, shape) -> np.ndarray:
         """[nm] Edges (3×3, columns, lab frame) of the voxels of an object reconstructed from
@@ -131,7 +130,7 @@ class Geometry:
     def oversampling(self, crystal_size) -> np.ndarray:
         """Oversampling ratio along each detector-frame axis for a crystal of `crystal_size`
         [nm]: the real-space period |a_j| of axis j (a_i·b_j = 2π δ_ij) over the size (≥ 2 is needed)."""
-        dual = 2 * np.pi * np.linalg.inv(self.q_basis().T)  # real-space period per axis (columns)
+        dual = _dual_edges(self.q_basis(), (1, 1, 1))  # real-space period per axis (columns)
         return np.linalg.norm(dual, axis=0) / check_positive(crystal_size, "crystal_size", "nm")
 
 
@@ -144,5 +143,10 @@ def object_voxel_from_q_basis(q_basis, shape, *, frame) -> np.ndarray:
     if b.shape != (len(n), len(n)):
         raise ConfigError(f"q_basis {b.shape} does not fit a {len(n)}-D array")
     check_choice(frame, "frame", {"orthogonal", "detector"})
-    sign = 1.0 if frame == "orthogonal" else -1.0
-    return sign * 2 * np.pi * np.linalg.inv(b.T) / n[None, :]
+    return (1.0 if frame == "orthogonal" else -1.0) * _dual_edges(b, shape)
+
+
+def _dual_edges(q_basis, shape) -> np.ndarray:
+    """2π (Bᵀ)⁻¹ diag(1/N): columns a_j with a_i·b_j = 2π δ_ij / N_j."""
+    n = np.asarray(shape, dtype=float)
+    return 2 * np.pi * np.linalg.inv(np.asarray(q_basis, dtype=float).T) / n[None, :]
