@@ -30,6 +30,8 @@ class Material:
         [GPa] Cubic elastic constants.
     atomic_number : int
         Z, used as the (q-independent) atomic form factor of the kinematical sum.
+    stacking_fault_energy : float
+        [mJ/m²] Intrinsic stacking-fault energy γ_SF.
     """
 
     name: str
@@ -38,6 +40,7 @@ class Material:
     c12: float
     c44: float
     atomic_number: int
+    stacking_fault_energy: float
 
     @property
     def shear_modulus(self) -> float:
@@ -69,12 +72,18 @@ class Material:
 MATERIALS = {
     m.name: m
     for m in (
-        Material(name="Pt", lattice_parameter=0.39242, c11=346.7, c12=250.7, c44=76.5, atomic_number=78),
-        Material(name="Au", lattice_parameter=0.40782, c11=192.9, c12=163.8, c44=41.5, atomic_number=79),
-        Material(name="Ni", lattice_parameter=0.35240, c11=246.5, c12=147.3, c44=124.7, atomic_number=28),
-        Material(name="Cu", lattice_parameter=0.36149, c11=168.4, c12=121.4, c44=75.4, atomic_number=29),
-        Material(name="Ag", lattice_parameter=0.40853, c11=124.0, c12=93.4, c44=46.1, atomic_number=47),
-        Material(name="Pd", lattice_parameter=0.38907, c11=227.1, c12=176.0, c44=71.7, atomic_number=46),
+        Material(name="Pt", lattice_parameter=0.39242, c11=346.7, c12=250.7, c44=76.5,
+                 atomic_number=78, stacking_fault_energy=322.0),
+        Material(name="Au", lattice_parameter=0.40782, c11=192.9, c12=163.8, c44=41.5,
+                 atomic_number=79, stacking_fault_energy=32.0),
+        Material(name="Ni", lattice_parameter=0.35240, c11=246.5, c12=147.3, c44=124.7,
+                 atomic_number=28, stacking_fault_energy=125.0),
+        Material(name="Cu", lattice_parameter=0.36149, c11=168.4, c12=121.4, c44=75.4,
+                 atomic_number=29, stacking_fault_energy=45.0),
+        Material(name="Ag", lattice_parameter=0.40853, c11=124.0, c12=93.4, c44=46.1,
+                 atomic_number=47, stacking_fault_energy=16.0),
+        Material(name="Pd", lattice_parameter=0.38907, c11=227.1, c12=176.0, c44=71.7,
+                 atomic_number=46, stacking_fault_energy=180.0),
     )
 }
 

@@ -16,7 +16,7 @@ from ..materials import Material, get_material
 from ..physics import bragg_vector
 from .dislocations import DislocationLoop, StraightDislocation, circular_loop_vertices
 from .fields import DilatationCentre, SmoothStrain, SurfaceRelaxation
-from .planar import StackingFault, TwinBoundary
+from .planar import SplitDislocation, StackingFault, TwinBoundary, equilibrium_separation
 
 __all__ = ["Crystal"]
 
@@ -60,6 +60,39 @@ class Crystal:
         through `position` [nm]."""
         return StraightDislocation(burgers=self.to_sample(burgers) * self.lattice_parameter,
                                    line=self.direction(line), position=position)
+
+    def split_dislocation(self, burgers, line, plane, position=(0.0, 0.0, 0.0), separation=None) -> SplitDislocation:
+        """Perfect dislocation `burgers` a/2<110> [a] dissociated in its glide `plane` {111}
+        into Shockley partials a/6<112> (each at 30° to b) `separation` [nm] apart; by default
+        the isotropic equilibrium width for the material's stacking-fault energy.
+        `line` [uvw] is projected onto the plane; `position` [nm] is on the leading partial."""
+        b = check_vector(burgers, "burgers", nonzero=True)
+        n = check_vector(plane, "plane", nonzero=True)
+        if not np.allclose(np.abs(n), np.abs(n[0])) or abs(b @ n) > 1e-9:
+            raise ConfigError(f"a Shockley dissociation needs a {{111}} plane containing b, got b={b}, plane={n}")
+        n_hat = n / np.linalg.norm(n)
+        side = np.cross(n_hat, b) / (2 * np.sqrt(3))  # in-plane, ⊥ b, |b|/(2√3) long
+        b1, b2 = b / 2 + side, b / 2 - side
+        t = self.direction(line)
+        n_s = self.direction(n)
+        t = t - (t @ n_s) * n_s
+        if np.linalg.norm(t) < 1e-6:
+            raise ConfigError(f"the line {line} is normal to the glide plane {plane}")
+        t /= np.linalg.norm(t)
+        b_s = self.to_sample(b) * self.lattice_parameter
+        character = float(np.degrees(np.arccos(np.clip(abs(b_s @ t) / np.linalg.norm(b_s), 0, 1))))
+        if separation is None:
+            mat = self.material
+            separation = equilibrium_separation(np.linalg.norm(b1) * self.lattice_parameter, character,
+                                                shear_modulus=mat.shear_modulus, poisson_ratio=mat.poisson_ratio,
+                                                fault_energy=mat.stacking_fault_energy)
+        separation = check_positive(separation, "separation", "nm")
+        across = np.cross(n_s, t)
+        p0 = check_vector(position, "position")
+        lead = StraightDislocation(burgers=self.to_sample(b1) * self.lattice_parameter, line=t, position=p0, cut=across)
+        trail = StraightDislocation(burgers=self.to_sample(b2) * self.lattice_parameter, line=t,
+                                    position=p0 + separation * across, cut=across)
+        return SplitDislocation(leading=lead, trailing=trail, normal=n_s, separation=separation)
 
     def loop(self, burgers, plane, center=(0.0, 0.0, 0.0), radius=10.0, *, sides=None) -> DislocationLoop:
         """Dislocation loop of `radius` [nm] in the `plane` (hkl) through `center` [nm];

@@ -73,16 +73,34 @@ class StraightDislocation:
         Line direction (normalised on construction).
     position : (3,) ndarray
         [nm] A point on the line, relative to the crystal centre.
+    cut : (3,) ndarray, optional
+        Direction, perpendicular to the line, of the cut half-plane across which u jumps by b
+        (default: behind the edge component, -e1). Only the jump's place changes, not ∇u.
     """
 
     burgers: np.ndarray
     line: np.ndarray
     position: np.ndarray
+    cut: np.ndarray | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "burgers", check_vector(self.burgers, "burgers", nonzero=True))
         object.__setattr__(self, "line", _unit(self.line, "line"))
         object.__setattr__(self, "position", check_vector(self.position, "position"))
+        if self.cut is not None:
+            c = check_vector(self.cut, "cut", nonzero=True)
+            c = c - (c @ self.line) * self.line
+            if np.linalg.norm(c) < 1e-9:
+                raise ConfigError("the cut direction must not be parallel to the dislocation line")
+            object.__setattr__(self, "cut", c / np.linalg.norm(c))
+
+    def _angle(self, x, y, e1, e2):
+        """[rad] θ = atan2(y, x) on the branch whose 2π jump lies on the cut half-plane."""
+        theta = np.arctan2(y, x)
+        if self.cut is None:
+            return theta
+        theta_cut = float(np.arctan2(self.cut @ e2, self.cut @ e1))
+        return theta_cut - 2 * np.pi + np.mod(theta - theta_cut, 2 * np.pi)
 
     @property
     def character_angle(self) -> float:
@@ -111,7 +129,7 @@ class StraightDislocation:
         d = np.asarray(points, dtype=float) - self.position.reshape((3,) + (1,) * (np.ndim(points) - 1))
         x, y = _dot(e1, d), _dot(e2, d)
         r2 = np.maximum(x * x + y * y, _TINY**2)
-        theta = np.arctan2(y, x)
+        theta = self._angle(x, y, e1, e2)
         b_screw = float(self.burgers @ t)
         b_edge = float(self.burgers @ e1)
         ux = b_edge / (2 * np.pi) * (theta + x * y / (2 * (1 - nu) * r2))

@@ -9,7 +9,7 @@ from .shapes import random_faceted, random_orientation, sphere, truncated_octahe
 
 __all__ = ["random_crystal", "random_defects", "DEFECT_KINDS"]
 
-DEFECT_KINDS = ("dislocation", "loop", "stacking_fault", "twin", "dilatation")
+DEFECT_KINDS = ("dislocation", "loop", "stacking_fault", "twin", "dilatation", "split_dislocation")
 
 _B110 = np.array([[1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1], [0, 1, 1], [0, 1, -1]], float) / 2
 _N111 = np.array([[1, 1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1]], float)
@@ -39,14 +39,25 @@ def _point_inside(crystal, rng, fraction):
     return direction * reach * fraction * rng.uniform() ** (1 / 3)
 
 
+def _glide_system(rng):
+    """A random a/2<110> Burgers vector [a], a {111} plane holding it and a line in that plane."""
+    b = _B110[rng.integers(6)] * rng.choice([-1, 1])
+    planes = [n for n in _N111 if abs(n @ b) < 1e-9]
+    n = planes[rng.integers(len(planes))]
+    e1, e2 = b / np.linalg.norm(b), np.cross(n, b) / np.linalg.norm(np.cross(n, b))
+    phi = rng.uniform(0, np.pi)
+    return b, n, np.cos(phi) * e1 + np.sin(phi) * e2
+
+
 def _one_defect(kind, crystal, rng, size):
     if kind == "dislocation":
-        b = _B110[rng.integers(6)] * rng.choice([-1, 1])
-        planes = [n for n in _N111 if abs(n @ b) < 1e-9]
-        n = planes[rng.integers(len(planes))]
-        e1, e2 = b / np.linalg.norm(b), np.cross(n, b) / np.linalg.norm(np.cross(n, b))
-        phi = rng.uniform(0, np.pi)
-        return crystal.dislocation(b, np.cos(phi) * e1 + np.sin(phi) * e2, _point_inside(crystal, rng, 0.6))
+        b, _, line = _glide_system(rng)
+        return crystal.dislocation(b, line, _point_inside(crystal, rng, 0.6))
+    if kind == "split_dislocation":
+        b, n, line = _glide_system(rng)
+        natural = crystal.split_dislocation(b, line, n).separation
+        return crystal.split_dislocation(b, line, n, _point_inside(crystal, rng, 0.5),
+                                         natural * 2 ** rng.uniform(-1, 2))
     if kind == "loop":
         n = _N111[rng.integers(4)]
         radius = rng.uniform(0.08, 0.22) * size
@@ -66,7 +77,8 @@ def _one_defect(kind, crystal, rng, size):
 def random_defects(crystal: Crystal, rng=None, *, kinds=DEFECT_KINDS, count=(0, 3), size=None) -> list:
     """A random list of defects for `crystal`: a number in `count` (inclusive range) of
     defects of the given `kinds`, sized relative to the crystal (`size` [nm], default its
-    inscribed diameter)."""
+    inscribed diameter). A split dislocation's ribbon is 0.5 to 4 times its isotropic
+    equilibrium width (stress and surfaces widen or narrow real ones)."""
     rng = np.random.default_rng(rng)
     for k in kinds:
         check_choice(k, "defect kind", set(DEFECT_KINDS))

@@ -7,10 +7,10 @@ import numpy as np
 
 from .._validate import check_grid_shape, check_positive, check_vector
 from ..errors import ConfigError
-from ..physics import object_from_displacement, phase_from_displacement
+from ..physics import object_from_displacement, phase_from_displacement, wrap_phase
 from .crystal import Crystal
 from .dislocations import DislocationLoop, StraightDislocation
-from .planar import StackingFault, TwinBoundary
+from .planar import SplitDislocation, StackingFault, TwinBoundary
 
 __all__ = ["Sample", "grid_points", "support_fraction", "displacement_field", "simulate_sample"]
 
@@ -136,18 +136,34 @@ def _twin_amplitude(twins, hkl, points, voxel_size, ndim):
     return factor
 
 
-def _ground_truth_masks(defects, points, support, voxel_size, core_radius):
-    """Boolean masks (shaped like `support`) of cores, faults and twins; `points` (3, M) are
-    the support's voxel centres."""
+def _ground_truth_masks(defects, points, support, voxel_size, core_radius, g, hkl, min_contrast):
+    """Boolean masks (shaped like `support`) of cores, faults and twins whose phase or amplitude
+    contrast at G reaches `min_contrast` [rad]; `points` (3, M) are the support's voxel centres.
+
+    Contrast: |G·b| for a dislocation core (its phase winds by G·b), |G·R| wrapped to [-π, π]
+    for a fault of vector R, π for a twin boundary whose domain is dark at hkl (else 0)."""
     ndim = support.ndim
+    seen = lambda c: abs(c) >= min_contrast
     disl, fault, twin = (np.zeros(points.shape[1], bool) for _ in range(3))
+
+    def add_fault(plane_distance, normal, inside, fault_vector):
+        nonlocal fault
+        if seen(wrap_phase(g @ fault_vector)):
+            fault |= _plane_mask(plane_distance(points), normal, voxel_size, ndim) & inside(points)
+
     for d in defects:
-        if isinstance(d, _LINE_DEFECTS):
+        if isinstance(d, _LINE_DEFECTS) and seen(g @ d.burgers):
             disl |= d.distance(points) <= core_radius
         elif isinstance(d, StackingFault):
-            fault |= _plane_mask(d.plane_distance(points), d.loop.normal, voxel_size, ndim) & d.inside(points)
-            disl |= d.loop.distance(points) <= core_radius
-        elif isinstance(d, TwinBoundary):
+            add_fault(d.plane_distance, d.loop.normal, d.inside, d.loop.burgers)
+            if seen(g @ d.loop.burgers):
+                disl |= d.loop.distance(points) <= core_radius
+        elif isinstance(d, SplitDislocation):
+            add_fault(d.plane_distance, d.normal, d.inside, d.leading.burgers)
+            for partial in (d.leading, d.trailing):
+                if seen(g @ partial.burgers):
+                    disl |= partial.distance(points) <= core_radius
+        elif isinstance(d, TwinBoundary) and seen(np.pi * (1 - d.amplitude_factor(hkl))):
             twin |= _plane_mask(d.plane_distance(points), d.normal, voxel_size, ndim)
     return tuple(_scatter(m, support) for m in (disl, fault, twin))
 
@@ -159,7 +175,7 @@ def _scatter(values, where):
 
 
 def simulate_sample(crystal: Crystal, defects=(), *, shape, voxel_size, hkl, core_radius=None,
-                    strain_step=1e-3) -> Sample:
+                    strain_step=1e-3, min_contrast=0.0) -> Sample:
     """Simulate a defective crystal on a voxel grid.
 
     Parameters
@@ -180,6 +196,10 @@ def simulate_sample(crystal: Crystal, defects=(), *, shape, voxel_size, hkl, cor
     strain_step : float
         [nm] Step of the central difference along G for fields without a closed-form
         derivative (surface relaxation).
+    min_contrast : float
+        [rad] Leave out of the ground-truth masks the defects that show less contrast at this
+        reflection (a core whose |G·b| is below it, a fault whose wrapped |G·R| is, a twin
+        whose domain scatters into hkl): the invisible ones. 0 keeps every defect.
 
     Returns
     -------
@@ -206,7 +226,8 @@ def simulate_sample(crystal: Crystal, defects=(), *, shape, voxel_size, hkl, cor
     twins = [d for d in defects if isinstance(d, TwinBoundary)]
     amplitude = (occupancy * _twin_amplitude(twins, hkl, points, voxel_size, len(shape))).astype(np.float32)
     core = 1.5 * voxel_size if core_radius is None else check_positive(core_radius, "core_radius", "nm")
-    disl, fault, twin = _ground_truth_masks(defects, points[:, support], support, voxel_size, core)
+    disl, fault, twin = _ground_truth_masks(defects, points[:, support], support, voxel_size, core, g, hkl,
+                                            float(min_contrast))
     return Sample(
         obj=object_from_displacement(u, g, amplitude=amplitude), amplitude=amplitude, support=support,
         displacement=u.astype(np.float32), phase=phase_from_displacement(u, g).astype(np.float32),
