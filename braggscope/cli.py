@@ -108,6 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--keep-ramp", action="store_true", help="do not remove the linear phase ramp")
     _add_common(st)
 
+    ide = sub.add_parser("identify", help="find dislocations, stacking faults and twins in a strain file",
+                         description="Find the defects of a reconstructed crystal (a `braggscope strain` file) with "
+                                     "the U-Net or the physics baseline (phase vortices, planar jumps); write the "
+                                     "defect list as JSON, and optionally a 3-D picture and an HTML view.")
+    ide.add_argument("strain", type=Path, help="strain HDF5 file from `braggscope strain`")
+    ide.add_argument("--out", type=Path, required=True, help="output defect list (.json)")
+    ide.add_argument("--png", type=Path, help="also write a 3-D picture (PNG, off screen)")
+    ide.add_argument("--html", type=Path, help="also write an interactive HTML view (vtk.js)")
+    ide.add_argument("--method", choices=("unet", "baseline"), default="unet")
+    ide.add_argument("--weights", type=Path, help="U-Net weights (default: the shipped ones)")
+    ide.add_argument("--device", default="auto", help="auto, cpu or cuda (U-Net)")
+    _add_common(ide)
+
     demo = sub.add_parser("demo", help="run the whole chain on a built-in simulated crystal",
                           description="Simulate the built-in defective Pt crystal and write data, pictures and an "
                                       "HTML report into a folder.")
@@ -339,6 +352,37 @@ def _cycle_progress(args, recipe):
     return bar, advance
 
 
+def _cmd_identify(args):
+    from .identify import find_defects, load_unet
+    from .strain import read_strain
+    from ._backend import resolve_device
+
+    outputs = [p for p in (args.out, args.png, args.html) if p is not None]
+    if any(p.resolve() == args.strain.resolve() for p in outputs):
+        raise ConfigError("an output would overwrite the input file; choose other output names")
+    if args.png or args.html:
+        try:
+            import pyvista  # noqa: F401  (checked before any file is written)
+        except ImportError:
+            raise OptionalDependencyError("pyvista", "viz") from None
+    field = read_strain(args.strain)
+    device = str(resolve_device(args.device))
+    model = load_unet(args.weights, device=device) if args.method == "unet" else None
+    report = find_defects(field, method=args.method, model=model, device=device)
+    report.metadata["input"] = str(args.strain)
+    report.to_json(args.out)
+    if args.png:
+        from .identify.render import render_png
+
+        render_png(args.png, field, report.defects)
+    if args.html:
+        from .identify.render import export_html
+
+        export_html(args.html, field, report.defects)
+    counts = ", ".join(f"{n} {kind}" for kind, n in report.counts().items()) or "no defect"
+    print(f"{args.out}: {counts} ({args.method})")
+
+
 def _cmd_demo(args):
     from .demo import run_demo
 
@@ -361,7 +405,8 @@ def _cmd_bench(args):
     return subprocess.call(cmd)
 
 
-_COMMANDS = {"simulate": _cmd_simulate, "reconstruct": _cmd_reconstruct, "strain": _cmd_strain, "demo": _cmd_demo, "bench": _cmd_bench}
+_COMMANDS = {"simulate": _cmd_simulate, "reconstruct": _cmd_reconstruct, "strain": _cmd_strain,
+             "identify": _cmd_identify, "demo": _cmd_demo, "bench": _cmd_bench}
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,16 @@
-"""Defect identification in reconstructed crystals (issue: physics baseline and 3-D U-Net).
+"""Defect identification in reconstructed crystals: a physics baseline (phase vortices and planar
+jumps), a 3-D U-Net trained on simulated reconstructions, the defect list, and 3-D pictures.
 
-Nothing is exported yet.
+>>> from braggscope.identify import CLASSES
+>>> CLASSES
+('background', 'dislocation', 'fault', 'twin')
 """
-__all__: list[str] = []
+from .data import CLASSES, input_channels
+from .find import DefectReport, baseline_defects, find_defects, unet_defects
+from .planes import fit_plane, planar_defects
+from .unet import UNet, load_unet, predict_tiled
+from .vortices import close_core_tubes, plaquette_winding, trace_lines, vortex_lines
+
+__all__ = ["CLASSES", "input_channels", "DefectReport", "baseline_defects", "find_defects", "unet_defects",
+           "fit_plane", "planar_defects", "UNet", "load_unet", "predict_tiled", "close_core_tubes",
+           "plaquette_winding", "trace_lines", "vortex_lines"]

@@ -71,8 +71,10 @@ def labels_from_masks(dislocation, fault, twin) -> np.ndarray:
 
 
 def _draw_defects(crystal, rng, kinds):
-    pick = rng.uniform()
-    if pick < 0.2:
+    """20 % none, 10 % smooth strain only, else 1–3 defects of `kinds`; with no `kinds`, a
+    perfect crystal (half of them smoothly strained)."""
+    pick = rng.uniform() * (0.3 if not kinds else 1.0)
+    if pick < 0.2 - (0.05 if not kinds else 0.0):
         return []
     if pick < 0.3:  # smooth strain only: a perfect crystal that is not strain-free
         return [crystal.smooth_strain(amplitude=rng.uniform(0.005, 0.03), wavelength=rng.uniform(60, 200),
@@ -104,8 +106,9 @@ def reconstruct_measurement(intensity, truth, truth_support, rng, device="cpu"):
 
 
 def simulate_example(seed, *, shape=(64, 64, 64), photons=None, kinds=_KINDS, device="cpu") -> Example:
-    """One example from `seed`: crystal, defects, reflection and photons (10^7–10^9 when not
-    given) drawn from it. The crystal spans about 55 % of the grid (oversampling ≈ 1.8)."""
+    """One example from `seed`: crystal, defects (of `kinds`; none for a perfect crystal),
+    reflection and photons (10^7–10^9 when not given) drawn from it. The crystal spans about
+    55 % of the grid (oversampling ≈ 1.8)."""
     from braggscope.strain import strain_field, support_from_amplitude
 
     rng = np.random.default_rng(seed)

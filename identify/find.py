@@ -135,7 +135,7 @@ def baseline_defects(field, *, close_radius=2, jump=1.0, min_length=3.0, min_pla
         agree = float(np.mean(w[w > 0] == line["winding"])) if (w > 0).any() else 0.0
         defects.append(_line_entry(line, voxel, obj.shape, "baseline", agree))
         cores |= line["mask"]
-    tubes = ndimage.binary_dilation(cores, iterations=2)
+    tubes = ndimage.binary_dilation(cores, iterations=3)  # steps exceed 1 rad within ~2 voxels of a core
     labels = np.zeros(obj.shape, np.uint8)
     for plane in planar_defects(obj, field.support, voxel, exclude=tubes, jump=jump, min_voxels=min_plane_voxels):
         defects.append(_plane_entry(plane["type"], plane["mask"], plane["normal"], plane["centre_nm"],

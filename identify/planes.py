@@ -157,7 +157,8 @@ def planar_defects(obj, support, voxel, *, exclude=None, jump=1.0, min_voxels=20
         pieces, count = ndimage.label(mask, np.ones((3,) * mask.ndim))
         for k in range(1, count + 1):
             piece = pieces == k
-            if piece.sum() < min_voxels:
+            steps = crossings[piece].sum() if source == "phase" else piece.sum()
+            if piece.sum() < min_voxels or steps < min_voxels // 2:
                 continue
             out.append(_describe_plane(piece, residual, crossings, voxel, source, fault_tolerance))
     return out

@@ -197,14 +197,23 @@ def _describe_line(idx, mask, w, voxel):
     net = w.sum(axis=1).astype(float)
     if net @ direction < 0:
         direction = -direction
-    nonzero = np.abs(w)[np.abs(w) > 0]
     closed = bool(np.abs(w).sum() > 0 and np.linalg.norm(net) < 0.25 * np.abs(w).sum())
     edge = _mean_edge(voxel)
     length = _line_length(pos, centre, axes, closed, edge)
     length = _skeleton_length(idx) * edge if length is None else length
+    winding = _winding(w, net, length / edge, closed)
     return {"voxels": idx, "mask": mask, "direction": direction, "length_nm": float(length),
-            "centre_nm": centre, "extent_nm": np.ptp(pos, axis=0), "winding": int(np.median(nonzero)) if nonzero.size
-            else 0, "closed": closed}
+            "centre_nm": centre, "extent_nm": np.ptp(pos, axis=0), "winding": winding, "closed": closed}
+
+
+def _winding(w, net, length, closed):
+    """|G·b|/2π of a line from its plaquette windings w (3, M): the net curl per voxel of length
+    (a winding n > 1 splits into n unit vortices on the grid, which this counts); for a loop,
+    whose net curl is zero, the median plaquette winding."""
+    if closed:
+        nonzero = np.abs(w)[np.abs(w) > 0]
+        return int(np.median(nonzero)) if nonzero.size else 0
+    return int(np.rint(np.linalg.norm(net) / max(length, 1.0)))
 
 
 def _mean_edge(voxel):

@@ -4,8 +4,8 @@ import pytest
 
 from braggscope.errors import ConfigError
 from braggscope.physics import wrap_phase
-from braggscope.simulate import Crystal, DilatationCentre, SmoothStrain, simulate_sample, sphere, \
-    twin_shares_reflection, truncated_octahedron
+from braggscope.simulate import Crystal, DilatationCentre, SmoothStrain, StraightDislocation, simulate_sample, \
+    sphere, twin_shares_reflection, truncated_octahedron
 
 
 @pytest.mark.parametrize("hkl, expected", [
@@ -105,3 +105,93 @@ def test_surface_relaxation_is_largest_at_the_surface():
     deep = relax.displacement(np.array([[r_surface - 20], [0], [0]]))
     assert on_surface[0, 0] == pytest.approx(0.02)
     assert abs(deep[0, 0]) < 0.02 * np.exp(-6)
+
+
+# --- Shockley-split dislocations -------------------------------------------------------------
+
+def _split(separation=12.0):
+    xtal = Crystal(sphere(120.0), "Au")
+    return xtal, xtal.split_dislocation((0.5, 0.5, 0), (1, -1, 0), (1, -1, 1), (1.0, -2.0, 0.5), separation)
+
+
+def test_split_dislocation_partials_add_up_to_b_and_are_shockley():
+    xtal, split = _split()
+    a = xtal.lattice_parameter
+    b1, b2 = split.leading.burgers / a, split.trailing.burgers / a
+    assert np.allclose(b1 + b2, xtal.to_sample((0.5, 0.5, 0)))
+    for b in (b1, b2):
+        assert np.linalg.norm(b) == pytest.approx(np.sqrt(6) / 6)              # |a/6<112>|
+        assert abs(b @ split.normal) < 1e-12                                    # in the glide plane
+        assert np.degrees(np.arccos(b @ (b1 + b2) / np.linalg.norm(b) / np.linalg.norm(b1 + b2))) \
+            == pytest.approx(30.0)
+
+
+def test_split_dislocation_phase_jumps_by_g_dot_b1_on_the_ribbon_only():
+    xtal, split = _split(12.0)
+    g = xtal.g_vector((1, 1, 1))
+    n, s = split.normal, split.across
+    p0 = split.leading.position
+    for along, expected in ((6.0, g @ split.leading.burgers), (20.0, 0.0), (-8.0, 0.0)):
+        point = p0 + along * s + 3.0 * split.leading.line
+        plus = g @ split.displacement((point + 1e-4 * n)[:, None], poisson_ratio=0.4)
+        minus = g @ split.displacement((point - 1e-4 * n)[:, None], poisson_ratio=0.4)
+        assert abs(wrap_phase(minus - plus - expected)[0]) < 1e-3, along   # the fault's sign convention
+    assert abs(wrap_phase(g @ split.leading.burgers)) == pytest.approx(2 * np.pi / 3)
+
+
+def test_split_dislocation_far_field_is_the_perfect_one():
+    """Far from the pair (r ≫ separation) the strain is the undissociated dislocation's, to
+    order separation / r."""
+    xtal, split = _split(4.0)
+    perfect = StraightDislocation(burgers=split.leading.burgers + split.trailing.burgers, line=split.leading.line,
+                            position=split.leading.position + 2.0 * split.across)
+    g = xtal.g_vector((1, 1, 1))
+    ghat = g / np.linalg.norm(g)
+    rng = np.random.default_rng(0)
+    d = rng.normal(size=(3, 50))
+    d -= np.outer(split.leading.line, split.leading.line @ d)
+    d *= 200.0 / np.linalg.norm(d, axis=0)
+    points = (split.leading.position + 2.0 * split.across)[:, None] + d
+    e_split = ghat @ split.directional_derivative(points, ghat, poisson_ratio=0.4)
+    e_perf = ghat @ perfect.directional_derivative(points, ghat, poisson_ratio=0.4)
+    scale = np.abs(e_perf).max()
+    assert np.max(np.abs(e_split - e_perf)) < 0.05 * scale
+
+
+def test_equilibrium_separation_edge_over_screw_is_the_closed_form():
+    from braggscope.simulate.planar import equilibrium_separation
+
+    nu, mu, bp, gamma = 0.42, 30.7, 0.1665, 32.0
+    edge = equilibrium_separation(bp, 90.0, shear_modulus=mu, poisson_ratio=nu, fault_energy=gamma)
+    screw = equilibrium_separation(bp, 0.0, shear_modulus=mu, poisson_ratio=nu, fault_energy=gamma)
+    assert edge / screw == pytest.approx((2 + nu) / (2 - 3 * nu))
+    # Hirth & Lothe: d_screw = μ b_p² (2 - 3ν) / (8π γ (1 - ν)); GPa·nm²/(mJ/m²) = 1e3 nm
+    assert screw == pytest.approx(1e3 * mu * bp**2 * (2 - 3 * nu) / (8 * np.pi * gamma * (1 - nu)))
+    xtal = Crystal(sphere(120.0), "Au")
+    assert 1.0 < xtal.split_dislocation((0.5, 0.5, 0), (1, 1, 0), (1, -1, 1)).separation < 2.0   # screw, Au
+    assert Crystal(sphere(120.0), "Pt").split_dislocation((0.5, 0.5, 0), (1, 1, 0), (1, -1, 1)).separation < 0.5
+
+
+def test_cut_moves_the_jump_not_the_gradient():
+    xtal = Crystal(sphere(120.0), "Pt")
+    default = xtal.dislocation((0.5, 0.5, 0), (1, -1, 0))
+    e1, e2, _ = default.local_frame()
+    moved = StraightDislocation(burgers=default.burgers, line=default.line, position=default.position, cut=e2)
+    pts = np.random.default_rng(1).normal(size=(3, 40)) * 10
+    du_a = default.directional_derivative(pts, e1, poisson_ratio=0.4)
+    du_b = moved.directional_derivative(pts, e1, poisson_ratio=0.4)
+    assert np.allclose(du_a, du_b)
+    jump = lambda d, p, n: d.displacement((p + 1e-6 * n)[:, None], poisson_ratio=0.4)[:, 0] - \
+        d.displacement((p - 1e-6 * n)[:, None], poisson_ratio=0.4)[:, 0]
+    assert np.allclose(np.abs(jump(moved, 5 * e2, e1)), np.abs(default.burgers @ np.eye(3)), atol=1e-6)
+    assert np.allclose(jump(moved, -5 * e1, e2), 0, atol=1e-6)
+
+
+def test_invisible_defects_leave_the_masks_with_min_contrast():
+    xtal = Crystal(sphere(60.0), "Pt")
+    disl = xtal.dislocation((0.5, -0.5, 0), (1, 1, 1))     # G·b = 0 at 111
+    kw = dict(shape=(24,) * 3, voxel_size=3.0, hkl=(1, 1, 1))
+    assert simulate_sample(xtal, [disl], **kw).dislocation_mask.any()
+    assert not simulate_sample(xtal, [disl], min_contrast=0.5, **kw).dislocation_mask.any()
+    seen = xtal.dislocation((0.5, 0.5, 0), (1, -1, 0))
+    assert simulate_sample(xtal, [seen], min_contrast=0.5, **kw).dislocation_mask.any()
