@@ -386,7 +386,7 @@ def _cmd_identify(args):
 def _cmd_demo(args):
     from .demo import run_demo
 
-    bar, step = _progress(args, 6)
+    bar, step = _progress(args, 7)
     files = run_demo(args.out, seed=args.seed, device=args.device, progress=step)
     if bar is not None:
         bar.close()

@@ -3,8 +3,9 @@
 What it runs today: the simulator (a Pt truncated octahedron with an edge dislocation, a Frank
 loop and a stacking fault, measured at 111 on a Maxipix-like detector with Poisson noise), the
 torch phase-retrieval engine (random starts ranked by free LLK), the comparison with the truth,
-the CXI files, the pictures and the report. The strain of the reconstruction follows; defect identification joins the chain as
-they land.
+the CXI files, the pictures and the report. The strain of the reconstruction follows, then its
+defects (the U-Net's list, beside the physics baseline's, and a 3-D picture); scan planning joins
+the chain when it lands.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._backend import resolve_device
 from .io import write_simulation
 from .io.cxi import atomic_path
 from .simulate import Crystal, Detector, simulate_bcdi, truncated_octahedron
@@ -68,13 +70,42 @@ shift and global phase: normalised error {files['error']:.3f}, phase RMS {files[
 {files['strain_rms_error']:.2e} against the closed-form truth (whose RMS is {files['strain_rms_truth']:.2e}) inside
 the crystal without its outer voxel layer.</p>
 {_img(files['strain_png'])}
-<h2>Defects</h2><table>{rows}</table>
+<h2>Defects</h2><p>The simulator's defects:</p><table>{rows}</table>
+<p>Found in the reconstruction by the U-Net ({files['unet_counts']}) and by the physics baseline
+({files['baseline_counts']}); the U-Net's list is <code>defects.json</code>:</p>
+<table>{_found_rows(files['found'])}</table>{_img(files['defects_png']) if files.get('defects_png') else ''}
 <h2>Timings</h2><table>{times}</table>
-<p>Files: {', '.join(html.escape(Path(p).name) for k, p in files.items() if k.endswith(('png', 'data', 'result', 'strain')))}</p>
-<p>Not in the chain yet: defect identification, scan planning.</p>
+<p>Files: {', '.join(html.escape(Path(p).name) for k, p in files.items() if k.endswith(('png', 'data', 'result', 'strain', 'defects')))}</p>
+<p>Not in the chain yet: scan planning.</p>
 </body></html>"""
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
+
+
+def _found_rows(defects):
+    keys = ("centre_nm", "line_direction", "plane_normal", "length_nm", "area_nm2", "winding", "confidence")
+    fmt = lambda v: np.array2string(np.asarray(v), precision=2) if isinstance(v, (list, np.ndarray)) else (
+        f"{v:.2f}" if isinstance(v, float) else str(v))
+    return "".join(f"<tr><td>{html.escape(d['type'])}</td><td>" + ", ".join(
+        f"{k} {fmt(d[k])}" for k in keys if d.get(k) is not None) + "</td></tr>" for d in defects)
+
+
+def _identify(files, field, device):
+    """Defects of the reconstruction's strain field: U-Net list (JSON, 3-D picture) and baseline."""
+    from .identify import find_defects
+
+    report = find_defects(field, method="unet", device=device)
+    report.to_json(files["defects"])
+    baseline = find_defects(field, method="baseline")
+    files["found"] = report.defects
+    counts = lambda r: ", ".join(f"{n} {k}" for k, n in r.counts().items()) or "nothing"
+    files["unet_counts"], files["baseline_counts"] = counts(report), counts(baseline)
+    try:
+        from .identify.render import render_png
+
+        render_png(files["defects_png"], field, report.defects)
+    except ImportError:
+        files.pop("defects_png")
 
 
 def _reconstruct(data, files, n_runs, seed, device):
@@ -110,6 +141,7 @@ def _strain(data, files, aligned):
     inner = (_pad_centred(s.support, aligned.shape).real > 0) & field.support & ~surface_layers(field.support, 1)
     files["strain_rms_error"] = float(np.sqrt(np.mean((field.strain + field.ramp_strain - truth)[inner] ** 2)))
     files["strain_rms_truth"] = float(np.sqrt(np.mean(truth[inner] ** 2)))
+    return field
 
 
 def run_demo(out_dir, *, shape=(48, 48, 48), data_shape=(96, 96, 96), voxel_size=3.0, photons=1e9, n_runs=4,
@@ -139,8 +171,8 @@ def run_demo(out_dir, *, shape=(48, 48, 48), data_shape=(96, 96, 96), voxel_size
     -------
     dict
         Paths of the written files (data.cxi, result.cxi, sample.png, diffraction.png,
-        reconstruction.png, strain.h5, strain.png, report.html) and the figures of the
-        reconstruction and its strain.
+        reconstruction.png, strain.h5, strain.png, defects.json, defects.png, report.html), the
+        figures of the reconstruction and its strain, and the defects found.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +186,8 @@ def run_demo(out_dir, *, shape=(48, 48, 48), data_shape=(96, 96, 96), voxel_size
     timings["simulate"] = time.perf_counter() - t
     files = {"data": out / "data.cxi", "result": out / "result.cxi", "sample_png": out / "sample.png",
              "diffraction_png": out / "diffraction.png", "reconstruction_png": out / "reconstruction.png",
-             "strain": out / "strain.h5", "strain_png": out / "strain.png"}
+             "strain": out / "strain.h5", "strain_png": out / "strain.png", "defects": out / "defects.json",
+             "defects_png": out / "defects.png"}
     t = time.perf_counter()
     step("write")
     write_simulation(files["data"], data, seed=seed)
@@ -168,8 +201,12 @@ def run_demo(out_dir, *, shape=(48, 48, 48), data_shape=(96, 96, 96), voxel_size
     timings["phase retrieval"] = time.perf_counter() - t
     t = time.perf_counter()
     step("strain")
-    _strain(data, files, aligned)
+    field = _strain(data, files, aligned)
     timings["strain"] = time.perf_counter() - t
+    t = time.perf_counter()
+    step("identify")
+    _identify(files, field, str(resolve_device(device)))
+    timings["defect identification"] = time.perf_counter() - t
     files["report"] = out / "report.html"
     step("report")
     _report(files["report"], data, timings, files)

@@ -43,7 +43,7 @@ class DefectReport:
         'stacking_fault', 'twin_boundary'), 'method', 'confidence' (0–1), 'voxel_count',
         'voxels' (indices: a line's centre line, a plane's voxels), 'centre_nm' and 'extent_nm'
         (z, y, x; centre relative to the grid's centre voxel N//2), for lines 'line_direction',
-        'length_nm', 'winding' (|G·b|/2π from the phase vortices, None where none is integer),
+        'length_nm', 'polyline_nm' (ordered, smoothed points, same origin), 'winding' (|G·b|/2π from the phase vortices, None where none is integer),
         'closed'; for planes 'plane_normal', 'area_nm2', 'phase_jump_rad'.
     labels : ndarray of uint8
         Class per voxel (indices of CLASSES).
@@ -102,6 +102,7 @@ def _line_entry(line, voxel, shape, method, confidence):
             "confidence": float(confidence), "voxel_count": int(line["mask"].sum()), "voxels": line["voxels"],
             "centre_nm": line["centre_nm"] - _origin(shape, voxel), "extent_nm": line["extent_nm"],
             "line_direction": line["direction"], "length_nm": line["length_nm"],
+            "polyline_nm": line["polyline_nm"] - _origin(shape, voxel),
             "winding": int(line["winding"]) if line["winding"] else None, "closed": line["closed"]}
 
 

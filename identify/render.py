@@ -37,27 +37,6 @@ def _points_nm(indices, voxel, shape):
     return (np.asarray(indices, float) - np.array(shape) // 2) @ np.asarray(voxel).T
 
 
-def _ordered(points, direction, closed):
-    """Points of a line in order: along its direction, or by angle about the centre for a loop."""
-    centre = points.mean(axis=0)
-    rel = points - centre
-    if not closed:
-        return points[np.argsort(rel @ direction)]
-    _, _, axes = np.linalg.svd(rel, full_matrices=False)
-    angle = np.arctan2(rel @ axes[1], rel @ axes[0])
-    ordered = points[np.argsort(angle)]
-    return np.vstack([ordered, ordered[:1]])
-
-
-def _smooth(points, width=3):
-    """Running mean of a polyline's points (keeps the ends), so a voxel staircase draws smooth."""
-    if len(points) <= width:
-        return points
-    kernel = np.ones(width) / width
-    inner = np.stack([np.convolve(points[:, k], kernel, mode="valid") for k in range(3)], axis=1)
-    return np.vstack([points[:1], inner, points[-1:]])
-
-
 def defect_scene(pv, field, defects, *, isosurface=0.3, off_screen=True):
     """A pyvista Plotter with the crystal and its defects (axes in nm; z, y, x array axes drawn
     as the plot's z, y, x)."""
@@ -79,8 +58,8 @@ def defect_scene(pv, field, defects, *, isosurface=0.3, off_screen=True):
     for d in defects:
         pts = _points_nm(d["voxels"], voxel, shape)[:, ::-1]  # pyvista wants x, y, z
         colour = _COLOURS.get(d["type"], "black")
-        if "line_direction" in d and len(pts) >= 2:
-            line = _smooth(_ordered(pts, np.asarray(d["line_direction"])[::-1], d["closed"]))
+        if "polyline_nm" in d and len(pts) >= 2:
+            line = np.asarray(d["polyline_nm"])[:, ::-1]
             plotter.add_mesh(pv.Spline(line, max(len(line) * 2, 10)).tube(radius=0.8 * np.abs(voxel).max()),
                              color=colour)
         elif len(pts) >= 3:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["close_core_tubes", "plaquette_winding", "vortex_lines", "centre_line", "trace_lines"]
+__all__ = ["close_core_tubes", "plaquette_winding", "vortex_lines", "centre_line", "trace_lines", "polyline"]
 
 
 def close_core_tubes(support, radius=2) -> np.ndarray:
@@ -140,8 +140,9 @@ def trace_lines(line, winding, voxel, *, min_length=3.0, thin=False):
     Returns
     -------
     list of dict
-        Per line: 'voxels' (M, 3) indices of its skeleton, 'mask' (its voxels before
-        skeletonising), 'direction' (unit, z y x, along the net curl), 'length_nm',
+        Per line: 'voxels' (M, 3) indices of its centre line, 'mask' (its voxels), 'direction'
+        (unit, z y x, along the net curl), 'length_nm', 'polyline_nm' (:func:`polyline`, from
+        voxel 0),
         'centre_nm', 'extent_nm', 'winding' (median |W| on its plaquettes: |G·b|/2π),
         'closed' (a loop: its plaquettes' windings cancel).
     """
@@ -203,7 +204,27 @@ def _describe_line(idx, mask, w, voxel):
     length = _skeleton_length(idx) * edge if length is None else length
     winding = _winding(w, net, length / edge, closed)
     return {"voxels": idx, "mask": mask, "direction": direction, "length_nm": float(length),
+            "polyline_nm": polyline(pos, direction, closed),
             "centre_nm": centre, "extent_nm": np.ptp(pos, axis=0), "winding": winding, "closed": closed}
+
+
+def polyline(points, direction, closed, *, width=3) -> np.ndarray:
+    """The points (M, 3) of a traced line in order — along `direction`, or by angle about the
+    centre in the best-fit plane for a loop (closed: the first point repeated at the end) —
+    smoothed by a running mean of `width` points (the ends kept), so a voxel staircase becomes
+    a smooth polyline."""
+    points = np.asarray(points, float)
+    rel = points - points.mean(axis=0)
+    if closed:
+        _, _, axes = np.linalg.svd(rel, full_matrices=False)
+        points = points[np.argsort(np.arctan2(rel @ axes[1], rel @ axes[0]))]
+    else:
+        points = points[np.argsort(rel @ np.asarray(direction, float))]
+    if len(points) > width:
+        kernel = np.ones(width) / width
+        inner = np.stack([np.convolve(points[:, k], kernel, mode="valid") for k in range(3)], axis=1)
+        points = np.vstack([points[:1], inner, points[-1:]])
+    return np.vstack([points, points[:1]]) if closed else points
 
 
 def _winding(w, net, length, closed):
