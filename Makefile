@@ -29,6 +29,7 @@ bench: $(VENV)/.installed .deps/pynx
 	PYTHONPATH=$(CURDIR)/.deps/pynx $(BIN)/braggscope bench retrieval
 	$(BIN)/pip install -q cdiutils  # the strain benchmark's peer
 	$(BIN)/braggscope bench strain
+	$(BIN)/braggscope bench identify
 
 clean:
 	rm -rf $(VENV) demo_output *.egg-info .deps

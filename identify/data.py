@@ -21,7 +21,7 @@ from scipy import ndimage
 from braggscope.metrics import align_to
 from braggscope.simulate import Detector, continuum_intensity, measure, random_crystal, random_defects, simulate_sample
 
-__all__ = ["CLASSES", "Example", "input_channels", "labels_from_masks", "simulate_example", "STRAIN_SCALE",
+__all__ = ["CLASSES", "Example", "base_channels", "physics_channels", "input_channels", "labels_from_masks", "simulate_example", "STRAIN_SCALE",
            "MIN_CONTRAST", "REFLECTIONS"]
 
 CLASSES = ("background", "dislocation", "fault", "twin")
@@ -34,7 +34,7 @@ _RECIPE = "ER**40 * (ShrinkWrap * RAAR**20)**6"
 
 @dataclass(frozen=True)
 class Example:
-    """One network example: `inputs` (4, Z, Y, X) float32, `labels` (Z, Y, X) uint8 (indices
+    """One network example: `inputs` (6, Z, Y, X) float32 (:func:`input_channels`), `labels` (Z, Y, X) uint8 (indices
     of CLASSES), the reconstruction's `error` against the truth, its `field` (StrainField) and
     the truth's `defects` (JSON-able list)."""
 
@@ -47,10 +47,10 @@ class Example:
     hkl: tuple
 
 
-def input_channels(field) -> np.ndarray:
-    """Network input (4, ...) float32 from a :class:`~braggscope.strain.StrainField`: amplitude
-    (over its 99th percentile in the support), cos φ, sin φ and tanh(ε / STRAIN_SCALE), all
-    zero outside the support."""
+def base_channels(field) -> np.ndarray:
+    """The four measured channels (4, ...) float32 of a :class:`~braggscope.strain.StrainField`:
+    amplitude (over its 99th percentile in the support), cos φ, sin φ and tanh(ε / STRAIN_SCALE),
+    all zero outside the support."""
     support = np.asarray(field.support, bool)
     amp = np.nan_to_num(np.asarray(field.amplitude, np.float32))
     scale = np.percentile(amp[support], 99) if support.any() else 1.0
@@ -59,6 +59,32 @@ def input_channels(field) -> np.ndarray:
     channels = [np.clip(amp / max(scale, 1e-12), 0, 1.5), np.cos(phase) * support, np.sin(phase) * support,
                 np.tanh(strain / STRAIN_SCALE) * support]
     return np.stack(channels).astype(np.float32)
+
+
+def physics_channels(base) -> np.ndarray:
+    """Two channels (2, ...) float32 the physics baseline computes from the base channels: the
+    phase-vortex lines (plaquettes with a non-zero winding in the closed support, grown by one
+    voxel) and the size of planar phase jumps |Δ| / π (where a step departs from its neighbours'
+    by more than 1 rad). They are invariant under the augmentations (flips, axis permutations,
+    global phase, φ → -φ)."""
+    from .planes import jump_voxels
+    from .vortices import vortex_lines
+
+    base = np.asarray(base, np.float32)
+    obj = base[0] * (base[1] + 1j * base[2])
+    support = base[1] ** 2 + base[2] ** 2 > 0.5
+    if not support.any():
+        return np.zeros((2,) + base.shape[1:], np.float32)
+    lines, _ = vortex_lines(obj, support)
+    mask, residual, _ = jump_voxels(obj, support)
+    jumps = ndimage.maximum_filter(np.abs(residual), size=3) * mask / np.pi
+    return np.stack([ndimage.binary_dilation(lines), jumps]).astype(np.float32)
+
+
+def input_channels(field) -> np.ndarray:
+    """Network input (6, ...) float32: :func:`base_channels` then :func:`physics_channels`."""
+    base = base_channels(field)
+    return np.concatenate([base, physics_channels(base)])
 
 
 def labels_from_masks(dislocation, fault, twin) -> np.ndarray:

@@ -148,11 +148,13 @@ def baseline_defects(field, *, close_radius=2, jump=1.0, min_length=3.0, min_pla
 
 
 def unet_defects(field, model=None, *, device="cpu", tile=128, overlap=16, min_length=3.0,
-                 min_plane_voxels=15) -> DefectReport:
+                 min_plane_voxels=15, min_inliers=0.7) -> DefectReport:
     """Defects from the U-Net's voxel classes (the shipped weights unless `model` is given):
     dislocation voxels traced into lines (with the phase vortices' winding where one is
-    integer), fault and twin voxels fitted with planes. Confidence: the class's mean
-    probability over the defect's voxels. Volumes larger than `tile` go by overlapping tiles."""
+    integer), fault and twin voxels fitted with planes (pieces with fewer than `min_inliers` of
+    their voxels within 0.75 voxel of the plane are not planes and are dropped). Confidence: the
+    class's mean probability over the defect's voxels. Volumes larger than `tile` go by
+    overlapping tiles."""
     from .unet import load_unet, predict_tiled
 
     obj = _object(field)
@@ -174,7 +176,10 @@ def unet_defects(field, model=None, *, device="cpu", tile=128, overlap=16, min_l
             if mask.sum() < min_plane_voxels:
                 continue
             pos = np.argwhere(mask) @ voxel.T
-            centre, normal, _ = fit_plane(pos, tolerance=0.75 * edge)
+            centre, normal, inliers = fit_plane(pos, tolerance=0.75 * edge)
+            if inliers.mean() < min_inliers:
+                labels[mask] = 0
+                continue
             area = mask.sum() * abs(np.linalg.det(voxel)) / max(np.sum(np.abs(normal @ voxel)), 1e-12)
             jumps = residual[mask & (crossings > 0)]
             jump = float(np.angle(np.mean(np.exp(1j * np.abs(jumps))))) if jumps.size else 0.0
