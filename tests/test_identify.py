@@ -8,7 +8,7 @@ from scipy import ndimage
 from braggscope.identify import (baseline_defects, close_core_tubes, find_defects, fit_plane, plaquette_winding,
                                  planar_defects, vortex_lines)
 from braggscope.identify.metrics import class_iou, detection_counts, f1, line_counts
-from braggscope.simulate import Crystal, simulate_sample, sphere, truncated_octahedron
+from braggscope.simulate import Crystal, simulate_sample, sphere
 from braggscope.strain import strain_field
 
 H = 2.5  # [nm] voxel
