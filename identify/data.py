@@ -21,7 +21,7 @@ from scipy import ndimage
 from braggscope.metrics import align_to
 from braggscope.simulate import Detector, continuum_intensity, measure, random_crystal, random_defects, simulate_sample
 
-__all__ = ["CLASSES", "Example", "base_channels", "physics_channels", "input_channels", "labels_from_masks", "simulate_example", "STRAIN_SCALE",
+__all__ = ["CLASSES", "Example", "base_channels", "physics_maps", "physics_channels", "input_channels", "labels_from_masks", "simulate_example", "STRAIN_SCALE",
            "MIN_CONTRAST", "REFLECTIONS"]
 
 CLASSES = ("background", "dislocation", "fault", "twin")
@@ -61,12 +61,10 @@ def base_channels(field) -> np.ndarray:
     return np.stack(channels).astype(np.float32)
 
 
-def physics_channels(base) -> np.ndarray:
-    """Two channels (2, ...) float32 the physics baseline computes from the base channels: the
-    phase-vortex lines (plaquettes with a non-zero winding in the closed support, grown by one
-    voxel) and the size of planar phase jumps |Δ| / π (where a step departs from its neighbours'
-    by more than 1 rad). They are invariant under the augmentations (flips, axis permutations,
-    global phase, φ → -φ)."""
+def physics_maps(base) -> dict:
+    """What the physics baseline sees in the base channels (the object amplitude·(cos φ + i sin φ)
+    on the support where cos² + sin² > 0.5): 'lines' and 'winding' (:func:`.vortices.vortex_lines`),
+    'jumps', 'residual' and 'crossings' (:func:`.planes.jump_voxels`)."""
     from .planes import jump_voxels
     from .vortices import vortex_lines
 
@@ -74,11 +72,23 @@ def physics_channels(base) -> np.ndarray:
     obj = base[0] * (base[1] + 1j * base[2])
     support = base[1] ** 2 + base[2] ** 2 > 0.5
     if not support.any():
-        return np.zeros((2,) + base.shape[1:], np.float32)
-    lines, _ = vortex_lines(obj, support)
-    mask, residual, _ = jump_voxels(obj, support)
-    jumps = ndimage.maximum_filter(np.abs(residual), size=3) * mask / np.pi
-    return np.stack([ndimage.binary_dilation(lines), jumps]).astype(np.float32)
+        zeros = np.zeros(base.shape[1:])
+        return {"lines": zeros > 0, "winding": np.zeros((3,) + zeros.shape, np.int8), "jumps": zeros > 0,
+                "residual": zeros.astype(np.float32), "crossings": zeros.astype(np.int16)}
+    lines, winding = vortex_lines(obj, support)
+    jumps, residual, crossings = jump_voxels(obj, support)
+    return {"lines": lines, "winding": winding, "jumps": jumps, "residual": residual, "crossings": crossings}
+
+
+def physics_channels(base, maps=None) -> np.ndarray:
+    """Two channels (2, ...) float32 the physics baseline computes from the base channels (or
+    takes from their `maps`, :func:`physics_maps`): the phase-vortex lines (plaquettes with a
+    non-zero winding in the closed support, grown by one voxel) and the size of planar phase jumps
+    |Δ| / π (where a step departs from its neighbours' by more than 1 rad). They are invariant
+    under the augmentations (flips, axis permutations, global phase, φ → -φ)."""
+    maps = physics_maps(base) if maps is None else maps
+    jumps = ndimage.maximum_filter(np.abs(maps["residual"]), size=3) * maps["jumps"] / np.pi
+    return np.stack([ndimage.binary_dilation(maps["lines"]), jumps]).astype(np.float32)
 
 
 def input_channels(field) -> np.ndarray:

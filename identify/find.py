@@ -23,9 +23,9 @@ from braggscope._validate import check_choice
 from braggscope.errors import ConfigError
 from braggscope.io.cxi import atomic_path
 
-from .data import CLASSES, input_channels
-from .planes import fit_plane, jump_voxels, planar_defects
-from .vortices import trace_lines, vortex_lines
+from .data import CLASSES, base_channels, physics_channels, physics_maps
+from .planes import fit_plane, mean_jump, planar_defects, plane_area
+from .vortices import mean_edge, trace_lines, vortex_lines
 
 __all__ = ["DefectReport", "find_defects", "baseline_defects", "unet_defects"]
 
@@ -157,18 +157,18 @@ def unet_defects(field, model=None, *, device="cpu", tile=128, overlap=16, min_l
     overlapping tiles."""
     from .unet import load_unet, predict_tiled
 
-    obj = _object(field)
+    shape = _object(field).shape
     voxel = np.asarray(field.voxel, float)
     model = load_unet(device=device) if model is None else model
-    prob = predict_tiled(model, input_channels(field), tile=tile, overlap=overlap, device=device)
+    base = base_channels(field)
+    maps = physics_maps(base)  # the vortices and jumps of the input channels, reused for the list
+    inputs = np.concatenate([base, physics_channels(base, maps)])
+    prob = predict_tiled(model, inputs, tile=tile, overlap=overlap, device=device)
     near = ndimage.binary_dilation(np.asarray(field.support, bool))
     labels = (prob.argmax(axis=0) * near).astype(np.uint8)
-    _, winding = vortex_lines(obj, field.support)
     defects = []
-    for line in trace_lines(labels == 1, winding, voxel, min_length=min_length, thin=True):
-        defects.append(_line_entry(line, voxel, obj.shape, "unet", prob[1][line["mask"]].mean()))
-    _, residual, crossings = jump_voxels(obj, field.support)
-    edge = float(np.mean(np.linalg.norm(voxel, axis=0)))
+    for line in trace_lines(labels == 1, maps["winding"], voxel, min_length=min_length, thin=True):
+        defects.append(_line_entry(line, voxel, shape, "unet", prob[1][line["mask"]].mean()))
     for cls, kind in _PLANE_TYPES.items():
         pieces, count = ndimage.label(labels == cls, np.ones((3, 3, 3)))
         for k in range(1, count + 1):
@@ -176,14 +176,13 @@ def unet_defects(field, model=None, *, device="cpu", tile=128, overlap=16, min_l
             if mask.sum() < min_plane_voxels:
                 continue
             pos = np.argwhere(mask) @ voxel.T
-            centre, normal, inliers = fit_plane(pos, tolerance=0.75 * edge)
+            centre, normal, inliers = fit_plane(pos, tolerance=0.75 * mean_edge(voxel))
             if inliers.mean() < min_inliers:
                 labels[mask] = 0
                 continue
-            area = mask.sum() * abs(np.linalg.det(voxel)) / max(np.sum(np.abs(normal @ voxel)), 1e-12)
-            jumps = residual[mask & (crossings > 0)]
-            jump = float(np.angle(np.mean(np.exp(1j * np.abs(jumps))))) if jumps.size else 0.0
-            defects.append(_plane_entry(kind, mask, normal, centre, np.ptp(pos, axis=0), area, jump, voxel, "unet",
+            defects.append(_plane_entry(kind, mask, normal, centre, np.ptp(pos, axis=0),
+                                        plane_area(mask.sum(), normal, voxel),
+                                        mean_jump(maps["residual"], maps["crossings"], mask), voxel, "unet",
                                         prob[cls][mask].mean()))
     return DefectReport(defects=_number(defects), labels=labels, method="unet", voxel=voxel, probabilities=prob,
                         metadata={"weights": getattr(model, "meta", {}).get("script", "given model")})

@@ -7,14 +7,16 @@ departs from the local median step by more than `jump` rad mark the plane; the p
 with planes by RANSAC. A twin boundary whose domain scatters weakly into G is an amplitude step
 across a plane inside the crystal. A coherent twin leaves the phase continuous (at a shared
 reflection the two lattices' planes normal to G coincide), so a planar phase jump is a fault, whatever
-size the resolution leaves it (a 2π/3 step blurred over two voxel pairs measures about 1.3 rad).
+size the resolution leaves it (a 2π/3 step blurred over two voxel pairs measures less).
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["jump_voxels", "amplitude_steps", "fit_plane", "planar_defects"]
+from .vortices import mean_edge
+
+__all__ = ["jump_voxels", "amplitude_steps", "fit_plane", "planar_defects", "plane_area", "mean_jump"]
 
 def _pair_slices(axis, ndim):
     lo = tuple(slice(0, -1) if i == axis else slice(None) for i in range(ndim))
@@ -112,9 +114,11 @@ def fit_plane(points, *, tolerance=1.0, trials=200, seed=0):
     return centre, vt[-1], best
 
 
-def _plane_area(crossings, normal, voxel):
+def plane_area(crossings, normal, voxel):
     """[nm²] Area of a plane of unit `normal` crossed by `crossings` voxel pairs: lines of pairs
-    along edge a_i pierce it |n·a_i|/V times per unit area (V the voxel volume)."""
+    along edge a_i pierce it |n·a_i|/V times per unit area (V the voxel volume). A plane mask of
+    the voxels within half their extent along n (the simulator's labels, thickness Σ|n·a_i|)
+    holds the same number of voxels per unit area, so its voxel count may be passed instead."""
     return float(crossings * abs(np.linalg.det(voxel)) / max(np.sum(np.abs(normal @ voxel)), 1e-12))
 
 
@@ -164,13 +168,18 @@ def planar_defects(obj, support, voxel, *, exclude=None, jump=1.0, min_voxels=20
     return out
 
 
+def mean_jump(residual, crossings, piece) -> float:
+    """[rad] Circular mean of the |jumps| of the voxel pairs that start in `piece`."""
+    jumps = residual[piece & (crossings > 0)]
+    return float(np.angle(np.mean(np.exp(1j * np.abs(jumps))))) if jumps.size else 0.0
+
+
 def _describe_plane(piece, residual, crossings, voxel, source):
     idx = np.argwhere(piece)
     pos = idx @ voxel.T
-    centre, normal, inliers = fit_plane(pos, tolerance=0.75 * float(np.mean(np.linalg.norm(voxel, axis=0))))
-    jumps = residual[piece & (crossings > 0)]
-    mean_jump = float(np.angle(np.mean(np.exp(1j * np.abs(jumps))))) if jumps.size else 0.0
-    area = _plane_area(int(crossings[piece].sum()) if source == "phase" else int(piece.sum()) // 2, normal, voxel)
+    centre, normal, inliers = fit_plane(pos, tolerance=0.75 * mean_edge(voxel))
+    area = plane_area(int(crossings[piece].sum()) if source == "phase" else int(piece.sum()) // 2, normal, voxel)
     return {"type": "stacking_fault" if source == "phase" else "twin_boundary", "voxels": idx, "mask": piece,
             "normal": normal, "centre_nm": centre, "extent_nm": np.ptp(pos, axis=0), "area_nm2": area,
-            "phase_jump_rad": mean_jump, "inlier_fraction": float(inliers.mean()), "source": source}
+            "phase_jump_rad": mean_jump(residual, crossings, piece), "inlier_fraction": float(inliers.mean()),
+            "source": source}

@@ -52,7 +52,6 @@ def defect_scene(pv, field, defects, *, isosurface=0.3, off_screen=True):
     surface = grid.contour([isosurface], scalars="amplitude")
     if surface.n_points:
         limit = float(np.percentile(np.abs(strain[np.asarray(field.support, bool)]), 99)) or 1e-4
-        surface = surface.sample(grid) if "strain" not in surface.point_data else surface
         plotter.add_mesh(surface, scalars="strain", cmap="coolwarm", clim=(-limit, limit), opacity=0.35,
                          scalar_bar_args={"title": "strain"})
     for d in defects:

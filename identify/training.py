@@ -159,6 +159,7 @@ def train(inputs, labels, *, iterations=2500, batch=2, crop=48, lr=2e-3, seed=0,
 def evaluate(model, inputs, labels, *, device="cpu") -> dict:
     """Validation scores of `model` on whole examples: per-class voxel IoU (over all voxels of
     all examples) and the dislocation line F1 (2-voxel tolerance on centre lines)."""
+    from .data import CLASSES
     from .metrics import class_iou, f1, line_counts
     from .unet import predict_tiled
 
@@ -169,7 +170,7 @@ def evaluate(model, inputs, labels, *, device="cpu") -> dict:
         for key, value in line_counts(p == 1, y == 1).items():
             counts[key] += value
     iou = class_iou(np.stack(predicted), labels)
-    return {"iou": {name: float(v) for name, v in zip(("background", "dislocation", "fault", "twin"), iou)},
+    return {"iou": {name: float(v) for name, v in zip(CLASSES, iou)},
             "line_f1": f1(counts), "examples": int(len(labels))}
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["close_core_tubes", "plaquette_winding", "vortex_lines", "centre_line", "trace_lines", "polyline"]
+__all__ = ["close_core_tubes", "plaquette_winding", "vortex_lines", "centre_line", "trace_lines", "polyline", "mean_edge"]
 
 
 def close_core_tubes(support, radius=2) -> np.ndarray:
@@ -143,12 +143,12 @@ def trace_lines(line, winding, voxel, *, min_length=3.0, thin=False):
         Per line: 'voxels' (M, 3) indices of its centre line, 'mask' (its voxels), 'direction'
         (unit, z y x, along the net curl), 'length_nm', 'polyline_nm' (:func:`polyline`, from
         voxel 0),
-        'centre_nm', 'extent_nm', 'winding' (median |W| on its plaquettes: |G·b|/2π),
-        'closed' (a loop: its plaquettes' windings cancel).
+        'centre_nm', 'extent_nm', 'winding' (|G·b|/2π: the net curl per voxel of length, or the
+        median plaquette winding of a loop), 'closed' (a loop: its plaquettes' windings cancel).
     """
     line = np.asarray(line, bool)
     skeleton = centre_line(line) if thin else line
-    pieces, count = ndimage.label(np.asarray(line, bool), np.ones((3, 3, 3)))
+    pieces, _ = ndimage.label(line, np.ones((3, 3, 3)))
     out = []
     for k, box in enumerate(ndimage.find_objects(pieces), start=1):
         mask = pieces == k
@@ -177,9 +177,9 @@ def _skeleton_length(idx):
     return float(minimum_spanning_tree(graph).sum() + 1.0)
 
 
-def _line_length(pos, centre, axes, closed, edge):
+def _line_length(idx, pos, centre, axes, closed, edge):
     """[nm] A straight piece: its extent along the principal axis; a loop: 2π times its mean
-    radius in its plane; anything else: the skeleton's spanning-tree length."""
+    radius in its plane; anything else: the spanning-tree length of its voxels `idx`."""
     rel = pos - centre
     off_axis = np.sqrt(np.mean(np.sum((rel - np.outer(rel @ axes[0], axes[0])) ** 2, axis=1)))
     if closed:
@@ -187,7 +187,7 @@ def _line_length(pos, centre, axes, closed, edge):
         return float(2 * np.pi * np.mean(np.linalg.norm(in_plane, axis=1)))
     if off_axis < 1.5 * edge:
         return float(np.ptp(rel @ axes[0]) + edge)
-    return None
+    return _skeleton_length(idx) * edge
 
 
 def _describe_line(idx, mask, w, voxel):
@@ -199,9 +199,8 @@ def _describe_line(idx, mask, w, voxel):
     if net @ direction < 0:
         direction = -direction
     closed = bool(np.abs(w).sum() > 0 and np.linalg.norm(net) < 0.25 * np.abs(w).sum())
-    edge = _mean_edge(voxel)
-    length = _line_length(pos, centre, axes, closed, edge)
-    length = _skeleton_length(idx) * edge if length is None else length
+    edge = mean_edge(voxel)
+    length = _line_length(idx, pos, centre, axes, closed, edge)
     winding = _winding(w, net, length / edge, closed)
     return {"voxels": idx, "mask": mask, "direction": direction, "length_nm": float(length),
             "polyline_nm": polyline(pos, direction, closed),
@@ -237,5 +236,6 @@ def _winding(w, net, length, closed):
     return int(np.rint(np.linalg.norm(net) / max(length, 1.0)))
 
 
-def _mean_edge(voxel):
-    return float(np.mean(np.linalg.norm(voxel, axis=0)))
+def mean_edge(voxel) -> float:
+    """[nm] Mean length of the voxel edges (the columns of `voxel`)."""
+    return float(np.mean(np.linalg.norm(np.asarray(voxel, float), axis=0)))

@@ -169,6 +169,7 @@ def test_equilibrium_separation_edge_over_screw_is_the_closed_form():
     assert screw == pytest.approx(1e3 * mu * bp**2 * (2 - 3 * nu) / (8 * np.pi * gamma * (1 - nu)))
     xtal = Crystal(sphere(120.0), "Au")
     assert 1.0 < xtal.split_dislocation((0.5, 0.5, 0), (1, 1, 0), (1, -1, 1)).separation < 2.0   # screw, Au
+    assert xtal.split_dislocation((0.5, 0.5, 0), (1, -1, 0), (1, -1, 1)).separation == pytest.approx(4.4, abs=0.05)
     assert Crystal(sphere(120.0), "Pt").split_dislocation((0.5, 0.5, 0), (1, 1, 0), (1, -1, 1)).separation < 0.5
 
 

@@ -146,20 +146,20 @@ def _ground_truth_masks(defects, points, support, voxel_size, core_radius, g, hk
     seen = lambda c: abs(c) >= min_contrast
     disl, fault, twin = (np.zeros(points.shape[1], bool) for _ in range(3))
 
-    def add_fault(plane_distance, normal, inside, fault_vector):
-        nonlocal fault
-        if seen(wrap_phase(g @ fault_vector)):
-            fault |= _plane_mask(plane_distance(points), normal, voxel_size, ndim) & inside(points)
+    def fault_plane(plane_distance, normal, inside, fault_vector):
+        if not seen(wrap_phase(g @ fault_vector)):
+            return False
+        return _plane_mask(plane_distance(points), normal, voxel_size, ndim) & inside(points)
 
     for d in defects:
         if isinstance(d, _LINE_DEFECTS) and seen(g @ d.burgers):
             disl |= d.distance(points) <= core_radius
         elif isinstance(d, StackingFault):
-            add_fault(d.plane_distance, d.loop.normal, d.inside, d.loop.burgers)
+            fault |= fault_plane(d.plane_distance, d.loop.normal, d.inside, d.loop.burgers)
             if seen(g @ d.loop.burgers):
                 disl |= d.loop.distance(points) <= core_radius
         elif isinstance(d, SplitDislocation):
-            add_fault(d.plane_distance, d.normal, d.inside, d.leading.burgers)
+            fault |= fault_plane(d.plane_distance, d.normal, d.inside, d.leading.burgers)
             for partial in (d.leading, d.trailing):
                 if seen(g @ partial.burgers):
                     disl |= partial.distance(points) <= core_radius
