@@ -19,7 +19,8 @@ import numpy as np
 from scipy import ndimage
 
 from braggscope.metrics import align_to
-from braggscope.simulate import Detector, continuum_intensity, measure, random_crystal, random_defects, simulate_sample
+from braggscope.simulate import (REFLECTIONS, Detector, continuum_intensity, measure, random_crystal, random_defects,
+                                 simulate_sample)
 
 __all__ = ["CLASSES", "Example", "base_channels", "physics_maps", "physics_channels", "input_channels", "labels_from_masks", "simulate_example", "STRAIN_SCALE",
            "MIN_CONTRAST", "REFLECTIONS"]
@@ -27,7 +28,6 @@ __all__ = ["CLASSES", "Example", "base_channels", "physics_maps", "physics_chann
 CLASSES = ("background", "dislocation", "fault", "twin")
 STRAIN_SCALE = 2e-3  # strain channel = tanh(ε / STRAIN_SCALE): 1e-4 stays linear, cores saturate
 MIN_CONTRAST = 0.5  # [rad] defects with less phase contrast at G are invisible and not labelled
-REFLECTIONS = ((1, 1, 1), (1, 1, -1), (1, -1, 1), (-1, 1, 1), (2, 0, 0), (0, 2, 0), (0, 0, 2), (2, 2, 0), (2, 0, 2))
 _KINDS = ("dislocation", "split_dislocation", "loop", "stacking_fault", "twin", "dilatation")
 _RECIPE = "ER**40 * (ShrinkWrap * RAAR**20)**6"
 

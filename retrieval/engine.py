@@ -17,9 +17,27 @@ from braggscope.io.cxi import validate_intensity
 
 from .operators import Operator, RetrievalState, parse_recipe
 
-__all__ = ["DEFAULT_RECIPE", "Reconstruction", "reconstruct", "autocorrelation_support", "best_runs"]
+__all__ = ["DEFAULT_RECIPE", "Reconstruction", "reconstruct", "autocorrelation_support", "best_runs", "default_chain"]
 
 DEFAULT_RECIPE = "ER**200 * (ShrinkWrap * RAAR**20)**30"
+
+
+def default_chain(cycles) -> str:
+    """The default chain's shape at `cycles` cycles: three quarters RAAR with a shrink-wrap every
+    5–20 cycles, then ER for the rest.
+
+    >>> default_chain(1000)
+    'ER**260 * (ShrinkWrap * RAAR**20)**37'
+    >>> default_chain(100)
+    'ER**30 * (ShrinkWrap * RAAR**7)**10'
+    """
+    cycles = int(cycles)
+    if cycles < 8:
+        raise ConfigError(f"a chain needs at least 8 cycles, got {cycles}")
+    raar = 3 * cycles // 4
+    every = min(20, max(5, raar // 10))
+    blocks = raar // every
+    return f"ER**{cycles - blocks * every} * (ShrinkWrap * RAAR**{every})**{blocks}"
 
 
 @dataclass(frozen=True, kw_only=True)

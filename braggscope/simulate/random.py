@@ -7,9 +7,11 @@ from .._validate import check_choice
 from .crystal import Crystal
 from .shapes import random_faceted, random_orientation, sphere, truncated_octahedron
 
-__all__ = ["random_crystal", "random_defects", "DEFECT_KINDS"]
+__all__ = ["random_crystal", "random_defects", "DEFECT_KINDS", "REFLECTIONS"]
 
 DEFECT_KINDS = ("dislocation", "loop", "stacking_fault", "twin", "dilatation", "split_dislocation")
+# the low-index fcc reflections BCDI measures, in the crystal frame (training and test data draw from them)
+REFLECTIONS = ((1, 1, 1), (1, 1, -1), (1, -1, 1), (-1, 1, 1), (2, 0, 0), (0, 2, 0), (0, 0, 2), (2, 2, 0), (2, 0, 2))
 
 _B110 = np.array([[1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1], [0, 1, 1], [0, 1, -1]], float) / 2
 _N111 = np.array([[1, 1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1]], float)
