@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--prepare", action="store_true", help="mask hot pixels and aliens before phasing")
     rec.add_argument("--device", default="auto", help="auto, cpu or cuda")
     rec.add_argument("--backend", choices=("torch", "pynx"), default="torch", help="phase-retrieval engine")
+    rec.add_argument("--seed-net", action=argparse.BooleanOptionalAction, default=None,
+                     help="start every run from the neural first guess (object and support) instead of random "
+                          "phases, with a 200-cycle chain unless --algorithm says otherwise (default: on when "
+                          "trained weights for the data's dimension are installed)")
     rec.add_argument("--seed", type=int, default=0)
     _add_common(rec)
 
@@ -211,6 +215,8 @@ def _cmd_simulate(args):
 def _cmd_reconstruct(args):
     from .io import read_data, write_cxi_result
     from .retrieval import DEFAULT_RECIPE, combine_runs, prepare, reconstruct
+    from .retrieval.engine import default_chain
+    from .retrieval.neural import SEEDED_CYCLES
 
     if args.out.resolve() == args.data.resolve():
         raise ConfigError("--out must not be the input file (an input is never overwritten)")
@@ -223,11 +229,12 @@ def _cmd_reconstruct(args):
         prepared = prepare(intensity, mask)
         intensity, mask, report = prepared.intensity, prepared.mask, prepared.report
         log.info("prepare: masked %s", ", ".join(f"{n} {k}" for k, n in report["masked_voxels"].items()))
-    recipe = args.algorithm or DEFAULT_RECIPE
+    obj, support, seeded = _net_start(args, intensity, mask)
+    recipe = args.algorithm or (default_chain(SEEDED_CYCLES) if seeded else DEFAULT_RECIPE)
     bar, progress = _cycle_progress(args, recipe)
     try:
         result = reconstruct(intensity, recipe, mask=mask, n_runs=args.runs, rng=args.seed, device=args.device,
-                             backend=args.backend, progress=progress)
+                             backend=args.backend, progress=progress, obj=obj, support=support)
     finally:
         if bar is not None:
             bar.close()
@@ -235,13 +242,15 @@ def _cmd_reconstruct(args):
     write_cxi_result(args.out, sol.obj, sol.support, llk=sol.llk, free_llk=sol.free_llk, history=result.run_history(0),
                      config=result.config | _grid_config(data) | {"seed": args.seed, "data": str(args.data),
                                                                  "keep": keep, "combine": args.combine,
-                                                                 "prepare": report},
+                                                                 "prepare": report, "seed_net": seeded},
                      results={"run_llk_poisson": result.llk, "run_free_llk_poisson": result.free_llk,
                               "mode_fraction": sol.mode_fraction, "run_errors": sol.run_errors,
                               "twins_flipped": sol.twins_flipped, "phase_ramp": list(sol.phase_ramp),
                               "prtf_frequency": sol.prtf["frequency"], "prtf": sol.prtf["prtf"],
                               "prtf_resolution": sol.prtf["resolution"]})
-    print(f"{args.out}: {result.recipe} on {args.backend}/{result.config['device']}, best {keep} of {args.runs} runs "
+    start = "the network's guess" if seeded else "random"
+    print(f"{args.out}: {result.recipe} on {args.backend}/{result.config['device']} from {start} starts, best {keep} "
+          f"of {args.runs} runs "
           f"({args.combine}, mode fraction {sol.mode_fraction:.3f}): LLK {sol.llk:.3f}, free LLK {sol.free_llk:.3f}, "
           f"support {int(sol.support.sum())} voxels, PRTF resolution {sol.prtf['resolution']:.2f} voxels")
 
@@ -333,6 +342,19 @@ def _grid_config(data):
     grid = {k: data.config[k] for k in keys if k in data.config}
     scan = {"energy": data.energy, "detector_distance": data.detector_distance, "pixel_size": data.pixel_size}
     return grid | {k: v for k, v in scan.items() if v is not None}
+
+
+def _net_start(args, intensity, mask):
+    """(starting objects, support, True) from the neural first guess when --seed-net asks for it
+    (or, by default, when weights for the data's dimension exist); else (None, None, False)."""
+    from .retrieval.neural import default_weights_path, first_guess, starts_from_guess
+
+    if args.seed_net is False or (args.seed_net is None and not default_weights_path(intensity.ndim).is_file()):
+        return None, None, False
+    guess = first_guess(intensity, mask, device=args.device)
+    log.info("seed-net: the network's guess (window binned %s, %d voxels in its support) starts every run, in "
+             "%.2f s", "×".join(map(str, guess.frame.bins)), int(guess.support.sum()), guess.seconds)
+    return starts_from_guess(guess, args.runs, rng=args.seed), guess.support, True
 
 
 def _cycle_progress(args, recipe):

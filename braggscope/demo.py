@@ -2,7 +2,8 @@
 
 What it runs today: the simulator (a Pt truncated octahedron with an edge dislocation, a Frank
 loop and a stacking fault, measured at 111 on a Maxipix-like detector with Poisson noise), the
-torch phase-retrieval engine (random starts ranked by free LLK), the comparison with the truth,
+neural first guess (where its weights are installed) refined by the torch phase-retrieval engine
+(runs ranked by free LLK; random starts without the weights), the comparison with the truth,
 the CXI files, the pictures and the report. The strain of the reconstruction follows, then its
 defects (the U-Net's list, beside the physics baseline's, and a 3-D picture); scan planning joins
 the chain when it lands.
@@ -61,7 +62,7 @@ code{{font-size:80%}}</style></head><body>
 ({data.frame} frame, {data.model} model), {data.intensity.sum():.3g} photons, {int(data.mask.sum())} masked pixels.</p>
 <h2>Ground truth</h2>{_img(files['sample_png'])}
 <h2>Diffraction pattern</h2>{_img(files['diffraction_png'])}
-<h2>Phase retrieval</h2><p>{html.escape(files['recipe'])}, {files['runs']} random starts; best run
+<h2>Phase retrieval</h2><p>{html.escape(files['recipe'])}, {files['runs']} runs from {html.escape(files['start'])}; best run
 (lowest free LLK): LLK {files['llk']:.3f}, free LLK {files['free_llk']:.3f}; against the truth after removing the twin,
 shift and global phase: normalised error {files['error']:.3f}, phase RMS {files['phase_rms']:.3f} rad
 (inner {files['phase_rms_inner']:.3f} rad), support {files['support_ratio']:.2f}× the true one.</p>
@@ -108,14 +109,33 @@ def _identify(files, field, device):
         files.pop("defects_png")
 
 
+def _network_start(data, files, n_runs, seed, device, truth):
+    """The recipe, starting objects and support from the neural first guess when its weights are
+    installed (its error alone goes into `files`); random starts and the default chain otherwise."""
+    from .metrics import reconstruction_error
+    from .retrieval.engine import DEFAULT_RECIPE, default_chain
+    from .retrieval.neural import SEEDED_CYCLES, default_weights_path, first_guess, starts_from_guess
+
+    if not default_weights_path(3).is_file():
+        files["start"] = "random starts"
+        return {"recipe": DEFAULT_RECIPE}
+    guess = first_guess(data.intensity, data.mask, device=device)
+    files["net_error"] = reconstruction_error(guess.obj, truth)["error"]
+    files["start"] = (f"the network's first guess (error {files['net_error']:.3f} alone, {guess.seconds:.2f} s), "
+                      "spread by small random phases")
+    return {"recipe": default_chain(SEEDED_CYCLES), "obj": starts_from_guess(guess, n_runs, rng=seed),
+            "support": guess.support}
+
+
 def _reconstruct(data, files, n_runs, seed, device):
     from .metrics import band_limited, compare
     from .retrieval.engine import reconstruct
     from .io import write_cxi_result
     from .viz import reconstruction_figure
 
-    result = reconstruct(data.intensity, mask=data.mask, n_runs=n_runs, rng=seed, device=device)
     truth = band_limited(data.sample.obj, data.intensity.shape)
+    start = _network_start(data, files, n_runs, seed, device, truth)
+    result = reconstruct(data.intensity, mask=data.mask, n_runs=n_runs, rng=seed, device=device, **start)
     write_cxi_result(files["result"], result.obj[0], result.support[0], llk=result.llk[0],
                      free_llk=result.free_llk[0], config=result.config | {"seed": seed})
     files |= {"recipe": result.recipe, "runs": n_runs, "llk": float(result.llk[0]),
@@ -160,7 +180,7 @@ def run_demo(out_dir, *, shape=(48, 48, 48), data_shape=(96, 96, 96), voxel_size
     photons : float
         Photon budget of the measurement.
     n_runs : int
-        Random starts of the phase retrieval.
+        Runs of the phase retrieval (from the network's guess, or random).
     seed : int
     device : str
         Torch device of the phase retrieval ('auto', 'cpu', 'cuda').

@@ -1,0 +1,147 @@
+"""Benchmark of the neural first guess (issue: neural retrieval): seeded against random-start phase
+retrieval on held-out simulated crystals and on the measured 34-ID-C scan.
+
+Prints one JSON object on its last line:
+- net_error: median error of the network's guess alone (DESIGN.md's measure: against the
+  band-limited truth after twin, sub-voxel shift and global phase), with net_error_perfect and
+  net_error_defective;
+- iteration_reduction_factor: 1000 over the median number of cycles a seeded run needs to reach
+  the error that the best of the random starts reached after 1000 cycles (the cycles tried:
+  10, 20, 50, 100, 200, 500, 1000; a crystal never reached counts as more than 1000);
+  reached_within_100: the share of crystals reached within 100 seeded cycles;
+- success_rate_seeded, success_rate_random: share of runs with error < 0.1 (seeded: after
+  SEEDED_CYCLES; random: after 1000), with _defective splits; final_error_seeded and
+  final_error_random: median errors of those runs;
+- real_scan54_llk_seeded, real_scan54_llk_random: the best LLK of 2 seeded and 2 random-start
+  runs after the same SEEDED_CYCLES cycles on the prepared measured scan (and free LLKs);
+- inference_s_64: seconds of the network's guess of a 64³ pattern on this CPU (the window, the
+  network, the resampling onto the data grid); net_forward_s_64 the network alone;
+- the sizes, the test seeds, device.
+The crystals are simulate_pattern(TEST_SEED + 50_000 + i), never seen in training: Pt, Au, Ni, Cu,
+perfect, smoothly strained or with 1–3 defects, 10⁶, 10⁷, 10⁸, 10⁹ photons in turn, Maxipix gaps
+on every other one, 64³ patterns.
+Run: python benchmarks/neural_retrieval.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best_time, device, emit  # noqa: E402
+
+from braggscope.metrics import band_limited, reconstruction_error  # noqa: E402
+from braggscope.retrieval import prepare, reconstruct  # noqa: E402
+from braggscope.retrieval.engine import default_chain  # noqa: E402
+from braggscope.retrieval.neural import (SEEDED_CYCLES, first_guess, load_phase_net, network_input,  # noqa: E402
+                                         starts_from_guess)
+from braggscope.retrieval.neural_training import TEST_SEED, simulate_pattern  # noqa: E402
+
+REAL_SCAN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "aps34idc_scan54_crop128.npz"
+RANDOM_CYCLES = 1000
+BUDGETS = (10, 20, 50, 100, 200, 500, 1000)
+FIRST = TEST_SEED + 50_000
+
+
+def crystal(i):
+    """Held-out pattern i: photons 10⁶…10⁹ in turn, gaps on every other one."""
+    p = simulate_pattern(FIRST + i, photons=10.0 ** (6 + i % 4), gaps=bool(i % 2))
+    p["band_limited"] = band_limited(p["truth"], p["counts"].shape)
+    p["defective"] = any(k != "smooth_strain" for k in p["defects"])
+    return p
+
+
+def run_crystal(i, net, budgets, random_runs):
+    """Errors of the guess, of the seeded runs per budget and of the random starts."""
+    p = crystal(i)
+    error = lambda obj: reconstruction_error(obj, p["band_limited"])["error"]
+    guess = first_guess(p["counts"], p["mask"], net=net, device="cpu")
+    row = {"seed": FIRST + i, "photons": p["photons"], "defective": p["defective"], "defects": p["defects"],
+           "net": error(guess.obj)}
+    row["seeded"] = {n: error(reconstruct(p["counts"], default_chain(n), mask=p["mask"], obj=guess.obj,
+                                          support=guess.support, rng=i, device="cpu").obj[0]) for n in budgets}
+    rand = reconstruct(p["counts"], default_chain(RANDOM_CYCLES), mask=p["mask"], n_runs=random_runs, rng=i,
+                       device="cpu")
+    row["random_runs"] = [error(o) for o in rand.obj]
+    row["random_best"] = row["random_runs"][0]  # best by free LLK
+    return row
+
+
+def reduction(rows, budgets):
+    """(iteration_reduction_factor, share reached within 100 cycles)."""
+    needed = [next((n for n in budgets if r["seeded"][n] <= r["random_best"]), np.inf) for r in rows]
+    return RANDOM_CYCLES / float(np.median(needed)), float(np.mean(np.array(needed) <= 100))
+
+
+def real_scan(net, cycles):
+    """Best LLK of 2 seeded and 2 random-start runs of `cycles` on the prepared measured scan."""
+    if not REAL_SCAN.is_file():
+        return {"real_scan54_llk_seeded": None, "real_scan54_llk_random": None,
+                "real_scan54_note": f"{REAL_SCAN} not found"}
+    z = np.load(REAL_SCAN)
+    p = prepare(z["iobs"], z["mask"] > 0)
+    guess = first_guess(p.intensity, p.mask, net=net, device="cpu")
+    recipe = default_chain(cycles)
+    starts = starts_from_guess(guess, 2, rng=0)
+    seeded = reconstruct(p.intensity, recipe, mask=p.mask, obj=starts, support=guess.support, n_runs=2, rng=0)
+    rand = reconstruct(p.intensity, recipe, mask=p.mask, n_runs=2, rng=0)
+    return {"real_scan54_llk_seeded": float(seeded.llk[0]), "real_scan54_llk_random": float(rand.llk[0]),
+            "real_scan54_free_llk_seeded": float(seeded.free_llk[0]),
+            "real_scan54_free_llk_random": float(rand.free_llk[0]),
+            "real_scan54_support_seeded": int(seeded.support[0].sum()),
+            "real_scan54_support_random": int(rand.support[0].sum()), "real_scan54_bins": list(guess.frame.bins),
+            "real_scan54_cycles": cycles}
+
+
+def inference_time(net):
+    p = crystal(0)
+    x = torch.from_numpy(network_input(p["counts"], p["mask"]))[None]
+    with torch.no_grad():
+        forward = best_time(lambda: net(x), 5)[0]
+    return best_time(lambda: first_guess(p["counts"], p["mask"], net=net, device="cpu"), 5)[0], forward
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="8 crystals, cycles up to 200, no real scan")
+    parser.add_argument("--crystals", type=int, default=None, help="held-out crystals (default 52, quick 8)")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    net = load_phase_net(3)
+    count = args.crystals or (8 if args.quick else 52)
+    budgets = tuple(n for n in BUDGETS if n <= (200 if args.quick else RANDOM_CYCLES))
+    t0 = time.perf_counter()
+    rows = [run_crystal(i, net, budgets, random_runs=2) for i in range(count)]
+    net_err = np.array([r["net"] for r in rows])
+    defective = np.array([r["defective"] for r in rows])
+    seeded = np.array([r["seeded"][min(SEEDED_CYCLES, budgets[-1])] for r in rows])
+    random_runs = np.array([r["random_runs"] for r in rows])
+    factor, within_100 = reduction(rows, budgets)
+    result = {
+        "net_error": float(np.median(net_err)), "net_error_perfect": float(np.median(net_err[~defective])),
+        "net_error_defective": float(np.median(net_err[defective])),
+        "iteration_reduction_factor": factor, "reached_within_100": within_100,
+        "success_rate_seeded": float(np.mean(seeded < 0.1)), "success_rate_random": float(np.mean(random_runs < 0.1)),
+        "success_rate_seeded_defective": float(np.mean(seeded[defective] < 0.1)),
+        "success_rate_random_defective": float(np.mean(random_runs[defective] < 0.1)),
+        "final_error_seeded": float(np.median(seeded)), "final_error_random": float(np.median(random_runs)),
+        "final_error_random_best": float(np.median([r["random_best"] for r in rows])),
+        "median_seeded_error_by_cycles": {n: float(np.median([r["seeded"][n] for r in rows])) for n in budgets},
+        "seeded_cycles": SEEDED_CYCLES, "random_cycles": RANDOM_CYCLES, "random_runs_per_crystal": 2,
+        "crystals": count, "defective_crystals": int(defective.sum()), "pattern_shape": [64, 64, 64],
+        "test_seeds": [FIRST, FIRST + count - 1], "crystal_seconds": (time.perf_counter() - t0) / count,
+    }
+    result |= real_scan(net, SEEDED_CYCLES) if not args.quick else {"real_scan54_llk_seeded": None,
+                                                                       "real_scan54_llk_random": None}
+    result["inference_s_64"], result["net_forward_s_64"] = inference_time(net)
+    result["device"] = device()
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
