@@ -7,7 +7,7 @@ from scipy import ndimage
 
 from braggscope.errors import ConfigError
 from braggscope.metrics import band_limited, reconstruction_error
-from braggscope.retrieval import reconstruct
+from braggscope.retrieval import pynx_available, reconstruct
 from braggscope.retrieval.engine import default_chain
 from braggscope.retrieval.neural import (NET_SIZE, SEEDED_CYCLES, PhaseNet, default_weights_path,
                                          estimate_oversampling, first_guess, load_phase_net, network_frame,
@@ -209,3 +209,14 @@ def test_cli_seed_net_without_weights_exits_2(tmp_path, small_weights, capsys):
     assert main(["reconstruct", str(data), "--out", str(out), "--seed-net", "-q"]) == 2
     err = capsys.readouterr().err
     assert "no trained phase network" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+@needs_weights
+@pytest.mark.skipif(not pynx_available(), reason="PyNX not importable (make test puts it on the path)")
+def test_pynx_refines_the_network_guess():
+    p = simulate_pattern(TEST_SEED + 301, photons=1e8)
+    truth = band_limited(p["truth"], p["counts"].shape)
+    guess = first_guess(p["counts"], p["mask"], device="cpu")
+    refined = reconstruct(p["counts"], default_chain(SEEDED_CYCLES), mask=p["mask"], obj=guess.obj,
+                          support=guess.support, backend="pynx")
+    assert reconstruction_error(refined.obj[0], truth)["error"] < reconstruction_error(guess.obj, truth)["error"]
