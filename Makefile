@@ -30,6 +30,7 @@ bench: $(VENV)/.installed .deps/pynx
 	$(BIN)/pip install -q cdiutils  # the strain benchmark's peer
 	$(BIN)/braggscope bench strain
 	$(BIN)/braggscope bench identify
+	$(BIN)/braggscope bench neural_retrieval
 
 clean:
 	rm -rf $(VENV) demo_output *.egg-info .deps

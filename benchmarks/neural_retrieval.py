@@ -6,9 +6,9 @@ Prints one JSON object on its last line:
   band-limited truth after twin, sub-voxel shift and global phase), with net_error_perfect and
   net_error_defective;
 - iteration_reduction_factor: 1000 over the median number of cycles a seeded run needs to reach
-  the error that the best of the random starts reached after 1000 cycles (the cycles tried:
-  10, 20, 50, 100, 200, 500, 1000; a crystal never reached counts as more than 1000);
-  reached_within_100: the share of crystals reached within 100 seeded cycles;
+  (within 5 %) the error that a random-start run reached after 1000 cycles, over every random run
+  (2 per crystal; the seeded cycles tried: 10, 20, 50, 100, 200, 500, 1000; one never reached
+  counts as more than 1000); reached_within_100 and reached_within_1000: the shares reached;
 - success_rate_seeded, success_rate_random: share of runs with error < 0.1 (seeded: after
   SEEDED_CYCLES; random: after 1000), with _defective splits; final_error_seeded and
   final_error_random: median errors of those runs;
@@ -25,6 +25,7 @@ Run: python benchmarks/neural_retrieval.py [--quick]
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -72,10 +73,11 @@ def run_crystal(i, net, budgets, random_runs):
     return row
 
 
-def reduction(rows, budgets):
-    """(iteration_reduction_factor, share reached within 100 cycles)."""
-    needed = [next((n for n in budgets if r["seeded"][n] <= r["random_best"]), np.inf) for r in rows]
-    return RANDOM_CYCLES / float(np.median(needed)), float(np.mean(np.array(needed) <= 100))
+def reduction(rows, budgets, tolerance=1.05):
+    """(iteration_reduction_factor, share reached within 100 cycles, within 1000) over every random run."""
+    needed = np.array([next((n for n in budgets if r["seeded"][n] <= tolerance * e), np.inf)
+                       for r in rows for e in r["random_runs"]])
+    return RANDOM_CYCLES / float(np.median(needed)), float(np.mean(needed <= 100)), float(np.mean(needed <= 1000))
 
 
 def real_scan(net, cycles):
@@ -116,16 +118,24 @@ def main():
     count = args.crystals or (8 if args.quick else 52)
     budgets = tuple(n for n in BUDGETS if n <= (200 if args.quick else RANDOM_CYCLES))
     t0 = time.perf_counter()
-    rows = [run_crystal(i, net, budgets, random_runs=2) for i in range(count)]
+    rows = []
+    for i in range(count):
+        rows.append(run_crystal(i, net, budgets, random_runs=2))
+        print(f"crystal {i}: net {rows[-1]['net']:.3f}, seeded {rows[-1]['seeded'][budgets[-1]]:.3f} after "
+              f"{budgets[-1]}, random {min(rows[-1]['random_runs']):.3f}", file=sys.stderr, flush=True)
     net_err = np.array([r["net"] for r in rows])
     defective = np.array([r["defective"] for r in rows])
     seeded = np.array([r["seeded"][min(SEEDED_CYCLES, budgets[-1])] for r in rows])
     random_runs = np.array([r["random_runs"] for r in rows])
-    factor, within_100 = reduction(rows, budgets)
+    factor, within_100, within_1000 = reduction(rows, budgets)
+    out = Path(__file__).resolve().parents[1] / "out"
+    out.mkdir(exist_ok=True)
+    (out / "neural_retrieval_rows.json").write_text(json.dumps(rows, default=float))
     result = {
         "net_error": float(np.median(net_err)), "net_error_perfect": float(np.median(net_err[~defective])),
         "net_error_defective": float(np.median(net_err[defective])),
         "iteration_reduction_factor": factor, "reached_within_100": within_100,
+        "reached_within_1000": within_1000,
         "success_rate_seeded": float(np.mean(seeded < 0.1)), "success_rate_random": float(np.mean(random_runs < 0.1)),
         "success_rate_seeded_defective": float(np.mean(seeded[defective] < 0.1)),
         "success_rate_random_defective": float(np.mean(random_runs[defective] < 0.1)),

@@ -36,7 +36,9 @@ __all__ = ["NET_SIZE", "PhaseNet", "network_input", "object_from_output", "Netwo
 
 NET_SIZE = 64  # [pixels] side of the network's diffraction window; it predicts NET_SIZE // 2 voxels per axis
 SEEDED_CYCLES = 200  # cycles of the default chain's shape run from the guess (benchmarks/neural_retrieval.py)
-MIN_OVERSAMPLING = 2.3  # the training crystals span 0.45–0.85 of half the window: oversampling 2.35–4.4
+# the training crystals span 0.45–0.85 of half the window (oversampling 2.35–4.4); the window is binned by the largest
+# factor that keeps the estimated oversampling above this (the estimate errs by up to 1.45× on one axis in 5 % of them)
+BIN_OVERSAMPLING = 3.4
 
 
 def _layers(spatial_dims):
@@ -141,11 +143,11 @@ def network_frame(intensity, mask=None, *, bins=None) -> NetworkFrame:
     """Crop NET_SIZE · bins pixels per axis around the Bragg peak (its centre of mass lands on
     the centre; outside the data is masked) and bin them to NET_SIZE.
 
-    `bins` (per axis) default: as many as keep the oversampling at least MIN_OVERSAMPLING
-    (:func:`estimate_oversampling`); cropping alone keeps the oversampling and coarsens the voxel."""
+    `bins` (per axis) default: as many as keep the estimated oversampling (:func:`estimate_oversampling`)
+    above BIN_OVERSAMPLING; cropping alone keeps the oversampling and coarsens the voxel."""
     intensity, mask = validate_intensity(intensity, mask)
     if bins is None:
-        bins = np.maximum(np.floor(estimate_oversampling(intensity, mask) / MIN_OVERSAMPLING), 1).astype(int)
+        bins = np.maximum(np.floor(estimate_oversampling(intensity, mask) / BIN_OVERSAMPLING), 1).astype(int)
     bins = tuple(int(b) for b in np.broadcast_to(bins, (intensity.ndim,)))
     counts, crop_mask, offset = crop_around_peak(intensity, tuple(NET_SIZE * b for b in bins), mask=mask)
     counts, crop_mask = bin_pixels(counts, bins, mask=crop_mask)
@@ -166,7 +168,7 @@ def to_data_grid(obj, support, frame: NetworkFrame):
 
 @dataclass(frozen=True)
 class FirstGuess:
-    """The network's guess: `obj` (complex64) and `support` (bool) on the data's grid, ready for
+    """The network's guess: `obj` (complex64) and `support` (bool, grown by the margin) on the data's grid, ready for
     ``reconstruct(..., obj=guess.obj, support=guess.support)``; `net_obj` and `net_support` on the
     network's own grid; `frame` the window it saw; `seconds` the inference time."""
 
@@ -188,7 +190,8 @@ def _parseval_scale(obj, intensity, mask):
     return obj * np.float32(np.sqrt(scipy.fft.ifftshift(intensity)[measured].sum() / total)) if total > 0 else obj
 
 
-def first_guess(intensity, mask=None, *, net=None, device="auto", bins=None, support_threshold=0.5) -> FirstGuess:
+def first_guess(intensity, mask=None, *, net=None, device="auto", bins=None, support_threshold=0.5,
+                support_margin=2) -> FirstGuess:
     """The network's first guess of the object behind a Bragg CDI pattern.
 
     Parameters
@@ -204,7 +207,11 @@ def first_guess(intensity, mask=None, *, net=None, device="auto", bins=None, sup
     bins : int or sequence of int, optional
         Binning of the window (default from the oversampling, :func:`network_frame`).
     support_threshold : float
-        Probability above which a voxel is in the support.
+        Probability above which a voxel is in the network's support.
+    support_margin : int
+        [voxels] Growth of that support on the data's grid for the start: shrink-wrap takes a loose
+        support in, while a tight one cannot grow (measured: 100 cycles from the grown support end
+        lower on 10 of 12 held-out crystals).
 
     Returns
     -------
@@ -232,6 +239,8 @@ def first_guess(intensity, mask=None, *, net=None, device="auto", bins=None, sup
     if not support_data.any():
         raise ConfigError("the network found no crystal in this pattern; check that it is a Bragg peak "
                           "centred in the array")
+    if support_margin > 0:
+        support_data = ndimage.binary_dilation(support_data, iterations=int(support_margin))
     return FirstGuess(_parseval_scale(obj_data, intensity, mask), support_data, net_obj, net_support, frame,
                       time.perf_counter() - t0)
 
