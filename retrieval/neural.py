@@ -36,8 +36,9 @@ __all__ = ["NET_SIZE", "PhaseNet", "network_input", "object_from_output", "Netwo
 
 NET_SIZE = 64  # [pixels] side of the network's diffraction window; it predicts NET_SIZE // 2 voxels per axis
 SEEDED_CYCLES = 200  # cycles of the default chain's shape run from the guess (benchmarks/neural_retrieval.py)
-# the training crystals span 0.45–0.85 of half the window (oversampling 2.35–4.4); the window is binned by the largest
-# factor that keeps the estimated oversampling above this (the estimate errs by up to 1.45× on one axis in 5 % of them)
+# The training crystals span 0.45–0.85 of half the window (oversampling 2.35–4.4). The window is binned by the
+# largest factor that keeps the estimated oversampling above this (the estimate errs by up to 1.45× on one axis
+# in 5 % of the training patterns).
 BIN_OVERSAMPLING = 3.4
 
 
@@ -168,8 +169,8 @@ def to_data_grid(obj, support, frame: NetworkFrame):
 
 @dataclass(frozen=True)
 class FirstGuess:
-    """The network's guess: `obj` (complex64) and `support` (bool, grown by the margin) on the data's grid, ready for
-    ``reconstruct(..., obj=guess.obj, support=guess.support)``; `net_obj` and `net_support` on the
+    """The network's guess: `obj` (complex64) and `support` (bool, grown by the margin) on the data's
+    grid, ready for ``reconstruct(..., obj=guess.obj, support=guess.support)``; `net_obj` and `net_support` on the
     network's own grid; `frame` the window it saw; `seconds` the inference time."""
 
     obj: np.ndarray

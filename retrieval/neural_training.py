@@ -160,7 +160,8 @@ def _aligned_error(obj, truth):
     dims = tuple(range(1, obj.ndim))
     shifts = _best_shift(obj.abs(), truth.abs())
     moved = _roll_each(obj, shifts)
-    alpha = (torch.conj(moved) * truth).sum(dims, keepdim=True) / (moved.abs() ** 2).sum(dims, keepdim=True).clamp_min(1e-12)
+    power = (moved.abs() ** 2).sum(dims, keepdim=True).clamp_min(1e-12)
+    alpha = (torch.conj(moved) * truth).sum(dims, keepdim=True) / power
     err = ((alpha * moved - truth).abs() ** 2).sum(dims) / (truth.abs() ** 2).sum(dims).clamp_min(1e-12)
     return err, shifts
 
@@ -174,8 +175,9 @@ def supervised_loss(obj, support_logit, truth, support):
     twin, s_twin = _aligned_error(torch.conj(_twin(obj)), truth)
     use_twin = twin < direct
     err = torch.where(use_twin, twin, direct)
-    logits = torch.stack([_roll_each(_twin(support_logit[i:i + 1]), [s_twin[i]])[0] if t else
-                          _roll_each(support_logit[i:i + 1], [s_direct[i]])[0] for i, t in enumerate(use_twin.tolist())])
+    one = lambda i: support_logit[i:i + 1]
+    logits = torch.cat([_roll_each(_twin(one(i)), [s_twin[i]]) if t else _roll_each(one(i), [s_direct[i]])
+                        for i, t in enumerate(use_twin.tolist())])
     return err.mean(), bce(logits, support.float())
 
 
@@ -236,9 +238,9 @@ def train(net, *, steps=6000, batch=8, lr=2e-3, seed=0, ndim=3, device="cpu", wo
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     running, t0 = {}, time.perf_counter()
-    for step, (x, counts, mask, truth, support) in enumerate(loader, 1):
-        to = lambda t: t.to(device)
-        loss, parts = training_loss(net(to(x)), to(counts), to(mask), to(truth), to(support))
+    for step, batch_tensors in enumerate(loader, 1):
+        x, counts, mask, truth, support = (t.to(device) for t in batch_tensors)
+        loss, parts = training_loss(net(x), counts, mask, truth, support)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
