@@ -58,13 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(sim)
 
     rec = sub.add_parser("reconstruct", help="phase retrieval of a CXI/npz data file into a CXI result",
-                         description="Reconstruct the complex object: N random starts (one batch with the torch "
-                                     "engine), ranked by free LLK; the best K are combined (dominant mode or "
+                         description="Reconstruct the complex object: N runs from the network's first guess "
+                                     "(--seed-net) or from random starts, ranked by free LLK; the best K are combined (dominant mode or "
                                      "average), centred, phase ramp removed, and written in PyNX's result layout.")
     rec.add_argument("data", type=Path, help="data file (.cxi, .h5, .npz, .npy)")
     rec.add_argument("--out", type=Path, required=True, help="result .cxi file")
     rec.add_argument("--algorithm", default=None, help="recipe, e.g. 'ER**200 * (ShrinkWrap * RAAR**20)**30'")
-    rec.add_argument("--runs", type=int, default=4, help="random starts")
+    rec.add_argument("--runs", type=int, default=4, help="runs (starts)")
     rec.add_argument("--keep", type=int, default=None, help="best runs combined (default: half the runs)")
     rec.add_argument("--combine", choices=("mode", "average"), default="mode", help="how kept runs are combined")
     rec.add_argument("--prepare", action="store_true", help="mask hot pixels and aliens before phasing")

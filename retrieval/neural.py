@@ -37,8 +37,8 @@ __all__ = ["NET_SIZE", "PhaseNet", "network_input", "object_from_output", "Netwo
 NET_SIZE = 64  # [pixels] side of the network's diffraction window; it predicts NET_SIZE // 2 voxels per axis
 SEEDED_CYCLES = 200  # cycles of the default chain's shape run from the guess (benchmarks/neural_retrieval.py)
 # The training crystals span 0.45–0.85 of half the window (oversampling 2.35–4.4). The window is binned by the
-# largest factor that keeps the estimated oversampling above this (the estimate errs by up to 1.45× on one axis
-# in 5 % of the training patterns).
+# largest factor that keeps the estimated oversampling above this: twice the estimate's 10 % tolerance (tested on
+# spheres) short of the training range's top, so that an overestimate rarely bins a crystal the network knows.
 BIN_OVERSAMPLING = 3.4
 
 
@@ -211,8 +211,7 @@ def first_guess(intensity, mask=None, *, net=None, device="auto", bins=None, sup
         Probability above which a voxel is in the network's support.
     support_margin : int
         [voxels] Growth of that support on the data's grid for the start: shrink-wrap takes a loose
-        support in, while a tight one cannot grow (measured: 100 cycles from the grown support end
-        lower on 10 of 12 held-out crystals).
+        support in, while a tight one cannot grow.
 
     Returns
     -------
