@@ -31,6 +31,7 @@ bench: $(VENV)/.installed .deps/pynx
 	$(BIN)/braggscope bench strain
 	$(BIN)/braggscope bench identify
 	$(BIN)/braggscope bench neural_retrieval
+	$(BIN)/braggscope bench acquisition
 
 clean:
 	rm -rf $(VENV) demo_output *.egg-info .deps

@@ -125,6 +125,32 @@ def build_parser() -> argparse.ArgumentParser:
     ide.add_argument("--device", default="auto", help="auto, cpu or cuda (U-Net)")
     _add_common(ide)
 
+    plan = sub.add_parser("plan", help="suggest the next scan (rocking range, step, count time, distance, reflection)",
+                          description="Suggest a rocking scan from the sampling conditions, and say which one binds; "
+                                      "with --state, go on with a saved Bayesian session (ask); with --simulate N, "
+                                      "run N scans of a simulated crystal in a closed loop and plot what was found.")
+    plan.add_argument("--crystal-size", type=float, required=True, help="[nm] largest extent of the crystal")
+    plan.add_argument("--material", default="Pt", help="Pt, Au, Ni, Cu, Ag or Pd")
+    plan.add_argument("--hkl", type=int, nargs=3, default=[1, 1, 1], metavar=("H", "K", "L"),
+                      help="the reflection the crystal is aligned on")
+    plan.add_argument("--reflections", default="", help="other reflections the planner may pick, e.g. '2 0 0,2 2 0'")
+    plan.add_argument("--burgers", default="", help="suspected Burgers vectors [a], e.g. '0.5 0.5 0': ranks the "
+                                                     "reflections by the visibility rule G·b ≠ 0")
+    plan.add_argument("--budget-minutes", type=float, default=None, help="most beam time for the scan")
+    plan.add_argument("--volume", type=float, default=None, help="[nm³] crystal volume (default: the sphere)")
+    plan.add_argument("--energy", type=float, default=9.0, help="[keV]")
+    plan.add_argument("--pixel-size", type=float, default=55.0, help="[µm]")
+    plan.add_argument("--flux-density", type=float, default=100.0, help="[photons/s/nm²] coherent flux density")
+    plan.add_argument("--max-count-rate", type=float, default=2e5, help="[photons/s/pixel] detector saturation")
+    plan.add_argument("--crop", type=int, default=48, help="[pixels] detector window reconstructed per axis")
+    plan.add_argument("--objective", choices=("efficiency", "pareto"), default="efficiency")
+    plan.add_argument("--state", type=Path, help="planner session (JSON): resumed if it exists, saved after each step")
+    plan.add_argument("--batch", type=int, default=1, help="scans to suggest at once")
+    plan.add_argument("--simulate", type=int, default=0, metavar="N", help="closed loop of N simulated scans")
+    plan.add_argument("--out", type=Path, default=Path("plan_output"), help="folder of the --simulate plot and JSON")
+    plan.add_argument("--seed", type=int, default=0)
+    _add_common(plan)
+
     demo = sub.add_parser("demo", help="run the whole chain on a built-in simulated crystal",
                           description="Simulate the built-in defective Pt crystal and write data, pictures and an "
                                       "HTML report into a folder.")
@@ -405,10 +431,120 @@ def _cmd_identify(args):
     print(f"{args.out}: {counts} ({args.method})")
 
 
+def _hkl_list(text, name):
+    """'h k l,h k l' → [(h, k, l), ...]."""
+    try:
+        out = [tuple(float(v) for v in part.split()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--{name}: expected 'h k l,h k l', got {text!r}") from None
+    if any(len(v) != 3 for v in out):
+        raise ConfigError(f"--{name}: every entry needs three numbers, got {text!r}")
+    return out
+
+
+def _print_scan(scan, planner, reasons=None):
+    from .acquisition import oversampling, peak_count_rate
+    from .acquisition.sampling import dose
+
+    space = planner.space
+    sigma = oversampling(scan, space.instrument, space.material, space.size)
+    rate = peak_count_rate(scan, space.instrument, space.material, space.volume)
+    why = reasons or {k: v for k, v in planner.explain(scan).items() if k != "violations"}
+    rows = [("reflection", f"{' '.join(map(str, scan.hkl))}", ""),
+            ("detector distance", f"{scan.detector_distance:.3f} m", why.get("detector_distance", "")),
+            ("rocking step", f"{scan.rocking_step:.4f}°", why.get("rocking_step", "")),
+            ("rocking range", f"{scan.rocking_range:.3f}° ({scan.frames} frames)", why.get("rocking_range", "")),
+            ("count time", f"{scan.count_time:.3g} s per frame", why.get("count_time", ""))]
+    for name, value, reason in rows:
+        print(f"  {name:18s} {value:28s} {reason}")
+    print(f"  oversampling {sigma[0]:.2f} (rocking) × {sigma[1]:.2f} × {sigma[2]:.2f} (detector); peak {rate:.3g} "
+          f"ph/s (limit {space.instrument.max_count_rate:.3g}); beam time {planner.beam_time(scan):.0f} s; "
+          f"dose {dose(scan, space.instrument, space.material) / 1e6:.3g} MGy")
+    broken = planner.explain(scan)["violations"]
+    if broken:
+        print("  breaks: " + "; ".join(broken))
+
+
+def _cmd_plan(args):
+    from .acquisition import Instrument, Planner, rank_reflections
+
+    budget = None if args.budget_minutes is None else args.budget_minutes * 60
+    hkl = tuple(args.hkl)
+    reflections = [hkl] + [tuple(int(v) for v in h) for h in _hkl_list(args.reflections, "reflections") if
+                           tuple(int(v) for v in h) != hkl]
+    instrument = Instrument(energy=args.energy, pixel_size=args.pixel_size, flux_density=args.flux_density,
+                            max_count_rate=args.max_count_rate, crop=args.crop)
+    burgers = _hkl_list(args.burgers, "burgers")
+    if burgers:
+        print("reflections by the visibility rule (G·b = 0 hides a dislocation):")
+        for r in rank_reflections(reflections, burgers=burgers, material=args.material, energy=args.energy):
+            print(f"  {r['hkl']}: shows {r['shows']} of {len(burgers)}, |G| {r['g_norm']:.1f} 1/nm, "
+                  f"relative strength {r['strength']:.2f}" + (f"; hides {r['hidden']}" if r["hidden"] else ""))
+    if args.simulate:
+        return _plan_simulate(args, reflections, instrument, budget)
+    if args.state is not None and args.state.exists():
+        planner = Planner.load(args.state)
+    else:
+        planner = Planner(args.crystal_size, args.material, reflections, instrument=instrument, budget=budget,
+                          volume=args.volume, objective=args.objective, seed=args.seed, state_path=args.state)
+    if not planner.observations and not planner.pending:
+        design = planner.formula_design()
+        print(f"formula design for a {planner.space.size:g} nm {planner.space.material.name} crystal at "
+              f"{' '.join(map(str, planner.current_hkl))}:")
+        _print_scan(design.scan, planner, design.reasons)
+    if args.state is not None:
+        for scan in planner.ask(args.batch):
+            print(f"suggestion {len(planner.observations) + planner.pending.index(scan) + 1} "
+                  f"(told {len(planner.observations)}; {planner.last_suggest_seconds:.2f} s to suggest):")
+            _print_scan(scan, planner)
+        print(f"session saved to {args.state}: tell results with braggscope.acquisition.Planner.load(...).tell(...)")
+
+
+def _plan_simulate(args, reflections, instrument, budget):
+    import json
+
+    from .acquisition import DEFAULT_SCAN, Planner, random_beamline
+    from .viz import planning_figure, save_png
+
+    inscribed = args.crystal_size / 1.3  # a faceted crystal's largest extent is about 1.3 inscribed diameters
+    beamline = random_beamline(args.seed, size=(inscribed, inscribed), material=args.material, instrument=instrument,
+                               current_hkl=reflections[0])
+    planner = Planner(args.crystal_size, args.material, reflections, instrument=instrument, budget=budget,
+                      volume=args.volume, objective=args.objective, seed=args.seed)
+    print(f"simulated {args.material} crystal: largest extent {beamline.true_size:.0f} nm "
+          f"({len(beamline.defects) - 1} dislocation(s) in a smooth strain field); the planner believes "
+          f"{args.crystal_size:g} nm")
+    formula = beamline(planner.formula_design().scan)
+    default = beamline(DEFAULT_SCAN) if DEFAULT_SCAN.hkl in reflections else None
+    for call in range(args.simulate):
+        scan = planner.ask()[0]
+        result = beamline(scan)
+        planner.tell(scan, result)
+        print(f"  {call + 1:3d}: J {result.efficiency:6.2f}  error {result.displacement_error * 1e3:6.2f} pm  "
+              f"time {result.beam_time:6.0f} s  {scan.frames} frames × {scan.count_time:.3g} s at "
+              f"{scan.detector_distance:.2f} m, {' '.join(map(str, scan.hkl))}")
+    best = planner.recommend()
+    print(f"recommended: J {best.efficiency:.2f} as measured (formula design {formula.efficiency:.2f}"
+          + (f", beamline default {default.efficiency:.2f})" if default else ")"))
+    _print_scan(best.scan, planner)
+    args.out.mkdir(parents=True, exist_ok=True)
+    planner.save(args.out / "plan.json")
+    references = {"formula design": formula.efficiency}
+    if default is not None:
+        references["beamline default"] = default.efficiency
+    save_png(planning_figure(planner.observations, references=references,
+                             title=f"{args.material}, {args.crystal_size:g} nm"), args.out / "planning.png")
+    summary = {"recommended": {**best.scan.as_dict(), "error_nm": best.error, "beam_time_s": best.beam_time,
+                               "J": best.efficiency}, "formula_J": formula.efficiency,
+               "default_J": None if default is None else default.efficiency}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"written: {args.out / 'plan.json'}, {args.out / 'planning.png'}, {args.out / 'summary.json'}")
+
+
 def _cmd_demo(args):
     from .demo import run_demo
 
-    bar, step = _progress(args, 7)
+    bar, step = _progress(args, 8)
     files = run_demo(args.out, seed=args.seed, device=args.device, progress=step)
     if bar is not None:
         bar.close()
@@ -428,7 +564,7 @@ def _cmd_bench(args):
 
 
 _COMMANDS = {"simulate": _cmd_simulate, "reconstruct": _cmd_reconstruct, "strain": _cmd_strain,
-             "identify": _cmd_identify, "demo": _cmd_demo, "bench": _cmd_bench}
+             "identify": _cmd_identify, "plan": _cmd_plan, "demo": _cmd_demo, "bench": _cmd_bench}
 
 
 def main(argv=None) -> int:

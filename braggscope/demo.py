@@ -5,8 +5,9 @@ loop and a stacking fault, measured at 111 on a Maxipix-like detector with Poiss
 neural first guess (where its weights are installed) refined by the torch phase-retrieval engine
 (runs ranked by free LLK; random starts without the weights), the comparison with the truth,
 the CXI files, the pictures and the report. The strain of the reconstruction follows, then its
-defects (the U-Net's list, beside the physics baseline's, and a 3-D picture); scan planning joins
-the chain when it lands.
+defects (the U-Net's list, beside the physics baseline's, and a 3-D picture), and the next scan:
+the formula design for the crystal's measured size and the reflections that show the
+dislocations the current one cannot (G·b = 0).
 """
 from __future__ import annotations
 
@@ -76,8 +77,12 @@ the crystal without its outer voxel layer.</p>
 ({files['baseline_counts']}); the U-Net's list is <code>defects.json</code>:</p>
 <table>{_found_rows(files['found'])}</table>{_img(files['defects_png']) if files.get('defects_png') else ''}
 <h2>Timings</h2><table>{times}</table>
+<h2>Next scan</h2><p>For the crystal's measured largest extent ({files['plan']['size']:.0f} nm), the sampling
+formulas give (at {html.escape(str(files['plan']['hkl']))}, 9 keV, 55 µm pixels, a 48-pixel window):</p>
+<table>{_plan_rows(files['plan'])}</table>
+<p>{html.escape(files['plan']['visibility'])} <code>braggscope plan --crystal-size {files['plan']['size']:.0f}
+--simulate 20</code> runs the Bayesian planner on a simulated beamline.</p>
 <p>Files: {', '.join(html.escape(Path(p).name) for k, p in files.items() if k.endswith(('png', 'data', 'result', 'strain', 'defects')))}</p>
-<p>Not in the chain yet: scan planning.</p>
 </body></html>"""
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
@@ -89,6 +94,34 @@ def _found_rows(defects):
         f"{v:.2f}" if isinstance(v, float) else str(v))
     return "".join(f"<tr><td>{html.escape(d['type'])}</td><td>" + ", ".join(
         f"{k} {fmt(d[k])}" for k in keys if d.get(k) is not None) + "</td></tr>" for d in defects)
+
+
+def _plan_rows(plan):
+    scan = plan["scan"]
+    rows = [("detector distance", f"{scan['detector_distance']:.3f} m", "detector_distance"),
+            ("rocking step", f"{scan['rocking_step']:.4f}°", "rocking_step"),
+            ("rocking range", f"{scan['rocking_range']:.3f}° ({scan['frames']} frames)", "rocking_range"),
+            ("count time", f"{scan['count_time']:.3g} s per frame", "count_time")]
+    return "".join(f"<tr><td>{name}</td><td>{value}</td><td>{html.escape(plan['reasons'][key])}</td></tr>"
+                   for name, value, key in rows) + f"<tr><td>beam time</td><td>{plan['beam_time']:.0f} s</td></tr>"
+
+
+def _plan(files, field, hkl):
+    """The next scan: the formula design for the reconstructed crystal's largest extent, and the
+    reflections that show the a/2<110> dislocations `hkl` cannot."""
+    from .acquisition import Instrument, beam_time, formula_design, rank_reflections, visible
+
+    points = np.argwhere(field.support) @ np.asarray(field.voxel).T  # [nm] voxel centres
+    size = float(2 * np.max(np.linalg.norm(points - points.mean(axis=0), axis=1)))
+    design = formula_design(size, "Pt", hkl, Instrument())
+    b110 = [b for b in np.array([[1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1], [0, 1, 1], [0, 1, -1]]) / 2]
+    hidden = [b for b in b110 if not visible(hkl, burgers=b)]
+    best = rank_reflections([(2, 0, 0), (0, 2, 0), (0, 0, 2), (1, 1, -1), (1, -1, 1), (-1, 1, 1)], burgers=hidden)[0]
+    names = ", ".join("a/2[" + "".join(str(int(2 * v)) for v in b) + "]" for b in hidden)
+    files["plan"] = {"size": size, "hkl": tuple(hkl), "scan": design.scan.as_dict(), "reasons": design.reasons,
+                     "beam_time": beam_time(design.scan, Instrument()),
+                     "visibility": f"At {tuple(hkl)} the dislocations with b = {names} are invisible (G·b = 0); "
+                                   f"{best['hkl']} shows {best['shows']} of those {len(hidden)}."}
 
 
 def _identify(files, field, device):
@@ -227,6 +260,8 @@ def run_demo(out_dir, *, shape=(48, 48, 48), data_shape=(96, 96, 96), voxel_size
     step("identify")
     _identify(files, field, str(resolve_device(device)))
     timings["defect identification"] = time.perf_counter() - t
+    step("plan")
+    _plan(files, field, data.sample.hkl)
     files["report"] = out / "report.html"
     step("report")
     _report(files["report"], data, timings, files)

@@ -21,6 +21,9 @@ class ShapeError(BraggscopeError, ValueError):
         super().__init__(msg)
         self.expected, self.actual = expected, actual
 
+    def __reduce__(self):  # keyword-only fields survive pickling (worker processes)
+        return _rebuild, (type(self), self.args, {"expected": self.expected, "actual": self.actual})
+
 
 class FileFormatError(BraggscopeError, ValueError):
     """A file is missing, unreadable, or lacks a key braggscope needs."""
@@ -34,6 +37,9 @@ class OptionalDependencyError(BraggscopeError, ImportError):
                          (hint or f"pip install 'braggscope[{extra}]' (or pip install {package})"))
         self.package, self.extra = package, extra
 
+    def __reduce__(self):
+        return _rebuild, (type(self), (self.package, self.extra), {"hint": str(self).split(": ", 1)[1]})
+
 
 class DeviceError(BraggscopeError, RuntimeError):
     """The requested compute device is not available."""
@@ -46,6 +52,9 @@ class SupportError(BraggscopeError, RuntimeError):
         super().__init__(msg)
         self.fraction, self.threshold = fraction, threshold
 
+    def __reduce__(self):  # keyword-only fields survive pickling (worker processes)
+        return _rebuild, (type(self), self.args, {"fraction": self.fraction, "threshold": self.threshold})
+
 
 class SupportCollapsedError(SupportError):
     """The support shrank below its minimum fraction of the array."""
@@ -53,3 +62,7 @@ class SupportCollapsedError(SupportError):
 
 class SupportExplodedError(SupportError):
     """The support grew above its maximum fraction of the array."""
+
+
+def _rebuild(cls, args, fields):
+    return cls(*args, **fields)

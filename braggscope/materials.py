@@ -2,7 +2,8 @@
 
 Lattice parameters at room temperature [nm]; elastic constants C11, C12, C44 [GPa] at room
 temperature (G. Simmons and H. Wang, *Single Crystal Elastic Constants and Calculated Aggregate
-Properties*, MIT Press 1971). The isotropic shear modulus and Poisson ratio are Voigt averages,
+Properties*, MIT Press 1971); Debye temperatures [K] from C. Kittel, *Introduction to Solid State
+Physics* (Wiley, 8th ed.), table 5.1. The isotropic shear modulus and Poisson ratio are Voigt averages,
 which is what isotropic dislocation theory uses for these metals.
 """
 from __future__ import annotations
@@ -32,6 +33,8 @@ class Material:
         Z, used as the (q-independent) atomic form factor of the kinematical sum.
     stacking_fault_energy : float
         [mJ/m²] Intrinsic stacking-fault energy γ_SF.
+    debye_temperature : float
+        [K] Θ_D, which sets the thermal vibration of the atoms (the Debye–Waller factor).
     """
 
     name: str
@@ -41,6 +44,7 @@ class Material:
     c44: float
     atomic_number: int
     stacking_fault_energy: float
+    debye_temperature: float
 
     @property
     def shear_modulus(self) -> float:
@@ -73,17 +77,17 @@ MATERIALS = {
     m.name: m
     for m in (
         Material(name="Pt", lattice_parameter=0.39242, c11=346.7, c12=250.7, c44=76.5,
-                 atomic_number=78, stacking_fault_energy=322.0),
+                 atomic_number=78, stacking_fault_energy=322.0, debye_temperature=240.0),
         Material(name="Au", lattice_parameter=0.40782, c11=192.9, c12=163.8, c44=41.5,
-                 atomic_number=79, stacking_fault_energy=32.0),
+                 atomic_number=79, stacking_fault_energy=32.0, debye_temperature=165.0),
         Material(name="Ni", lattice_parameter=0.35240, c11=246.5, c12=147.3, c44=124.7,
-                 atomic_number=28, stacking_fault_energy=125.0),
+                 atomic_number=28, stacking_fault_energy=125.0, debye_temperature=450.0),
         Material(name="Cu", lattice_parameter=0.36149, c11=168.4, c12=121.4, c44=75.4,
-                 atomic_number=29, stacking_fault_energy=45.0),
+                 atomic_number=29, stacking_fault_energy=45.0, debye_temperature=343.0),
         Material(name="Ag", lattice_parameter=0.40853, c11=124.0, c12=93.4, c44=46.1,
-                 atomic_number=47, stacking_fault_energy=16.0),
+                 atomic_number=47, stacking_fault_energy=16.0, debye_temperature=225.0),
         Material(name="Pd", lattice_parameter=0.38907, c11=227.1, c12=176.0, c44=71.7,
-                 atomic_number=46, stacking_fault_energy=180.0),
+                 atomic_number=46, stacking_fault_energy=180.0, debye_temperature=274.0),
     )
 }
 

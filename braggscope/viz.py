@@ -12,7 +12,7 @@ import numpy as np
 from .io.cxi import atomic_path
 
 __all__ = ["central_slices", "sample_figure", "strain_figure", "diffraction_figure", "reconstruction_figure", "object_figure",
-           "save_png"]
+           "planning_figure", "save_png"]
 
 _AXES = ("z", "y", "x")
 
@@ -127,6 +127,33 @@ def diffraction_figure(intensity, mask=None, *, title=None):
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
     fig.colorbar(im, ax=list(axes), label="log10(counts + 1)", shrink=0.9)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def planning_figure(observations, *, references=None, title=None):
+    """Figure of a planning session: the efficiency J = log10(error² × beam time) of every scan
+    and the best so far against the simulator calls, and every scan's error [pm] against its beam
+    time [s] with the Pareto front; `references` maps a name to a J drawn as a level line."""
+    fig = _figure([0], 2, size=4.0)
+    ax_j, ax_front = fig.subplots(1, 2)
+    j = np.array([o.efficiency for o in observations])
+    calls = np.arange(1, len(j) + 1)
+    ax_j.plot(calls, j, "o", color="0.6", label="scan")
+    ax_j.plot(calls, np.minimum.accumulate(j), "-", color="C0", label="best so far")
+    for k, (name, value) in enumerate((references or {}).items()):
+        ax_j.axhline(value, ls="--", color=f"C{k + 1}", label=name)
+    ax_j.set(xlabel="simulator calls", ylabel="J = log10(error² [nm²] × time [s])")
+    ax_j.legend(fontsize=8)
+    times = np.array([o.beam_time for o in observations])
+    errors = np.array([o.error for o in observations]) * 1e3
+    order = np.argsort(times)
+    front = order[np.asarray(errors[order]) <= np.minimum.accumulate(errors[order])]
+    ax_front.plot(times, errors, "o", color="0.6")
+    ax_front.step(times[front], errors[front], "-", where="post", color="C0", label="Pareto front")
+    ax_front.set(xscale="log", yscale="log", xlabel="beam time [s]", ylabel="displacement error [pm]")
+    ax_front.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     return fig

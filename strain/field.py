@@ -235,6 +235,9 @@ def strain_field(obj, support, *, g_vector, voxel_size, remove_ramp=True, refere
     strain = np.full(obj.shape, np.nan, np.float32)
     strain[box] = np.tensordot(weights.astype(np.float32), grad, axes=1)
     support = support & ~np.isnan(strain)  # a voxel with no support neighbour has no gradient: dropped
+    if not support.any():
+        raise ConfigError("no voxel of the support has the neighbours a phase gradient needs: the crystal is "
+                          "too thin on this grid")
     phase = np.full(obj.shape, np.nan, np.float32)
     phase[box] = np.where(support[box], np.angle(sub), np.nan)
     unwrapped = unwrap_phase(phase, support)  # then the 2π multiple that keeps the reference near 0

@@ -23,7 +23,7 @@ from .dislocations import DislocationLoop, StraightDislocation, circular_loop_ve
 from .fields import DilatationCentre, SmoothStrain, SurfaceRelaxation
 from .planar import StackingFault, TwinBoundary, twin_shares_reflection
 from .random import REFLECTIONS, random_crystal, random_defects
-from .sample import Sample, displacement_and_strain, displacement_field, grid_points, simulate_sample, \
+from .sample import Sample, displacement_and_strain, displacement_field, grid_points, object_at, simulate_sample, \
     support_fraction
 from .shapes import (Ellipsoid, Polyhedron, Sphere, cube, cuboctahedron, ellipsoid, octahedron,
                      orientation_from_axes, random_faceted, random_orientation, sphere, truncated_octahedron,
@@ -34,7 +34,7 @@ __all__ = [
     "atomistic_amplitude", "continuum_amplitude_on", "continuum_intensity", "fcc_atoms", "kinematic_amplitude",
     "orthogonal_q_basis", "to_ase_atoms", "DislocationLoop", "StraightDislocation", "circular_loop_vertices", "DilatationCentre",
     "SmoothStrain", "SurfaceRelaxation", "StackingFault", "TwinBoundary", "twin_shares_reflection",
-    "REFLECTIONS", "random_crystal", "random_defects", "Sample", "displacement_and_strain", "displacement_field", "grid_points",
+    "REFLECTIONS", "random_crystal", "random_defects", "Sample", "displacement_and_strain", "displacement_field", "grid_points", "object_at",
     "simulate_sample", "support_fraction", "Ellipsoid", "Polyhedron", "Sphere", "cube", "cuboctahedron",
     "ellipsoid", "octahedron", "orientation_from_axes", "random_faceted", "random_orientation", "sphere",
     "truncated_octahedron", "wulff",

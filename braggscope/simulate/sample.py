@@ -12,7 +12,7 @@ from .crystal import Crystal
 from .dislocations import DislocationLoop, StraightDislocation
 from .planar import SplitDislocation, StackingFault, TwinBoundary
 
-__all__ = ["Sample", "grid_points", "support_fraction", "displacement_field", "simulate_sample"]
+__all__ = ["Sample", "grid_points", "support_fraction", "displacement_field", "simulate_sample", "object_at"]
 
 _LINE_DEFECTS = (StraightDislocation, DislocationLoop)
 
@@ -134,6 +134,26 @@ def _twin_amplitude(twins, hkl, points, voxel_size, ndim):
         inside = np.clip(0.5 + t.plane_distance(points) / width, 0, 1)
         factor *= 1 - (1 - visible) * inside
     return factor
+
+
+def object_at(crystal: Crystal, defects, points, *, hkl, voxel_size) -> np.ndarray:
+    """The object ρ = amplitude · exp(i G·u) (complex64) at any `points` [nm] (3, ...) of the
+    crystal's frame, e.g. the sheared voxel centres of a detector-frame grid.
+
+    `voxel_size` [nm] is the width of the anti-aliasing ramp of the occupancy (the grid's voxel
+    edge; for a sheared grid the cube root of its volume). Returns an array shaped like
+    ``points[0]``."""
+    hkl = tuple(int(v) for v in check_vector(hkl, "hkl"))
+    h = check_positive(voxel_size, "voxel_size", "nm")
+    points = np.asarray(points, dtype=float)
+    occupancy = support_fraction(crystal.shape, points, h)
+    twins = [d for d in defects if isinstance(d, TwinBoundary)]
+    amplitude = occupancy * _twin_amplitude(twins, hkl, points, h, 3)
+    g = crystal.g_vector(hkl)
+    occupied = occupancy > 0
+    u = np.zeros(points.shape)
+    u[:, occupied] = displacement_field(defects, points[:, occupied], poisson_ratio=crystal.material.poisson_ratio)
+    return object_from_displacement(u, g, amplitude=amplitude).astype(np.complex64)
 
 
 def _ground_truth_masks(defects, points, support, voxel_size, core_radius, g, hkl, min_contrast):
