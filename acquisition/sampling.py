@@ -32,8 +32,9 @@ _ATOMIC_MASS_UNIT = 1.66053906660e-27  # [kg]
 _KEV = 1.602176634e-16  # [J]
 MIN_OVERSAMPLING = 2.0  # Sayre/Miao: the pattern must be sampled at least twice its Nyquist rate
 # [photons per pixel and frame] the least mean count at the detector window's edge: below it the outer
-# window is noise, the resolution it promises is not measured, and reconstructions of the same data
-# scatter (on the simulated beamline, scans with 0.1 photon there failed on 4 of 6 noise draws)
+# window is noise and the resolution it promises is not measured. The value is a choice (a quarter of the
+# formula design's one photon), set after a few trials on the simulated beamline where scans with a tenth of
+# a photon there reconstructed differently from one noise draw to the next; no benchmark measures it.
 MIN_EDGE_PHOTONS = 0.25
 
 

@@ -127,12 +127,12 @@ def main(argv=None):
     from scipy.stats import wilcoxon
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 seeds, 8 calls")
+    parser.add_argument("--quick", action="store_true", help="2 seeds, 8 calls (no Wilcoxon test)")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--calls", type=int, default=None)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    seeds = args.seeds or (3 if args.quick else 10)
+    seeds = args.seeds or (2 if args.quick else 10)
     calls = args.calls or (8 if args.quick else 20)
     start = time.perf_counter()
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
