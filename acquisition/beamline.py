@@ -28,15 +28,9 @@ from braggscope.retrieval import combine_runs, default_chain, reconstruct, remov
 from braggscope.retrieval.postprocess import centre_object
 from braggscope.strain.field import strain_field
 
-from .sampling import Instrument, Scan, beam_time, dose, scan_geometry, scattering_strength, violations
+from .sampling import Instrument, Scan, beam_time, dose, efficiency, scan_geometry, scattering_strength, violations
 
 __all__ = ["ScanResult", "SimulatedBeamline", "efficiency", "random_beamline"]
-
-
-def efficiency(error, time) -> float:
-    """J = log10(error² × beam time) with the error in nm and the time in s: lower is better, and
-    in the shot-noise limit counting longer does not change it."""
-    return float(np.log10(max(error, 1e-12) ** 2 * time))
 
 
 @dataclass(frozen=True, kw_only=True)

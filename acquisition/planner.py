@@ -6,13 +6,14 @@ that the sampling conditions are about: the oversampling of the detector plane (
 detector distance) and of the rocking curve (the rocking step), the rocking direction's
 resolution relative to the detector window's (the number of frames), the count time, and the
 reflection. Oversampling ≥ 2 holds by construction; the count-rate limit, the counter depth, the
-photons at the window's edge and the beam-time budget are checked on every candidate. A Gaussian process learns the quality,
--log10(error²), from the scans told so far; the beam time is known exactly. The suggestion
-maximises the expected improvement of the efficiency J = log10(error² × beam time)
-(``objective='efficiency'``) or the expected hypervolume improvement of the error–time Pareto
-front (``objective='pareto'``) among feasible candidates in a trust region around the current
-recommendation. The first scan is the formula design, the next few are Sobol points around it,
-then the Gaussian process leads; every few scans the recommendation is measured again.
+photons at the window's edge and the beam-time budget are checked on every candidate. A Gaussian
+process learns the quality, -log10(error²), from the scans told so far; the beam time is known
+exactly. The suggestion maximises the expected improvement of the efficiency J = log10(error² ×
+beam time) (``objective='efficiency'``) or the expected hypervolume improvement of the
+error–time Pareto front (``objective='pareto'``) among feasible candidates in a trust region
+around the model's best scan. The first scan is the formula design, the next few are Sobol
+points around it, then the Gaussian process leads; every few scans its best scan is measured
+again, and the recommendation is the repeated scan of lowest mean J.
 """
 from __future__ import annotations
 
@@ -29,9 +30,8 @@ from braggscope.errors import ConfigError
 from braggscope.materials import get_material
 
 from .sampling import (MIN_EDGE_PHOTONS, MIN_OVERSAMPLING, Instrument, Scan, beam_time, distance_for_oversampling,
-                       edge_count_rate, formula_design,
-                       min_distance_for_count_rate, peak_count_rate, sphere_volume, step_for_oversampling,
-                       structure_factor, two_theta, violations)
+                       edge_count_rate, efficiency, formula_design, min_distance_for_count_rate, peak_count_rate,
+                       sphere_volume, step_for_oversampling, structure_factor, two_theta, violations)
 
 __all__ = ["Planner", "Observation", "SearchSpace"]
 
@@ -56,7 +56,7 @@ class Observation:
     @property
     def efficiency(self) -> float:
         """J = log10(error² × beam time)."""
-        return float(np.log10(max(self.error, 1e-12) ** 2 * self.beam_time))
+        return efficiency(self.error, self.beam_time)
 
 
 class SearchSpace:

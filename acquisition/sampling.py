@@ -23,7 +23,8 @@ from braggscope.materials import get_material
 __all__ = ["Instrument", "Scan", "Design", "R_E", "structure_factor", "debye_waller", "scattering_strength",
            "sphere_volume", "two_theta", "scan_geometry", "peak_count_rate", "edge_count_rate", "oversampling",
            "distance_for_oversampling", "step_for_oversampling", "min_distance_for_count_rate", "beam_time",
-           "fluence", "dose", "violations", "MIN_OVERSAMPLING", "MIN_EDGE_PHOTONS", "visible", "rank_reflections", "formula_design", "DEFAULT_SCAN"]
+           "fluence", "dose", "efficiency", "violations", "MIN_OVERSAMPLING", "MIN_EDGE_PHOTONS", "visible",
+           "rank_reflections", "formula_design", "DEFAULT_SCAN"]
 
 R_E = 2.8179403262e-6  # [nm] classical electron radius
 _H_PLANCK = 6.62607015e-34  # [J s]
@@ -277,6 +278,12 @@ def dose(scan: Scan, instrument: Instrument, material) -> float:
 
     mu_rho = xraydb.mu_elam(get_material(material).name, instrument.energy * 1e3, kind="photo")  # [cm²/g]
     return float(fluence(scan, instrument) * 1e14 * instrument.energy * _KEV * mu_rho * 1e3)
+
+
+def efficiency(error, time) -> float:
+    """J = log10(error² × beam time) with the error in nm and the time in s: lower is better, and
+    in the shot-noise limit counting longer does not change it."""
+    return float(np.log10(max(error, 1e-12) ** 2 * time))
 
 
 def violations(scan: Scan, instrument: Instrument, material, size, *, volume=None, budget=None,

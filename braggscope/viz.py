@@ -11,8 +11,8 @@ import numpy as np
 
 from .io.cxi import atomic_path
 
-__all__ = ["central_slices", "sample_figure", "strain_figure", "diffraction_figure", "reconstruction_figure", "object_figure",
-           "planning_figure", "save_png"]
+__all__ = ["central_slices", "sample_figure", "strain_figure", "diffraction_figure", "reconstruction_figure",
+           "object_figure", "planning_figure", "save_png"]
 
 _AXES = ("z", "y", "x")
 

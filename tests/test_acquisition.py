@@ -13,7 +13,7 @@ from braggscope.acquisition import (DEFAULT_SCAN, Instrument, Planner, Scan, Sim
                                     edge_count_rate, formula_design, oversampling, peak_count_rate,
                                     rank_reflections, violations, visible)
 from braggscope.acquisition.prescan import assess, coarse_scan, friedel_asymmetry, rank_crystals
-from braggscope.acquisition.sampling import (R_E, debye_waller, distance_for_oversampling, scan_geometry,
+from braggscope.acquisition.sampling import (R_E, debye_waller, distance_for_oversampling,
                                              step_for_oversampling, structure_factor)
 from braggscope.cli import main
 from braggscope.errors import ConfigError, SupportCollapsedError
@@ -323,4 +323,5 @@ def test_cli_plan_simulate_writes_the_plot(tmp_path, capsys):
                  "--budget-minutes", "5"]) == 0
     assert (out / "planning.png").stat().st_size > 1000
     summary = json.loads((out / "summary.json").read_text())
-    assert np.isfinite(summary["recommended"]["J"]) and len(json.loads((out / "plan.json").read_text())["observations"]) == 3
+    assert np.isfinite(summary["recommended"]["J"])
+    assert len(json.loads((out / "plan.json").read_text())["observations"]) == 3

@@ -138,4 +138,5 @@ def test_demo_writes_report_and_pictures(tmp_path):
     html = (tmp_path / "demo" / "report.html").read_text()
     assert "data:image/png;base64" in html and "stacking_fault" in html and "free LLK" in html
     assert "Strain along G" in html and "Found in the reconstruction by the U-Net" in html
+    assert "Next scan" in html and "oversampling 3 of the detector plane" in html and "G·b = 0" in html
     assert html.count("data:image/png;base64") == 5
