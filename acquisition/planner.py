@@ -26,7 +26,7 @@ import time as _time
 import numpy as np
 
 from braggscope._validate import check_choice, check_positive
-from braggscope.errors import ConfigError
+from braggscope.errors import ConfigError, FileFormatError
 from braggscope.materials import get_material
 
 from .sampling import (MIN_EDGE_PHOTONS, MIN_OVERSAMPLING, Instrument, Scan, beam_time, distance_for_oversampling,
@@ -347,13 +347,19 @@ class Planner:
     @classmethod
     def load(cls, path, *, state_path=None) -> "Planner":
         """The planner saved in `path` (it goes on writing there unless `state_path` says otherwise)."""
-        with open(path) as f:
-            d = json.load(f)
+        try:
+            with open(path) as f:
+                d = json.load(f)
+            return cls._from_dict(d, path if state_path is None else state_path)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise FileFormatError(f"{path} is not a planner session: {err}") from None
+
+    @classmethod
+    def _from_dict(cls, d, state_path) -> "Planner":
         planner = cls(d["size"], d["material"], [tuple(h) for h in d["reflections"]],
                       instrument=Instrument(**d["instrument"]), budget=d["budget"], volume=d["volume"],
                       objective=d["objective"], n_init=d["n_init"], replicate_every=d["replicate_every"],
-                      seed=d["seed"],
-                      state_path=path if state_path is None else state_path)
+                      seed=d["seed"], state_path=state_path)
         planner.observations = [Observation(_scan(o["scan"]), o["error"], o["beam_time"], o.get("extra", {}))
                                 for o in d["observations"]]
         planner.pending = [_scan(p) for p in d["pending"]]

@@ -479,7 +479,8 @@ def _cmd_plan(args):
         print("reflections by the visibility rule (G·b = 0 hides a dislocation):")
         for r in rank_reflections(reflections, burgers=burgers, material=args.material, energy=args.energy):
             print(f"  {r['hkl']}: shows {r['shows']} of {len(burgers)}, |G| {r['g_norm']:.1f} 1/nm, "
-                  f"relative strength {r['strength']:.2f}" + (f"; hides {r['hidden']}" if r["hidden"] else ""))
+                  f"relative strength {r['strength']:.2f}" +
+                  ("; hides " + ", ".join(f"{kind} = {list(v)}" for kind, v in r["hidden"]) if r["hidden"] else ""))
     if args.simulate:
         return _plan_simulate(args, reflections, instrument, budget)
     if args.state is not None and args.state.exists():

@@ -308,6 +308,13 @@ def test_cli_plan_prints_the_design_and_why(capsys, tmp_path):
     assert len(json.loads(state.read_text())["pending"]) == 3
 
 
+def test_cli_plan_refuses_a_broken_session(tmp_path, capsys):
+    state = tmp_path / "broken.json"
+    state.write_text("{not json")
+    assert main(["plan", "--crystal-size", "200", "--state", str(state)]) == 2
+    assert "not a planner session" in capsys.readouterr().err and state.read_text() == "{not json"
+
+
 @pytest.mark.parametrize("argv", [["--crystal-size", "-5"], ["--crystal-size", "200", "--reflections", "1 2"],
                                   ["--crystal-size", "200", "--hkl", "1", "0", "0"],
                                   ["--crystal-size", "200", "--budget-minutes", "0.01"]])
