@@ -242,7 +242,8 @@ class Planner:
             beam_time = self.beam_time(scan)
         self.space.point(scan)  # the reflection must be one of the planner's
         self.observations.append(Observation(scan, float(error), float(beam_time), _jsonable(extra)))
-        self.pending = [p for p in self.pending if p != scan]
+        if scan in self.pending:
+            self.pending.remove(scan)  # one of them: a repeated scan may be pending twice
         self._autosave()
 
     def beam_time(self, scan: Scan) -> float:
