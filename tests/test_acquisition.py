@@ -84,6 +84,17 @@ def test_peak_count_rate_matches_the_simulated_beamline():
     assert peak_count_rate(scan, SMALL, "Pt", volume) == pytest.approx(by_hand, rel=1e-6)
 
 
+def test_object_at_points_is_the_sample_object():
+    """object_at on the voxel centres of a cubic grid gives simulate_sample's object."""
+    from braggscope.simulate import grid_points, object_at, simulate_sample
+
+    crystal = Crystal(truncated_octahedron(60.0), "Pt")
+    defects = [crystal.dislocation((0.5, 0.0, 0.5), (1, -2, 1), (3.0, 2.0, -1.0))]
+    sample = simulate_sample(crystal, defects, shape=(24, 24, 24), voxel_size=4.0, hkl=(2, 0, 0))
+    obj = object_at(crystal, defects, grid_points((24, 24, 24), 4.0), hkl=(2, 0, 0), voxel_size=4.0)
+    assert np.allclose(obj, sample.obj, atol=1e-5)
+
+
 def test_porod_envelope_at_the_window_edge():
     """The mean simulated counts on the detector window's edge (frame of the peak) agree with
     Porod's q⁻⁴ envelope of a sphere to within a factor 1.5."""
