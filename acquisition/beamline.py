@@ -25,10 +25,10 @@ from braggscope.simulate.bcdi import align_to_geometry
 from braggscope.simulate.dislocations import DislocationLoop, StraightDislocation
 from braggscope.simulate.sample import object_at
 from braggscope.retrieval import combine_runs, default_chain, reconstruct, remove_phase_ramp
-from braggscope.retrieval.postprocess import centre_object
+from braggscope.retrieval.postprocess import centring_shift
 from braggscope.strain.field import strain_field
 
-from .sampling import Instrument, Scan, beam_time, dose, efficiency, scan_geometry, scattering_strength, violations
+from .sampling import Instrument, Scan, beam_time, dose, efficiency, pixel_rate, scan_geometry, violations
 
 __all__ = ["ScanResult", "SimulatedBeamline", "efficiency", "random_beamline"]
 
@@ -62,7 +62,7 @@ class ScanResult:
     photons : float
         Counts in the window.
     llk : float
-        Poisson LLK of the combined runs.
+        Poisson LLK of the scored run.
     failed : bool
         The reconstruction broke down (its support collapsed or exploded); the errors are then
         those of a random phase (π/√3 rad RMS) and the resolution is NaN.
@@ -109,8 +109,6 @@ class SimulatedBeamline:
     defects : sequence
         Defects built with `crystal`'s methods.
     instrument : Instrument
-    size : float, optional
-        [nm] Largest extent the experimenter believes the crystal has (default: the true one).
     current_hkl : tuple, optional
         Reflection the crystal is aligned on; another one costs the reflection change.
     cycles, runs : int
@@ -122,13 +120,12 @@ class SimulatedBeamline:
         Seed of every noise draw; call k of the beamline draws from (seed, k).
     """
 
-    def __init__(self, crystal: Crystal, defects=(), *, instrument: Instrument = Instrument(), size=None,
-                 current_hkl=None, cycles=400, runs=4, refine=2, seed=0):
+    def __init__(self, crystal: Crystal, defects=(), *, instrument: Instrument = Instrument(), current_hkl=None,
+                 cycles=400, runs=4, refine=2, seed=0):
         self.crystal, self.defects, self.instrument = crystal, list(defects), instrument
         directions = np.random.default_rng(0).normal(size=(3, 400))
         extent = crystal.shape.radial_extent(directions / np.linalg.norm(directions, axis=0))
-        self.true_size = float(2 * np.max(extent))
-        self.size = self.true_size if size is None else float(size)
+        self.true_size = float(2 * np.max(extent))  # [nm] largest extent
         self.current_hkl = current_hkl
         self.cycles, self.runs, self.refine, self.seed = int(cycles), int(runs), int(refine), int(seed)
         self.calls = 0
@@ -165,16 +162,12 @@ class SimulatedBeamline:
         window = tuple(slice(big // 2 - n // 2, big // 2 - n // 2 + n) for big, n in zip(amplitude.shape, shape))
         cell_volume = abs(np.linalg.det(fine.voxel / self.refine))  # [nm³] Σ → ∫ d³r
         power = np.abs(amplitude[window] * cell_volume) ** 2
-        peak_pixel = self.instrument.flux_density * scattering_strength(self.material, scan.hkl, self.instrument) * \
-            (self.instrument.pixel_size * 1e-6 / scan.detector_distance) ** 2
-        return (power * peak_pixel * scan.count_time).astype(np.float32)
+        return (power * pixel_rate(scan, self.instrument, self.material) * scan.count_time).astype(np.float32)
 
     def measure(self, scan: Scan, rng=None):
         """Counts and mask of `scan` (Poisson noise; pixels above the count-rate limit masked)."""
         expected = self.expected_counts(scan).astype(float)
-        limit = self.instrument.max_count_rate * scan.count_time
-        if self.instrument.counter_depth is not None:
-            limit = min(limit, self.instrument.counter_depth)
+        limit = self.instrument.saturation_counts(scan.count_time)
         m = measure(expected, Detector(photons=float(expected.sum()), saturation=limit), rng=rng)
         return m.intensity, m.mask
 
@@ -209,7 +202,9 @@ class SimulatedBeamline:
 
     def _score(self, scan, solution, resolution, truth, intensity, mask) -> ScanResult:
         inside = np.abs(truth.obj) > 0.5
-        reference, inside = centre_object(truth.obj, inside)
+        shift = centring_shift(inside)  # centred like the solution (combine_runs)
+        reference, inside = (np.roll(a, shift, axis=(0, 1, 2)) for a in (truth.obj, inside))
+        points = np.roll(truth.points, shift, axis=(1, 2, 3))
         reference, _ = remove_phase_ramp(reference, inside)
         aligned, errors = compare(solution.obj, reference)
         g_norm = float(np.linalg.norm(truth.g_lab))
@@ -218,7 +213,7 @@ class SimulatedBeamline:
             displacement_error=errors["phase_rms"] / g_norm,
             strain_error=self._strain_error(aligned, reference, inside, truth),
             resolution=resolution * voxel_edge,
-            dislocation_recall=self._recall(aligned, inside, truth, scan, voxel_edge),
+            dislocation_recall=self._recall(aligned, inside, points, truth.g_crystal, voxel_edge),
             beam_time=beam_time(scan, self.instrument, current_hkl=self.current_hkl),
             dose=dose(scan, self.instrument, self.material),
             saturated_pixels=int(mask.sum()),
@@ -238,18 +233,15 @@ class SimulatedBeamline:
         diff = (got - want)[interior & np.isfinite(got) & np.isfinite(want)]
         return float(np.sqrt(np.mean((diff - diff.mean()) ** 2))) if diff.size else float("nan")
 
-    def _recall(self, aligned, inside, truth, scan, voxel_edge):
-        """Share of visible core voxels with a phase vortex of `aligned` within 2 voxels."""
+    def _recall(self, aligned, inside, points, g_crystal, voxel_edge):
+        """Share of visible core voxels (G·b ≠ 0; `points` [nm] the crystal-frame voxel centres)
+        with a phase vortex of `aligned` within 2 voxels."""
         from braggscope.identify.vortices import vortex_lines
 
         lines = [d for d in self.defects if isinstance(d, (StraightDislocation, DislocationLoop))
-                 and abs(truth.g_crystal @ d.burgers) > 0.5]
+                 and abs(g_crystal @ d.burgers) > 0.5]
         if not lines:
             return None
-        # the truth was centred on its support's centre of mass: the same roll for the core points
-        com = ndimage.center_of_mass(np.abs(truth.obj) > 0.5)
-        shift = tuple(int(round(n // 2 - c)) for n, c in zip(inside.shape, com))
-        points = np.roll(truth.points, shift, axis=(1, 2, 3))
         core = np.zeros(inside.shape, bool)
         for d in lines:
             core |= d.distance(points) <= 1.5 * voxel_edge

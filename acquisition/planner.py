@@ -30,8 +30,8 @@ from braggscope.errors import ConfigError, FileFormatError
 from braggscope.materials import get_material
 
 from .sampling import (MIN_EDGE_PHOTONS, MIN_OVERSAMPLING, Instrument, Scan, beam_time, distance_for_oversampling,
-                       edge_count_rate, efficiency, formula_design, min_distance_for_count_rate, peak_count_rate,
-                       sphere_volume, step_for_oversampling, structure_factor, two_theta, violations)
+                       edge_count_rate, efficiency, formula_design, peak_count_rate, reference_scan,
+                       reflection_problem, sphere_volume, step_for_oversampling, violations)
 
 __all__ = ["Planner", "Observation", "SearchSpace"]
 
@@ -78,12 +78,13 @@ class SearchSpace:
                                        for h in self.reflections])
         self.unit_step = np.array([step_for_oversampling(1.0, instrument, self.material, h, size)
                                    for h in self.reflections])
-        self.min_distance = np.array([min_distance_for_count_rate(instrument, self.material, h, self.volume,
-                                                                  margin=1.0) for h in self.reflections])
-        # the mean count rate at the window's edge grows as distance² (Porod: 1/d² × (q_edge ∝ 1/d)⁻⁴)
-        probe = Scan(rocking_range=1.0, rocking_step=0.01, count_time=1.0, detector_distance=1.0)
-        self.edge_rate_at_1m = np.array([edge_count_rate(dataclasses.replace(probe, hkl=h), instrument, self.material,
-                                                         size, self.volume) for h in self.reflections])
+        # [photons/s] at 1 m: the peak's rate falls as 1/distance², the mean rate at the window's edge
+        # grows as distance² (Porod: 1/d² × (q_edge ∝ 1/d)⁻⁴)
+        self.peak_rate_at_1m = np.array([peak_count_rate(reference_scan(h), instrument, self.material, self.volume)
+                                         for h in self.reflections])
+        self.edge_rate_at_1m = np.array([edge_count_rate(reference_scan(h), instrument, self.material, size,
+                                                         self.volume) for h in self.reflections])
+        self.min_distance = np.sqrt(self.peak_rate_at_1m / instrument.max_count_rate)  # [m] unsaturated
 
     @staticmethod
     def _log_map(x, lo, hi):
@@ -136,10 +137,7 @@ class SearchSpace:
         distance, _, _, t = self.parameters(x, k)
         ok = (distance >= self.min_distance[k]) & (self.edge_rate_at_1m[k] * distance**2 * t >= MIN_EDGE_PHOTONS)
         if self.instrument.counter_depth is not None:
-            probe = Scan(rocking_range=1.0, rocking_step=0.01, count_time=1.0, detector_distance=1.0)
-            rate_at_1m = np.array([peak_count_rate(dataclasses.replace(probe, hkl=h), self.instrument, self.material,
-                                                   self.volume) for h in self.reflections])
-            ok &= rate_at_1m[k] / distance**2 * t <= self.instrument.counter_depth
+            ok &= self.peak_rate_at_1m[k] / distance**2 * t <= self.instrument.counter_depth
         if budget is not None:
             ok &= self.beam_time(x, k, current_hkl) <= budget
         return ok
@@ -197,11 +195,10 @@ class Planner:
         self.pending: list[Scan] = []
         self.state_path = state_path
         self.last_suggest_seconds = 0.0
-        bad = [h for h in self.space.reflections if abs(structure_factor(material, h, instrument.energy)) == 0
-               or two_theta(material, h, instrument.energy) > instrument.max_two_theta]
-        if bad:
-            raise ConfigError(f"reflections {bad} are forbidden in fcc or beyond the detector arm's "
-                              f"{instrument.max_two_theta}° at {instrument.energy} keV")
+        problems = [p for p in (reflection_problem(material, h, instrument) for h in self.space.reflections) if p]
+        if problems:
+            raise ConfigError("; ".join(problems))
+        self._fitted = None  # (observations it was fitted on, model, inputs)
 
     # ---- the loop -------------------------------------------------------------------------
     def ask(self, n=1) -> list[Scan]:
@@ -282,11 +279,9 @@ class Planner:
 
         if len(self.observations) < max(self.n_init, 2) or self.objective != "efficiency":
             return self.best()
-        dims = 4 if len(self.space.reflections) == 1 else 5
-        train_x, train_y = self._training_data()
-        model = self._model(train_x[:, :dims], train_y)
+        model, train_x = self._fit()
         with torch.no_grad():
-            quality = model.posterior(train_x[:, :dims]).mean[:, 0].numpy()
+            quality = model.posterior(train_x).mean[:, 0].numpy()
         j = np.log10([o.beam_time for o in self.observations]) - quality
         return self.observations[int(np.argmin(j))]
 
@@ -371,15 +366,16 @@ class Planner:
             self.save(self.state_path)
 
     # ---- suggestions ----------------------------------------------------------------------
-    def candidates(self, n_sobol=1024, n_local=128, *, centre=None, half_width=TRUST_REGION):
+    def candidates(self, n_sobol=1024, n_local=128, *, centre=None, half_width=TRUST_REGION, sobol_seed=None):
         """Feasible candidates (x, k): `n_sobol` Sobol points (a power of 2) at every reflection —
         in the box of `half_width` around the point `centre` (x in [0, 1]⁴), or in the whole
         space if `centre` is None — and `n_local` Gaussian steps around each of the three best
-        scans told so far."""
+        scans told so far. The Sobol points are scrambled by `sobol_seed` (default: a draw that
+        changes with every scan told or pending)."""
         from scipy.stats import qmc
 
         rng = np.random.default_rng((self.seed, len(self.observations), len(self.pending)))
-        sobol = qmc.Sobol(4, seed=rng).random(n_sobol)
+        sobol = qmc.Sobol(4, seed=rng if sobol_seed is None else sobol_seed).random(n_sobol)
         if centre is not None:
             sobol = np.clip(np.asarray(centre) + (2 * sobol - 1) * half_width, 0, 1)
         xs = [np.repeat(sobol, len(self.space.reflections), axis=0)]
@@ -396,17 +392,11 @@ class Planner:
         return x[ok], k[ok]
 
     def _sobol(self, index) -> Scan:
-        """The `index`-th feasible point of the planner's Sobol sequence in the trust region around
-        the formula design, at the current reflection."""
-        from scipy.stats import qmc
-
+        """The `index`-th feasible point of the planner's own Sobol sequence in the trust region
+        around the formula design."""
         centre, _ = self.space.point(self.formula_design().scan)
-        x = np.clip(centre + (2 * qmc.Sobol(4, seed=self.seed).random(256) - 1) * TRUST_REGION, 0, 1)
-        k = np.zeros(len(x), int)
-        x = x[self.space.feasible(x, k, budget=self.budget, current_hkl=self.current_hkl)]
-        if not len(x):
-            raise ConfigError("no scan meets the constraints: the budget is too small for the crystal")
-        return self.space.scan(x[index % len(x)], 0)
+        x, k = self.candidates(256, 0, centre=centre, sobol_seed=self.seed)
+        return self.space.scan(x[index % len(x)], k[index % len(x)])
 
     def _training_data(self):
         import torch
@@ -415,6 +405,15 @@ class Planner:
         x = np.array([np.append(p[0], p[1]) for p in pts])
         quality = np.array([[-2 * np.log10(max(o.error, 1e-12))] for o in self.observations])
         return torch.tensor(x, dtype=torch.float64), torch.tensor(quality, dtype=torch.float64)
+
+    def _fit(self):
+        """The Gaussian process fitted on the scans told so far, and its inputs (the reflection
+        index is an input only if it varies); fitted once per number of scans told."""
+        if self._fitted is None or self._fitted[0] != len(self.observations):
+            train_x, train_y = self._training_data()
+            train_x = train_x[:, :4] if len(self.space.reflections) == 1 else train_x
+            self._fitted = (len(self.observations), self._model(train_x, train_y), train_x)
+        return self._fitted[1:]
 
     def _model(self, train_x, train_y):
         from botorch.fit import fit_gpytorch_mll
@@ -446,10 +445,8 @@ class Planner:
         from botorch.acquisition.objective import GenericMCObjective
         from botorch.optim import optimize_acqf_discrete
 
-        dims = 4 if len(self.space.reflections) == 1 else 5  # the reflection index is an input only if it varies
-        train_x, train_y = self._training_data()
-        train_x = train_x[:, :dims]
-        model = self._model(train_x, train_y)
+        model, train_x = self._fit()
+        dims = train_x.shape[-1]
         centre, _ = self.space.point(self._model_best().scan)
         x, k = self.candidates(centre=centre)
         choices = torch.tensor(np.column_stack([x, k]), dtype=torch.float64)[:, :dims]

@@ -67,10 +67,11 @@ def assess(intensity, mask, scan: Scan, material, *, instrument: Instrument = In
     extent = np.array(intensity.shape) / sigma * np.linalg.norm(voxel, axis=0)  # [nm] per array axis
     size = float(extent.max())
     peak_rate = float(intensity[~mask].max() / scan.count_time) if (~mask).any() else 0.0
+    saturated = int(np.sum(intensity >= instrument.saturation_counts(scan.count_time)))  # clipped at the limit
     volume = float(np.pi / 6 * np.prod(extent))  # the ellipsoid in the measured extents
     design = formula_design(size, material, scan.hkl, instrument, volume=volume)
     return {"name": name, "peak_rate": peak_rate, "size": size, "oversampling": [float(s) for s in sigma],
-            "asymmetry": friedel_asymmetry(intensity, mask), "saturated": int(mask.sum()),
+            "asymmetry": friedel_asymmetry(intensity, mask), "saturated": saturated,
             "full_scan": {**design.scan.as_dict(), "reasons": design.reasons}}
 
 

@@ -21,10 +21,11 @@ from braggscope.geometry import Geometry, wavelength_nm
 from braggscope.materials import get_material
 
 __all__ = ["Instrument", "Scan", "Design", "R_E", "structure_factor", "debye_waller", "scattering_strength",
-           "sphere_volume", "two_theta", "scan_geometry", "peak_count_rate", "edge_count_rate", "oversampling",
-           "distance_for_oversampling", "step_for_oversampling", "min_distance_for_count_rate", "beam_time",
-           "fluence", "dose", "efficiency", "violations", "MIN_OVERSAMPLING", "MIN_EDGE_PHOTONS", "visible",
-           "rank_reflections", "formula_design", "DEFAULT_SCAN"]
+           "sphere_volume", "two_theta", "scan_geometry", "reference_scan", "pixel_rate", "peak_count_rate",
+           "edge_count_rate", "oversampling", "distance_for_oversampling", "step_for_oversampling",
+           "min_distance_for_count_rate", "beam_time", "fluence", "dose", "efficiency", "reflection_problem",
+           "violations", "MIN_OVERSAMPLING", "MIN_EDGE_PHOTONS", "visible", "rank_reflections", "formula_design",
+           "DEFAULT_SCAN"]
 
 R_E = 2.8179403262e-6  # [nm] classical electron radius
 _H_PLANCK = 6.62607015e-34  # [J s]
@@ -93,6 +94,12 @@ class Instrument:
         if int(self.crop) < 8:
             raise ConfigError(f"`crop` must be at least 8 pixels, got {self.crop}")
         check_choice(self.rocking_axis, "rocking_axis", {"x", "y"})
+
+    def saturation_counts(self, count_time) -> float:
+        """[counts] Most counts one pixel records in a frame of `count_time` [s] before it
+        saturates: the count-rate limit over the frame, or the counter depth if smaller."""
+        limit = self.max_count_rate * count_time
+        return limit if self.counter_depth is None else min(limit, self.counter_depth)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,17 +215,22 @@ def scan_geometry(scan: Scan, instrument: Instrument, material) -> Geometry:
                                    rocking_step=scan.rocking_step, rocking_axis=instrument.rocking_axis)
 
 
-def _solid_angle(scan, instrument):
-    """[sr] Solid angle of one pixel."""
-    return (instrument.pixel_size * 1e-6 / scan.detector_distance) ** 2
+def reference_scan(hkl) -> Scan:
+    """The scan the scaling laws start from: detector at 1 m, 0.01° steps, 1 s per frame."""
+    return Scan(rocking_range=1.0, rocking_step=0.01, count_time=1.0, detector_distance=1.0, hkl=hkl)
+
+
+def pixel_rate(scan: Scan, instrument: Instrument, material) -> float:
+    """[photons/s per nm⁶] Count rate of a pixel per |∫ρ e^{-iq·r} d³r|² (ρ the crystal's shape
+    function): Φ r_e² |F|² e^{-2M} P ΔΩ / V_cell², ΔΩ the pixel's solid angle."""
+    solid_angle = (instrument.pixel_size * 1e-6 / scan.detector_distance) ** 2
+    return instrument.flux_density * scattering_strength(material, scan.hkl, instrument) * solid_angle
 
 
 def peak_count_rate(scan: Scan, instrument: Instrument, material, volume) -> float:
     """[photons/s] Count rate of the pixel at the Bragg peak for a crystal of `volume` [nm³]:
     Φ r_e² |F|² e^{-2M} P V² ΔΩ / V_cell² (kinematical, the whole crystal in the coherent beam)."""
-    v = check_positive(volume, "volume", "nm³")
-    return instrument.flux_density * scattering_strength(material, scan.hkl, instrument) * v**2 * \
-        _solid_angle(scan, instrument)
+    return pixel_rate(scan, instrument, material) * check_positive(volume, "volume", "nm³") ** 2
 
 
 def edge_count_rate(scan: Scan, instrument: Instrument, material, size, volume) -> float:
@@ -240,22 +252,19 @@ def oversampling(scan: Scan, instrument: Instrument, material, size) -> np.ndarr
 def distance_for_oversampling(sigma, instrument: Instrument, material, hkl, size) -> float:
     """[m] Detector distance at which the detector plane (the worse of rows and columns) is
     oversampled `sigma` times (σ grows in proportion to the distance)."""
-    probe = Scan(rocking_range=1.0, rocking_step=0.01, count_time=1.0, detector_distance=1.0, hkl=hkl)
-    return float(sigma / oversampling(probe, instrument, material, size)[1:].min())
+    return float(sigma / oversampling(reference_scan(hkl), instrument, material, size)[1:].min())
 
 
 def step_for_oversampling(sigma, instrument: Instrument, material, hkl, size) -> float:
     """[deg] Rocking step at which the rocking direction is oversampled `sigma` times (σ falls
     in inverse proportion to the step: Δq = |Q| Δω)."""
-    probe = Scan(rocking_range=1.0, rocking_step=0.01, count_time=1.0, detector_distance=1.0, hkl=hkl)
-    return float(0.01 * oversampling(probe, instrument, material, size)[0] / sigma)
+    return float(0.01 * oversampling(reference_scan(hkl), instrument, material, size)[0] / sigma)
 
 
 def min_distance_for_count_rate(instrument: Instrument, material, hkl, volume, *, margin=0.8) -> float:
     """[m] Shortest distance at which the Bragg peak stays below `margin` × the detector's
     maximum count rate (the rate falls as 1/distance²)."""
-    probe = Scan(rocking_range=1.0, rocking_step=0.01, count_time=1.0, detector_distance=1.0, hkl=hkl)
-    rate = peak_count_rate(probe, instrument, material, volume)
+    rate = peak_count_rate(reference_scan(hkl), instrument, material, volume)
     return float(np.sqrt(rate / (margin * instrument.max_count_rate)))
 
 
@@ -286,6 +295,16 @@ def efficiency(error, time) -> float:
     return float(np.log10(max(error, 1e-12) ** 2 * time))
 
 
+def reflection_problem(material, hkl, instrument: Instrument) -> str | None:
+    """Why reflection hkl cannot be measured (forbidden in fcc, or beyond the detector arm), or None."""
+    if abs(structure_factor(material, hkl, instrument.energy)) == 0:
+        return f"reflection {tuple(hkl)} is forbidden in fcc (mixed indices)"
+    angle = two_theta(material, hkl, instrument.energy)
+    if angle > instrument.max_two_theta:
+        return f"2θ = {angle:.1f}° of {tuple(hkl)} is beyond the detector arm's {instrument.max_two_theta}°"
+    return None
+
+
 def violations(scan: Scan, instrument: Instrument, material, size, *, volume=None, budget=None,
                current_hkl=None) -> list[str]:
     """The hard constraints `scan` breaks for a crystal of largest extent `size` [nm] and
@@ -295,12 +314,10 @@ def violations(scan: Scan, instrument: Instrument, material, size, *, volume=Non
     forbidden or unreachable reflection. Empty if none."""
     volume = sphere_volume(size) if volume is None else volume
     mat = get_material(material)
+    problem = reflection_problem(mat, scan.hkl, instrument)
+    if problem:
+        return [problem]
     out = []
-    if abs(structure_factor(mat, scan.hkl, instrument.energy)) == 0:
-        return [f"reflection {scan.hkl} is forbidden in fcc (mixed indices)"]
-    angle = two_theta(mat, scan.hkl, instrument.energy)
-    if angle > instrument.max_two_theta:
-        return [f"2θ = {angle:.1f}° of {scan.hkl} is beyond the detector arm's {instrument.max_two_theta}°"]
     sigma = oversampling(scan, instrument, mat, size)
     for axis, s in zip(("rocking", "detector rows", "detector columns"), sigma):
         if s < MIN_OVERSAMPLING:

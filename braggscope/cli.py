@@ -449,7 +449,8 @@ def _print_scan(scan, planner, reasons=None):
     space = planner.space
     sigma = oversampling(scan, space.instrument, space.material, space.size)
     rate = peak_count_rate(scan, space.instrument, space.material, space.volume)
-    why = reasons or {k: v for k, v in planner.explain(scan).items() if k != "violations"}
+    explained = planner.explain(scan)
+    why = reasons or explained
     rows = [("reflection", f"{' '.join(map(str, scan.hkl))}", ""),
             ("detector distance", f"{scan.detector_distance:.3f} m", why.get("detector_distance", "")),
             ("rocking step", f"{scan.rocking_step:.4f}°", why.get("rocking_step", "")),
@@ -460,9 +461,8 @@ def _print_scan(scan, planner, reasons=None):
     print(f"  oversampling {sigma[0]:.2f} (rocking) × {sigma[1]:.2f} × {sigma[2]:.2f} (detector); peak {rate:.3g} "
           f"ph/s (limit {space.instrument.max_count_rate:.3g}); beam time {planner.beam_time(scan):.0f} s; "
           f"dose {dose(scan, space.instrument, space.material) / 1e6:.3g} MGy")
-    broken = planner.explain(scan)["violations"]
-    if broken:
-        print("  breaks: " + "; ".join(broken))
+    if explained["violations"]:
+        print("  breaks: " + "; ".join(explained["violations"]))
 
 
 def _cmd_plan(args):
@@ -470,8 +470,8 @@ def _cmd_plan(args):
 
     budget = None if args.budget_minutes is None else args.budget_minutes * 60
     hkl = tuple(args.hkl)
-    reflections = [hkl] + [tuple(int(v) for v in h) for h in _hkl_list(args.reflections, "reflections") if
-                           tuple(int(v) for v in h) != hkl]
+    others = [tuple(int(v) for v in h) for h in _hkl_list(args.reflections, "reflections")]
+    reflections = list(dict.fromkeys([hkl] + others))  # the aligned one first, no repeats
     instrument = Instrument(energy=args.energy, pixel_size=args.pixel_size, flux_density=args.flux_density,
                             max_count_rate=args.max_count_rate, crop=args.crop)
     burgers = _hkl_list(args.burgers, "burgers")

@@ -78,7 +78,7 @@ the crystal without its outer voxel layer.</p>
 <table>{_found_rows(files['found'])}</table>{_img(files['defects_png']) if files.get('defects_png') else ''}
 <h2>Timings</h2><table>{times}</table>
 <h2>Next scan</h2><p>For the crystal's measured largest extent ({files['plan']['size']:.0f} nm), the sampling
-formulas give (at {html.escape(str(files['plan']['hkl']))}, 9 keV, 55 µm pixels, a 48-pixel window):</p>
+formulas give (at {html.escape(str(files['plan']['hkl']))}, {html.escape(files['plan']['instrument'])}):</p>
 <table>{_plan_rows(files['plan'])}</table>
 <p>{html.escape(files['plan']['visibility'])} <code>braggscope plan --crystal-size {files['plan']['size']:.0f}
 --simulate 20</code> runs the Bayesian planner on a simulated beamline.</p>
@@ -106,20 +106,24 @@ def _plan_rows(plan):
                    for name, value, key in rows) + f"<tr><td>beam time</td><td>{plan['beam_time']:.0f} s</td></tr>"
 
 
-def _plan(files, field, hkl):
+def _plan(files, field, sample):
     """The next scan: the formula design for the reconstructed crystal's largest extent, and the
-    reflections that show the a/2<110> dislocations `hkl` cannot."""
+    reflections that show the a/2<110> dislocations the sample's reflection cannot."""
     from .acquisition import Instrument, beam_time, formula_design, rank_reflections, visible
 
+    hkl, instrument = sample.hkl, Instrument()
     points = np.argwhere(field.support) @ np.asarray(field.voxel).T  # [nm] voxel centres
     size = float(2 * np.max(np.linalg.norm(points - points.mean(axis=0), axis=1)))
-    design = formula_design(size, "Pt", hkl, Instrument())
+    design = formula_design(size, sample.material, hkl, instrument)
     b110 = [b for b in np.array([[1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1], [0, 1, 1], [0, 1, -1]]) / 2]
     hidden = [b for b in b110 if not visible(hkl, burgers=b)]
-    best = rank_reflections([(2, 0, 0), (0, 2, 0), (0, 0, 2), (1, 1, -1), (1, -1, 1), (-1, 1, 1)], burgers=hidden)[0]
+    best = rank_reflections([(2, 0, 0), (0, 2, 0), (0, 0, 2), (1, 1, -1), (1, -1, 1), (-1, 1, 1)], burgers=hidden,
+                            material=sample.material, energy=instrument.energy)[0]
     names = ", ".join("a/2[" + "".join(str(int(2 * v)) for v in b) + "]" for b in hidden)
     files["plan"] = {"size": size, "hkl": tuple(hkl), "scan": design.scan.as_dict(), "reasons": design.reasons,
-                     "beam_time": beam_time(design.scan, Instrument()),
+                     "beam_time": beam_time(design.scan, instrument),
+                     "instrument": f"{instrument.energy:g} keV, {instrument.pixel_size:g} µm pixels, a "
+                                   f"{instrument.crop}-pixel window",
                      "visibility": f"At {tuple(hkl)} the dislocations with b = {names} are invisible (G·b = 0); "
                                    f"{best['hkl']} shows {best['shows']} of those {len(hidden)}."}
 
@@ -261,7 +265,7 @@ def run_demo(out_dir, *, shape=(48, 48, 48), data_shape=(96, 96, 96), voxel_size
     _identify(files, field, str(resolve_device(device)))
     timings["defect identification"] = time.perf_counter() - t
     step("plan")
-    _plan(files, field, data.sample.hkl)
+    _plan(files, field, data.sample)
     files["report"] = out / "report.html"
     step("report")
     _report(files["report"], data, timings, files)

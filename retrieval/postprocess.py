@@ -73,10 +73,15 @@ def flip_twin(obj):
     return np.roll(np.conj(np.flip(obj)), shift, axis=tuple(range(obj.ndim)))
 
 
+def centring_shift(support) -> tuple:
+    """[voxels] The whole-voxel roll that puts the support's centre of mass at n//2."""
+    com = ndimage.center_of_mass(np.asarray(support, float))
+    return tuple(int(round(n // 2 - c)) for n, c in zip(np.shape(support), com))
+
+
 def centre_object(obj, support):
     """Roll `obj` and `support` (by whole voxels) so that the support's centre of mass sits at n//2."""
-    com = ndimage.center_of_mass(np.asarray(support, float))
-    shift = tuple(int(round(n // 2 - c)) for n, c in zip(obj.shape, com))
+    shift = centring_shift(support)
     axes = tuple(range(obj.ndim))
     return np.roll(obj, shift, axis=axes), np.roll(support, shift, axis=axes)
 
