@@ -32,6 +32,7 @@ bench: $(VENV)/.installed .deps/pynx
 	$(BIN)/braggscope bench identify
 	$(BIN)/braggscope bench neural_retrieval
 	$(BIN)/braggscope bench acquisition
+	$(BIN)/braggscope bench pattern_classifier
 
 clean:
 	rm -rf $(VENV) demo_output *.egg-info .deps

@@ -125,6 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     ide.add_argument("--device", default="auto", help="auto, cpu or cuda (U-Net)")
     _add_common(ide)
 
+    cls = sub.add_parser("classify", help="tell the defect kind from the diffraction pattern, before phase retrieval",
+                         description="Classify a measured BCDI pattern (CXI/npz/npy) with the shipped network: "
+                                     "perfect crystal, dislocation(s), loop, stacking fault or twin, with calibrated "
+                                     "probabilities, the chance of a defect the reflection cannot show (G·b = 0) "
+                                     "and 'unknown' when the pattern is unlike the training data. The data are "
+                                     "cropped around the peak to 64³ (64² for --2d); bin them first (--bin) when "
+                                     "the fringes are more than 3.4 pixels apart (oversampling above 3.4).")
+    cls.add_argument("data", type=Path, help="diffraction data (.cxi, .npz or .npy)")
+    cls.add_argument("--json", type=Path, help="write the verdict as JSON")
+    cls.add_argument("--2d", dest="two_d", action="store_true",
+                     help="use the 2-D network on the frame at the top of the rocking curve")
+    cls.add_argument("--bin", type=int, default=1, help="sum this many pixels per axis before cropping")
+    cls.add_argument("--weights", type=Path, help="classifier weights (default: the shipped ones)")
+    cls.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    _add_common(cls)
+
     plan = sub.add_parser("plan", help="suggest the next scan (rocking range, step, count time, distance, reflection)",
                           description="Suggest a rocking scan from the sampling conditions, and say which one binds; "
                                       "with --state, go on with a saved Bayesian session (ask); with --simulate N, "
@@ -431,6 +447,34 @@ def _cmd_identify(args):
     print(f"{args.out}: {counts} ({args.method})")
 
 
+def _cmd_classify(args):
+    import json
+
+    from ._backend import resolve_device
+    from .identify.classifier import PatternClassifier
+    from .io import read_data
+    from .io.cxi import atomic_path
+
+    if args.json is not None and args.json.resolve() == args.data.resolve():
+        raise ConfigError("--json would overwrite the input file; choose another name")
+    if args.bin < 1:
+        raise ConfigError(f"--bin must be ≥ 1, got {args.bin}")
+    data = read_data(args.data)
+    clf = PatternClassifier.load(args.weights, dims=2 if args.two_d else 3, device=str(resolve_device(args.device)))
+    verdict = clf.classify(data.intensity, data.mask, bin=args.bin)
+    ranked = sorted(verdict.probabilities.items(), key=lambda kv: -kv[1])
+    print(f"{args.data}: {verdict.label}" + ("" if verdict.known else
+          f" (out of the training distribution: score {verdict.ood_score:.0f} > {verdict.ood_threshold:.0f})"))
+    for name, p in ranked:
+        print(f"  {name:15s} {p:6.3f}")
+    print(f"  hidden defect (G·b = 0 or G·R ∈ 2πℤ at this reflection): {verdict.hidden_defect:.3f}")
+    if verdict.position:
+        print("  dislocation position: " + ", ".join(f"{k} {v:.2f}" for k, v in verdict.position.items()))
+    if args.json is not None:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(verdict.to_dict() | {"input": str(args.data), "dims": clf.dims}, indent=2))
+
+
 def _hkl_list(text, name):
     """'h k l,h k l' → [(h, k, l), ...]."""
     try:
@@ -545,7 +589,7 @@ def _plan_simulate(args, reflections, instrument, budget):
 def _cmd_demo(args):
     from .demo import run_demo
 
-    bar, step = _progress(args, 8)
+    bar, step = _progress(args, 9)
     files = run_demo(args.out, seed=args.seed, device=args.device, progress=step)
     if bar is not None:
         bar.close()
@@ -565,7 +609,7 @@ def _cmd_bench(args):
 
 
 _COMMANDS = {"simulate": _cmd_simulate, "reconstruct": _cmd_reconstruct, "strain": _cmd_strain,
-             "identify": _cmd_identify, "plan": _cmd_plan, "demo": _cmd_demo, "bench": _cmd_bench}
+             "identify": _cmd_identify, "classify": _cmd_classify, "plan": _cmd_plan, "demo": _cmd_demo, "bench": _cmd_bench}
 
 
 def main(argv=None) -> int:

@@ -63,6 +63,7 @@ code{{font-size:80%}}</style></head><body>
 ({data.frame} frame, {data.model} model), {data.intensity.sum():.3g} photons, {int(data.mask.sum())} masked pixels.</p>
 <h2>Ground truth</h2>{_img(files['sample_png'])}
 <h2>Diffraction pattern</h2>{_img(files['diffraction_png'])}
+<h2>Pattern classifier</h2>{_verdict_text(files['pattern_verdict'])}
 <h2>Phase retrieval</h2><p>{html.escape(files['recipe'])}, {files['runs']} runs from {html.escape(files['start'])}; best run
 (lowest free LLK): LLK {files['llk']:.3f}, free LLK {files['free_llk']:.3f}; against the truth after removing the twin,
 shift and global phase: normalised error {files['error']:.3f}, phase RMS {files['phase_rms']:.3f} rad
@@ -144,6 +145,22 @@ def _identify(files, field, device):
         render_png(files["defects_png"], field, report.defects)
     except ImportError:
         files.pop("defects_png")
+
+
+def _classify(files, data, device):
+    """The pattern classifier's verdict on the measured pattern, before any phase retrieval."""
+    from .identify.classifier import PatternClassifier
+
+    verdict = PatternClassifier.load(dims=3, device=device).classify(data.intensity, data.mask)
+    files["pattern_verdict"] = verdict.to_dict()
+
+
+def _verdict_text(v):
+    ranked = ", ".join(f"{k} {p:.2f}" for k, p in sorted(v["probabilities"].items(), key=lambda kv: -kv[1]))
+    unknown = "" if v["known"] else (f" The pattern lies outside the training distribution (score {v['ood_score']:.0f} "
+                                     f"above {v['ood_threshold']:.0f}), so the verdict is <b>unknown</b>.")
+    return (f"<p>From the diffraction pattern alone (the 3-D network on the 64³ crop around the peak): {ranked}; "
+            f"probability of a defect this reflection cannot show (G·b = 0): {v['hidden_defect']:.2f}.{unknown}</p>")
 
 
 def _network_start(data, files, n_runs, seed, device, truth):
@@ -252,6 +269,10 @@ def run_demo(out_dir, *, shape=(48, 48, 48), data_shape=(96, 96, 96), voxel_size
     save_png(sample_figure(data.sample, title="simulated Pt crystal: ground truth"), files["sample_png"])
     save_png(diffraction_figure(data.intensity, data.mask, title="simulated 111 Bragg peak"), files["diffraction_png"])
     timings["files and pictures"] = time.perf_counter() - t
+    t = time.perf_counter()
+    step("classify")
+    _classify(files, data, str(resolve_device(device)))
+    timings["pattern classifier"] = time.perf_counter() - t
     t = time.perf_counter()
     step("reconstruct")
     aligned = _reconstruct(data, files, n_runs, seed, device)

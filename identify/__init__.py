@@ -1,16 +1,20 @@
 """Defect identification in reconstructed crystals: a physics baseline (phase vortices and planar
-jumps), a 3-D U-Net trained on simulated reconstructions, the defect list, and 3-D pictures.
+jumps), a 3-D U-Net trained on simulated reconstructions, the defect list, and 3-D pictures; and
+defect recognition straight from the diffraction pattern (:class:`PatternClassifier`).
 
 >>> from braggscope.identify import CLASSES
 >>> CLASSES
 ('background', 'dislocation', 'fault', 'twin')
 """
 from .data import CLASSES, input_channels
+from .classifier import PatternClassifier, PatternVerdict, prepare_pattern
 from .find import DefectReport, baseline_defects, find_defects, unet_defects
+from .patterns import PATTERN_CLASSES, simulate_pattern
 from .planes import fit_plane, planar_defects
 from .unet import UNet, load_unet, predict_tiled
 from .vortices import close_core_tubes, plaquette_winding, trace_lines, vortex_lines
 
-__all__ = ["CLASSES", "input_channels", "DefectReport", "baseline_defects", "find_defects", "unet_defects",
+__all__ = ["CLASSES", "input_channels", "PatternClassifier", "PatternVerdict", "prepare_pattern", "PATTERN_CLASSES",
+           "simulate_pattern", "DefectReport", "baseline_defects", "find_defects", "unet_defects",
            "fit_plane", "planar_defects", "UNet", "load_unet", "predict_tiled", "close_core_tubes",
            "plaquette_winding", "trace_lines", "vortex_lines"]

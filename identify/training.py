@@ -126,6 +126,8 @@ def train(inputs, labels, *, iterations=2500, batch=2, crop=48, lr=2e-3, seed=0,
     measured to over-predict defects). Returns the trained model (eval mode)."""
     import torch
 
+    from braggscope._backend import one_cycle_training
+
     from .unet import UNet
 
     torch.manual_seed(seed)
@@ -134,26 +136,16 @@ def train(inputs, labels, *, iterations=2500, batch=2, crop=48, lr=2e-3, seed=0,
     counts = np.bincount(labels.ravel(), minlength=4).astype(float) + 1
     weights = torch.tensor((counts.sum() / counts) ** 0.25, dtype=torch.float32, device=device)
     weights /= weights.mean()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=iterations, pct_start=0.05)
-    model.train()
-    t0, running = time.time(), []
-    for step in range(iterations):
+
+    def batch_loss(step):
         idx = rng.integers(0, len(labels), batch)
         xs, ys = zip(*[_crop(inputs, labels, i, crop, rng) for i in idx])
         x = torch.from_numpy(np.stack(xs).astype(np.float32)).to(device)
         y = torch.from_numpy(np.stack(ys).astype(np.int64)).to(device)
         x, y = augment(x, y, rng)
-        loss = segmentation_loss(model(x), y, weights)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        running.append(loss.item())
-        if (step + 1) % log_every == 0:
-            print(f"step {step + 1}/{iterations} loss {np.mean(running):.4f} {time.time() - t0:.0f} s", flush=True)
-            running = []
-    return model.eval()
+        return segmentation_loss(model(x), y, weights)
+
+    return one_cycle_training(model, batch_loss, steps=iterations, lr=lr, log_every=log_every)
 
 
 def evaluate(model, inputs, labels, *, device="cpu") -> dict:

@@ -134,12 +134,10 @@ def default_weights_path() -> Path:
 def load_unet(path=None, *, device="cpu"):
     """The U-Net with its weights (default: the shipped ones) and the training record
     ('meta': seed, data, validation scores), in eval mode on `device`."""
-    from braggscope.errors import ConfigError
+    from braggscope._backend import load_checkpoint
 
-    path = default_weights_path() if path is None else Path(path)
-    if not path.is_file():
-        raise ConfigError(f"no U-Net weights at {path}; train them with python -m braggscope.identify.training")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = load_checkpoint(default_weights_path() if path is None else path, "U-Net weights",
+                            "train them with python -m braggscope.identify.training")
     model = UNet(**saved["config"])
     model.load_state_dict(saved["state_dict"])
     model.meta = saved.get("meta", {})

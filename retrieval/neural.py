@@ -25,6 +25,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from braggscope._backend import load_checkpoint
 from braggscope.errors import ConfigError
 from braggscope.io.cxi import validate_intensity
 
@@ -265,11 +266,8 @@ def default_weights_path(spatial_dims=3) -> Path:
 
 def load_phase_net(spatial_dims=3, path=None) -> PhaseNet:
     """The network with its trained weights (file from :func:`.neural_training.save_weights`)."""
-    path = default_weights_path(spatial_dims) if path is None else Path(path)
-    if not path.is_file():
-        raise ConfigError(f"no trained phase network at {path}; train one with "
-                          "`python -m braggscope.retrieval.neural_training` or run without --seed-net")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(default_weights_path(spatial_dims) if path is None else path, "trained phase network",
+                            "train one with `python -m braggscope.retrieval.neural_training` or run without --seed-net")
     net = PhaseNet(**state["config"])
     net.load_state_dict(state["weights"])
     return net.eval()

@@ -17,7 +17,7 @@ Examples
 from .bcdi import BCDIData, align_to_geometry, simulate_bcdi
 from .crystal import Crystal
 from .detector import Detector, Measurement, gap_mask, measure
-from .diffraction import (atomistic_amplitude, continuum_amplitude_on, continuum_intensity, fcc_atoms,
+from .diffraction import (atomistic_amplitude, circumradius, continuum_amplitude_on, continuum_intensity, fcc_atoms,
                           kinematic_amplitude, orthogonal_q_basis, to_ase_atoms)
 from .dislocations import DislocationLoop, StraightDislocation, circular_loop_vertices
 from .fields import DilatationCentre, SmoothStrain, SurfaceRelaxation
@@ -31,7 +31,7 @@ from .shapes import (Ellipsoid, Polyhedron, Sphere, cube, cuboctahedron, ellipso
 
 __all__ = [
     "BCDIData", "align_to_geometry", "simulate_bcdi", "Crystal", "Detector", "Measurement", "gap_mask", "measure",
-    "atomistic_amplitude", "continuum_amplitude_on", "continuum_intensity", "fcc_atoms", "kinematic_amplitude",
+    "atomistic_amplitude", "circumradius", "continuum_amplitude_on", "continuum_intensity", "fcc_atoms", "kinematic_amplitude",
     "orthogonal_q_basis", "to_ase_atoms", "DislocationLoop", "StraightDislocation", "circular_loop_vertices", "DilatationCentre",
     "SmoothStrain", "SurfaceRelaxation", "StackingFault", "TwinBoundary", "twin_shares_reflection",
     "REFLECTIONS", "random_crystal", "random_defects", "Sample", "displacement_and_strain", "displacement_field", "grid_points", "object_at",

@@ -24,7 +24,7 @@ from .crystal import Crystal
 from .planar import TwinBoundary
 from .sample import displacement_field
 
-__all__ = ["continuum_intensity", "kinematic_amplitude", "orthogonal_q_basis", "fcc_atoms",
+__all__ = ["continuum_intensity", "kinematic_amplitude", "orthogonal_q_basis", "fcc_atoms", "circumradius",
            "atomistic_amplitude", "continuum_amplitude_on", "to_ase_atoms"]
 
 
@@ -132,7 +132,7 @@ def fcc_atoms(crystal: Crystal, defects=(), *, max_atoms=20_000_000) -> np.ndarr
     domains the atoms are the mirror images of the parent lattice through the twin plane.
     """
     a = crystal.lattice_parameter
-    reach = _circumradius(crystal.shape) + a
+    reach = circumradius(crystal.shape) + a
     n = int(np.ceil(reach / a))
     if 4 * (2 * n + 1) ** 3 > 8 * max_atoms:
         raise ConfigError(f"the crystal holds more than {max_atoms} atoms; use the continuum model or a smaller crystal")
@@ -152,7 +152,7 @@ def fcc_atoms(crystal: Crystal, defects=(), *, max_atoms=20_000_000) -> np.ndarr
     return atoms + displacement_field(defects, atoms, poisson_ratio=crystal.material.poisson_ratio)
 
 
-def _circumradius(shape_obj, n_directions=4000) -> float:
+def circumradius(shape_obj, n_directions=4000) -> float:
     """[nm] Largest centre-to-surface distance of a shape, from a Fibonacci sphere of directions
     (+3 % for the directions in between)."""
     i = np.arange(n_directions) + 0.5

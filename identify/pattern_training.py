@@ -1,0 +1,220 @@
+"""Train the diffraction-pattern classifiers (the script that made the shipped weights).
+
+    python -m braggscope.identify.pattern_training --train 6000 --epochs 8 --out out/pattern_train
+
+simulates the noiseless continuum patterns of seeds 0 … N-1 (:func:`.patterns.simulate_pattern`)
+and the calibration set (seeds from VALIDATION_SEED), trains the 3-D and the 2-D network with
+photon noise, detector gaps and aliens drawn afresh for every batch, fits the temperature and the
+out-of-distribution statistics, and writes the weights with their validation scores. The
+benchmark's held-out patterns start at TEST_SEED; training never sees them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from braggscope._backend import one_cycle_training
+
+from .classifier import (PatternClassifier, PatternNet, expected_calibration_error, fit_temperature, mahalanobis_fit,
+                         pattern_input, pattern_weights_path)
+from .patterns import PATTERN_SHAPE, TEST_SEED, VALIDATION_SEED, simulate_pattern
+
+__all__ = ["make_patterns", "noisy_batch", "train", "calibrate", "main"]
+
+LOG_FLOOR = 1e-14  # patterns are stored as float16 log10(expected + LOG_FLOOR)
+PHOTONS = (1e5, 1e9)  # the range of total counts trained on
+
+
+def _one(seed):
+    p = simulate_pattern(seed)
+    return (np.log10(p.expected + LOG_FLOOR).astype(np.float16), p.label, p.invisible, p.position)
+
+
+def make_patterns(seeds, path=None, *, workers=2) -> dict:
+    """The noiseless patterns of `seeds` as 'log' (N, 64, 64, 64) float16 log10 intensities and
+    'label', 'hidden', 'position' arrays; cached in the npz file `path` when given."""
+    if path is not None and Path(path).is_file():
+        with np.load(path) as f:
+            return dict(f)
+    with ProcessPoolExecutor(workers) as pool:
+        rows = list(pool.map(_one, seeds, chunksize=32))
+    data = {"log": np.stack([r[0] for r in rows]), "label": np.array([r[1] for r in rows], np.int64),
+            "hidden": np.array([r[2] for r in rows], bool), "position": np.array([r[3] for r in rows], np.int64)}
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(str(path) + ".tmp.npz")
+        np.savez(tmp, **data)
+        tmp.replace(path)
+    return data
+
+
+def centre_on_peak(data) -> dict:
+    """`data` with every pattern rolled so that its peak (:func:`~braggscope.retrieval.prepare.peak_position`,
+    the centre of mass around the brightest voxel) sits at index 32, where :func:`.classifier.prepare_pattern`
+    puts a measured one (a dislocation's split peak is not centred on q = 0)."""
+    from braggscope.retrieval.prepare import peak_position
+
+    logs = data["log"].copy()
+    centre = np.array(PATTERN_SHAPE) // 2
+    for i, log in enumerate(logs):
+        peak = np.rint(peak_position(np.power(10.0, log.astype(np.float32)))).astype(int)
+        logs[i] = np.roll(log, tuple(centre - peak), axis=(0, 1, 2))
+    return data | {"log": logs}
+
+
+def _frames(expected, rng):
+    """The 2-D frame through the peak of each 3-D pattern, cut across a random axis (the
+    crystal's orientation is random, so every axis is a possible rocking direction)."""
+    centre = PATTERN_SHAPE[0] // 2
+    return torch.stack([e.select(int(rng.integers(3)), centre) for e in expected])
+
+
+def noisy_batch(log_expected, rng, *, dims=3, photons=None):
+    """Counts and masks (B, 64, ...) of stored patterns: Poisson counts for a total of
+    `photons` (default log-uniform in PHOTONS) in the 3-D scan (a 2-D frame keeps its share),
+    a 4-pixel gap across the last axes in half of them, a Gaussian alien 10⁻³–10⁻¹ of the peak
+    away from the centre in one of five, then random flips and axis permutations."""
+    expected = torch.pow(10.0, torch.as_tensor(log_expected).float()) - LOG_FLOOR
+    if dims == 2:
+        expected = _frames(expected, rng)
+    b = len(expected)
+    total = 10 ** rng.uniform(*np.log10(PHOTONS), size=b) if photons is None else np.full(b, float(photons))
+    scaled = expected.clamp(min=0) * torch.as_tensor(total, dtype=torch.float32).view(-1, *[1] * dims)
+    mask = torch.zeros(scaled.shape, dtype=torch.bool)
+    for i in range(b):
+        if rng.uniform() < 0.5:
+            start = int(rng.integers(20, 40))
+            mask[i].narrow(dims - 1 - int(rng.integers(2)), start, 4).fill_(True)
+        if rng.uniform() < 0.2:
+            scaled[i] += _alien(scaled[i], rng)
+    counts = torch.poisson(scaled) * ~mask
+    for d in range(1, dims + 1):
+        if rng.uniform() < 0.5:
+            counts, mask = counts.flip(d), mask.flip(d)
+    order = [0] + [int(a) + 1 for a in rng.permutation(dims)]
+    return counts.permute(*order).contiguous(), mask.permute(*order).contiguous()
+
+
+def _alien(pattern, rng):
+    n = pattern.shape[0]
+    direction = rng.normal(size=pattern.ndim)
+    where = n // 2 + direction / np.linalg.norm(direction) * rng.uniform(0.2, 0.45) * n
+    grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float32)] * pattern.ndim, indexing="ij")
+    r2 = sum((g - float(w)) ** 2 for g, w in zip(grids, where))
+    return pattern.max() * 10 ** rng.uniform(-3, -1) * torch.exp(-r2 / (2 * rng.uniform(0.8, 2.0) ** 2))
+
+
+def _loss(out, label, hidden, position):
+    loss = F.cross_entropy(out["kind"], label) + 0.5 * F.binary_cross_entropy_with_logits(out["hidden"], hidden.float())
+    known = position >= 0
+    if known.any():
+        loss = loss + 0.5 * F.cross_entropy(out["position"][known], position[known])
+    return loss
+
+
+def train(data, *, dims=3, epochs=8, batch=16, lr=2e-3, seed=0, features=(12, 24, 48, 96), init=None,
+          log_every=50):
+    """A :class:`PatternNet` trained on `data` (:func:`make_patterns`): AdamW, one-cycle learning
+    rate, cross-entropy of the kind + ½ BCE of the hidden-defect flag + ½ cross-entropy of the
+    dislocation's position (where there is one); from the weights of the net `init` when given.
+    Returns the net in eval mode."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = PatternNet(dims, features)
+    if init is not None:
+        net.load_state_dict(init.state_dict())
+
+    def batch_loss(step):
+        idx = rng.integers(0, len(data["label"]), batch)
+        counts, mask = noisy_batch(data["log"][idx], rng, dims=dims)
+        out = net(pattern_input(counts, mask))
+        return _loss(out, *(torch.as_tensor(data[k][idx]) for k in ("label", "hidden", "position")))
+
+    return one_cycle_training(net, batch_loss, steps=epochs * (len(data["label"]) // batch), lr=lr, pct_start=0.1,
+                              log_every=log_every, label=f"{dims}-D ")
+
+
+@torch.no_grad()
+def _forward(net, data, rng, *, dims, batch=32, photons=None):
+    kinds, features = [], []
+    for start in range(0, len(data["label"]), batch):
+        counts, mask = noisy_batch(data["log"][start:start + batch], rng, dims=dims, photons=photons)
+        out = net(pattern_input(counts, mask))
+        kinds.append(out["kind"])
+        features.append(out["features"])
+    return torch.cat(kinds), torch.cat(features)
+
+
+def calibrate(net, train_data, validation, *, dims, seed=1) -> PatternClassifier:
+    """The classifier of `net`: temperature fitted on the validation patterns, class means and
+    precision of the training patterns' features, and the out-of-distribution threshold at the
+    99th percentile of the validation patterns' scores (all at photon levels drawn as in training)."""
+    rng = np.random.default_rng(seed)
+    logits, _ = _forward(net, validation, rng, dims=dims)
+    temperature = fit_temperature(logits, validation["label"])
+    part = {k: v[:3000] for k, v in train_data.items()}
+    _, features = _forward(net, part, rng, dims=dims)
+    means, precision = mahalanobis_fit(features, part["label"])
+    clf = PatternClassifier(net, temperature=temperature, means=means, precision=precision)
+    scores = np.concatenate([clf.outputs(*noisy_batch(validation["log"][s:s + 32], rng, dims=dims))["ood"]
+                             for s in range(0, len(validation["label"]), 32)])
+    clf.threshold = float(np.percentile(scores, 99))
+    return clf
+
+
+def _validation_scores(clf, validation, *, dims, seed=2) -> dict:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for photons in (1e6, 1e8):
+        probs = np.concatenate([clf.outputs(*noisy_batch(validation["log"][s:s + 32], rng, dims=dims,
+                                                         photons=photons))["kind"]
+                                for s in range(0, len(validation["label"]), 32)])
+        ece, _ = expected_calibration_error(probs, validation["label"])
+        out[f"{photons:.0e}"] = {"accuracy": float(np.mean(probs.argmax(1) == validation["label"])), "ece": ece}
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m braggscope.identify.pattern_training", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", type=int, default=6000, help="training patterns (seeds 0 … N-1)")
+    parser.add_argument("--validation", type=int, default=1000, help="calibration patterns (seeds from 500 000)")
+    parser.add_argument("--epochs", type=int, nargs=2, default=(8, 30), metavar=("3D", "2D"))
+    parser.add_argument("--dims", type=int, nargs="+", default=(3, 2), choices=(2, 3))
+    parser.add_argument("--out", default="out/pattern_train", help="folder of the cached patterns")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--continue", dest="resume", action="store_true",
+                        help="start from the weights there are (a longer training in steps)")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    data = centre_on_peak(make_patterns(range(args.train), Path(args.out) / f"train_{args.train}.npz",
+                                        workers=args.workers))
+    validation = centre_on_peak(make_patterns(range(VALIDATION_SEED, VALIDATION_SEED + args.validation),
+                                              Path(args.out) / f"validation_{args.validation}.npz", workers=args.workers))
+    for dims in args.dims:
+        t0 = time.time()
+        before = PatternClassifier.load(dims=dims) if args.resume else None
+        net = train(data, dims=dims, epochs=args.epochs[0] if dims == 3 else args.epochs[1], seed=args.seed,
+                    lr=args.lr, init=None if before is None else before.net)
+        seconds = time.time() - t0 + (before.meta.get("train_seconds", 0) if before else 0)
+        history = (before.meta.get("history", []) + [before.meta["args"]]) if before else []
+        clf = calibrate(net, data, validation, dims=dims)
+        scores = _validation_scores(clf, validation, dims=dims)
+        clf.meta = {"script": "python -m braggscope.identify.pattern_training", "args": vars(args), "history": history,
+                    "train_seconds": seconds, "train_patterns": args.train, "validation": scores,
+                    "temperature": clf.temperature, "test_seed_start": TEST_SEED}
+        clf.save(pattern_weights_path(dims))
+        print(json.dumps({"dims": dims, "train_seconds": round(seconds), "temperature": clf.temperature,
+                          "ood_threshold": clf.threshold, **scores}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
