@@ -198,7 +198,7 @@ def main(argv=None):
     result["time_3d_over_fft"] = result["time_ms_3d_64"] / result["fft_ms_64"]
     result |= _real_scan()
     result["device"] = device()
-    result["peers"] = {"lim_2021": "no weights or runnable code public; figures quoted in the README",
+    result["peers"] = {"lim_2021": "no weights or runnable code public; its figures could not be read here (README)",
                        "judge_2022": "AutoKeras code needs 128 GB of RAM; not run"}
     emit(result)
 
