@@ -165,10 +165,10 @@ def main(argv=None):
         result[f"f1_{dims}d_1e8"] = dict(zip(PATTERN_CLASSES, f1.round(3).tolist()))
         result[f"confusion_{dims}d_1e8"] = confusion.tolist()
         atom = _predict(clf, [a for a, _ in pairs], 1e8, seed=7)["kind"].argmax(1)
-        twin = _predict(clf, [c for _, c in pairs], 1e8, seed=7)["kind"].argmax(1)
+        same_crystals = _predict(clf, [c for _, c in pairs], 1e8, seed=7)["kind"].argmax(1)
         atom_truth = np.array([a.label for a, _ in pairs])
         result[f"accuracy_{dims}d_atomistic_1e8"] = float(np.mean(atom == atom_truth))
-        result[f"accuracy_{dims}d_same_crystals_continuum_1e8"] = float(np.mean(twin == atom_truth))
+        result[f"accuracy_{dims}d_same_crystals_continuum_1e8"] = float(np.mean(same_crystals == atom_truth))
         result[f"confusion_{dims}d_atomistic_1e8"] = _confusion(atom_truth, atom).tolist()
         result[f"time_ms_{dims}d" + ("_64" if dims == 3 else "")] = _timing(clf, patterns[0])
         if dims == 3:

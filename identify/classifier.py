@@ -31,7 +31,7 @@ from .patterns import PATTERN_CLASSES, PATTERN_SHAPE, POSITION_BINS
 from .unet import _layers
 
 __all__ = ["PatternNet", "pattern_input", "prepare_pattern", "PatternVerdict", "PatternClassifier",
-           "fit_temperature", "expected_calibration_error", "mahalanobis_fit", "pattern_weights_path"]
+           "fit_temperature", "expected_calibration_error", "mahalanobis_fit", "mahalanobis_score", "pattern_weights_path"]
 
 
 def _conv(spatial_dims, c_in, c_out, stride):
@@ -190,7 +190,8 @@ def mahalanobis_fit(features, labels, *, shrinkage=1e-3):
     return means.float(), torch.linalg.inv(cov).float()
 
 
-def _mahalanobis(features, means, precision):
+def mahalanobis_score(features, means, precision):
+    """Squared Mahalanobis distance (B,) of `features` (B, F) to the nearest class mean."""
     d = features[:, None, :] - means[None]
     return torch.einsum("bcf,fg,bcg->bc", d, precision, d).amin(1)
 
@@ -230,14 +231,12 @@ class PatternClassifier:
 
     def save(self, path) -> None:
         """Weights, temperature, out-of-distribution statistics and `meta`, written atomically."""
-        import os
+        from braggscope.io.cxi import atomic_path
 
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"config": self.net.config, "state_dict": self.net.state_dict(), "temperature": self.temperature,
-                    "means": self.means, "precision": self.precision, "threshold": self.threshold,
-                    "meta": self.meta}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save({"config": self.net.config, "state_dict": self.net.state_dict(),
+                        "temperature": self.temperature, "means": self.means, "precision": self.precision,
+                        "threshold": self.threshold, "meta": self.meta}, tmp)
 
     @torch.no_grad()
     def outputs(self, counts, mask=None) -> dict:
@@ -245,7 +244,7 @@ class PatternClassifier:
         (B,), 'position' (B, 3) and 'ood' (B,) scores."""
         x = pattern_input(counts, mask).to(self.device)
         out = self.net(x)
-        ood = (_mahalanobis(out["features"].cpu(), self.means, self.precision) if self.means is not None
+        ood = (mahalanobis_score(out["features"].cpu(), self.means, self.precision) if self.means is not None
                else torch.zeros(len(x)))
         return {"kind": torch.softmax(out["kind"] / self.temperature, 1).cpu().numpy(),
                 "hidden": torch.sigmoid(out["hidden"]).cpu().numpy(),

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from braggscope._backend import one_cycle_training
 
 from .classifier import (PatternClassifier, PatternNet, expected_calibration_error, fit_temperature, mahalanobis_fit,
-                         pattern_input, pattern_weights_path)
+                         mahalanobis_score, pattern_input, pattern_weights_path)
 from .patterns import PATTERN_SHAPE, TEST_SEED, VALIDATION_SEED, simulate_pattern
 
 __all__ = ["make_patterns", "noisy_batch", "train", "calibrate", "main"]
@@ -48,10 +48,10 @@ def make_patterns(seeds, path=None, *, workers=2) -> dict:
     data = {"log": np.stack([r[0] for r in rows]), "label": np.array([r[1] for r in rows], np.int64),
             "hidden": np.array([r[2] for r in rows], bool), "position": np.array([r[3] for r in rows], np.int64)}
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(str(path) + ".tmp.npz")
-        np.savez(tmp, **data)
-        tmp.replace(path)
+        from braggscope.io.cxi import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **data)
     return data
 
 
@@ -141,15 +141,16 @@ def train(data, *, dims=3, epochs=8, batch=16, lr=2e-3, seed=0, features=(12, 24
                               log_every=log_every, label=f"{dims}-D ")
 
 
+def _batches(data, rng, *, dims, photons=None, size=32):
+    """Noisy counts and masks of `data`'s patterns in order, `size` at a time (:func:`noisy_batch`)."""
+    for start in range(0, len(data["label"]), size):
+        yield noisy_batch(data["log"][start:start + size], rng, dims=dims, photons=photons)
+
+
 @torch.no_grad()
-def _forward(net, data, rng, *, dims, batch=32, photons=None):
-    kinds, features = [], []
-    for start in range(0, len(data["label"]), batch):
-        counts, mask = noisy_batch(data["log"][start:start + batch], rng, dims=dims, photons=photons)
-        out = net(pattern_input(counts, mask))
-        kinds.append(out["kind"])
-        features.append(out["features"])
-    return torch.cat(kinds), torch.cat(features)
+def _forward(net, data, rng, *, dims):
+    outs = [net(pattern_input(counts, mask)) for counts, mask in _batches(data, rng, dims=dims)]
+    return torch.cat([o["kind"] for o in outs]), torch.cat([o["features"] for o in outs])
 
 
 def calibrate(net, train_data, validation, *, dims, seed=1) -> PatternClassifier:
@@ -157,25 +158,21 @@ def calibrate(net, train_data, validation, *, dims, seed=1) -> PatternClassifier
     precision of the training patterns' features, and the out-of-distribution threshold at the
     99th percentile of the validation patterns' scores (all at photon levels drawn as in training)."""
     rng = np.random.default_rng(seed)
-    logits, _ = _forward(net, validation, rng, dims=dims)
-    temperature = fit_temperature(logits, validation["label"])
+    logits, validation_features = _forward(net, validation, rng, dims=dims)
     part = {k: v[:3000] for k, v in train_data.items()}
     _, features = _forward(net, part, rng, dims=dims)
     means, precision = mahalanobis_fit(features, part["label"])
-    clf = PatternClassifier(net, temperature=temperature, means=means, precision=precision)
-    scores = np.concatenate([clf.outputs(*noisy_batch(validation["log"][s:s + 32], rng, dims=dims))["ood"]
-                             for s in range(0, len(validation["label"]), 32)])
-    clf.threshold = float(np.percentile(scores, 99))
-    return clf
+    scores = mahalanobis_score(validation_features, means, precision)
+    return PatternClassifier(net, temperature=fit_temperature(logits, validation["label"]), means=means,
+                             precision=precision, threshold=float(np.percentile(scores.numpy(), 99)))
 
 
 def _validation_scores(clf, validation, *, dims, seed=2) -> dict:
     rng = np.random.default_rng(seed)
     out = {}
     for photons in (1e6, 1e8):
-        probs = np.concatenate([clf.outputs(*noisy_batch(validation["log"][s:s + 32], rng, dims=dims,
-                                                         photons=photons))["kind"]
-                                for s in range(0, len(validation["label"]), 32)])
+        probs = np.concatenate([clf.outputs(c, m)["kind"] for c, m in _batches(validation, rng, dims=dims,
+                                                                                 photons=photons)])
         ece, _ = expected_calibration_error(probs, validation["label"])
         out[f"{photons:.0e}"] = {"accuracy": float(np.mean(probs.argmax(1) == validation["label"])), "ece": ece}
     return out

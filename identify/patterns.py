@@ -12,9 +12,8 @@ this reflection" and the chance of a hidden one, not a confident "perfect".
 The crystal spans 60–85 % of a 32³ object grid, and the pattern is its 64³ transform: linear
 oversampling 2.4–3.4, as a well-set BCDI scan measures. The continuum object is sampled twice finer
 (64³ voxels of half the size) and its transform cut to that window, so that the pattern is the
-crystal's, not its voxel grid's: patterns of the coarse grid differ from the atomistic sum by their
-aliasing (log-intensity correlation 0.64–0.81 against 0.95–0.98 for the finer one, measured on ten
-crystals), and a network trained on them learned it and misread the atoms' patterns.
+crystal's, not its voxel grid's: patterns of the coarse grid carry its aliasing, which the atomistic
+sum does not, and a network trained on them learned it and misread the atoms' patterns.
 
 >>> from braggscope.identify.patterns import PATTERN_CLASSES, simulate_pattern
 >>> p = simulate_pattern(3)

@@ -8,7 +8,7 @@ import torch
 
 from braggscope.cli import main
 from braggscope.identify.classifier import (PatternClassifier, expected_calibration_error, fit_temperature,
-                                            mahalanobis_fit, pattern_input, prepare_pattern)
+                                            mahalanobis_fit, mahalanobis_score, pattern_input, prepare_pattern)
 from braggscope.identify.pattern_training import noisy_batch
 from braggscope.identify.patterns import (PATTERN_CLASSES, TEST_SEED, _labels, defect_contrast, detector_counts,
                                           relative_depth, simulate_pattern)
@@ -121,9 +121,7 @@ def test_mahalanobis_score_separates_far_features():
     means, precision = mahalanobis_fit(features, labels)
     near = torch.as_tensor(features[:5], dtype=torch.float32)
     far = near + 20.0
-    from braggscope.identify.classifier import _mahalanobis
-
-    assert torch.all(_mahalanobis(far, means, precision) > 10 * _mahalanobis(near, means, precision).max())
+    assert torch.all(mahalanobis_score(far, means, precision) > 10 * mahalanobis_score(near, means, precision).max())
 
 
 def test_noisy_batch_draws_the_photons_asked_and_zeroes_gaps():
