@@ -33,6 +33,7 @@ bench: $(VENV)/.installed .deps/pynx
 	$(BIN)/braggscope bench neural_retrieval
 	$(BIN)/braggscope bench acquisition
 	$(BIN)/braggscope bench pattern_classifier
+	$(BIN)/braggscope bench tem
 
 clean:
 	rm -rf $(VENV) demo_output *.egg-info .deps

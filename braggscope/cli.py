@@ -167,6 +167,22 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--seed", type=int, default=0)
     _add_common(plan)
 
+    tem = sub.add_parser("tem", help="find, count and measure loops, precipitates and cavities in a TEM micrograph",
+                         description="Segment a transmission electron micrograph (TIFF, PNG or .npy; counts or grey "
+                                     "levels) with the shipped U-Net: every dislocation loop, coherent precipitate and "
+                                     "cavity outlined, classified and measured (diameter; loop habit), with the "
+                                     "number densities and size histograms. With --simulate SEED, IMAGE is first "
+                                     "written as a synthetic two-beam micrograph (ground truth in IMAGE.truth.json).")
+    tem.add_argument("image", type=Path, help="micrograph (.tif/.tiff, .png, .npy)")
+    tem.add_argument("--pixel-size", type=float, help="[nm] pixel size of the micrograph (1 with --simulate)")
+    tem.add_argument("--out", type=Path, help="write the object table and size histograms as JSON")
+    tem.add_argument("--png", type=Path, help="write the micrograph with the outlines and classes")
+    tem.add_argument("--simulate", type=int, metavar="SEED", help="write a synthetic micrograph to IMAGE first")
+    tem.add_argument("--size", type=int, default=512, help="[pixels] side of the --simulate micrograph")
+    tem.add_argument("--weights", type=Path, help="U-Net weights (default: the shipped ones)")
+    tem.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    _add_common(tem)
+
     demo = sub.add_parser("demo", help="run the whole chain on a built-in simulated crystal",
                           description="Simulate the built-in defective Pt crystal and write data, pictures and an "
                                       "HTML report into a folder.")
@@ -475,6 +491,82 @@ def _cmd_classify(args):
             tmp.write_text(json.dumps(verdict.to_dict() | {"input": str(args.data), "dims": clf.dims}, indent=2))
 
 
+def _read_micrograph(path):
+    """A 2-D float32 image from TIFF, PNG/JPEG or .npy (RGB is averaged to grey)."""
+    import numpy as np
+
+    if not path.is_file():
+        raise ConfigError(f"no micrograph at {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            image = tifffile.imread(path)
+        elif suffix == ".npy":
+            image = np.load(path, allow_pickle=False)
+        elif suffix in (".png", ".jpg", ".jpeg"):
+            import imageio.v3 as iio
+
+            image = iio.imread(path)
+        else:
+            raise ConfigError(f"{path}: unknown micrograph format {suffix!r}; use .tif, .png or .npy")
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path}: cannot read the micrograph ({err})") from None
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] in (3, 4):
+        image = image[..., :3].mean(axis=-1)
+    if image.ndim != 2:
+        raise ConfigError(f"{path}: a micrograph must be one 2-D image, got shape {image.shape}")
+    return image.astype(np.float32)
+
+
+def _cmd_tem(args):
+    import json
+
+    import numpy as np
+
+    from ._backend import resolve_device
+    from .identify.tem import TEMSegmenter, overlay_png
+    from .io.cxi import atomic_path
+
+    outputs = [p for p in (args.out, args.png) if p is not None]
+    if any(p.resolve() == args.image.resolve() for p in outputs):
+        raise ConfigError("--out/--png would overwrite the micrograph; choose other names")
+    if args.simulate is not None:
+        import tifffile
+
+        from .simulate.tem import random_micrograph
+
+        if args.image.exists():
+            raise ConfigError(f"{args.image} exists; --simulate writes a new micrograph and never overwrites a file")
+        if args.size < 64:
+            raise ConfigError(f"--size must be ≥ 64 pixels, got {args.size}")
+        m = random_micrograph(args.simulate, shape=(args.size, args.size))
+        truth = {"pixel_nm": m.pixel_nm, "conditions": m.conditions, "objects": m.objects}
+        with atomic_path(args.image) as tmp:
+            tifffile.imwrite(tmp, m.image, resolution=(1 / m.pixel_nm, 1 / m.pixel_nm))
+        with atomic_path(args.image.with_suffix(".truth.json")) as tmp:
+            tmp.write_text(json.dumps(truth, indent=1))
+        args.pixel_size = args.pixel_size or m.pixel_nm
+    if args.pixel_size is None:
+        raise ConfigError("give the pixel size of the micrograph with --pixel-size [nm]")
+    image = _read_micrograph(args.image)
+    result = TEMSegmenter.load(args.weights, device=str(resolve_device(args.device))).detect(image, args.pixel_size)
+    counts, dens = result.counts(), result.densities()
+    print(f"{args.image}: {result.field_um2:.4g} µm², " + ", ".join(
+        f"{counts[c]} {c}{'s' if counts[c] != 1 else ''} ({dens[c]:.3g} µm⁻²)" for c in counts))
+    for c in counts:
+        d = [o["diameter_nm"] for o in result.objects if o["class"] == c]
+        if d:
+            print(f"  {c:12s} diameter median {np.median(d):.1f} nm (range {min(d):.1f}–{max(d):.1f})")
+    if args.out is not None:
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(json.dumps(result.to_dict() | {"input": str(args.image)}, indent=1))
+    if args.png is not None:
+        overlay_png(args.png, image, result)
+
+
 def _hkl_list(text, name):
     """'h k l,h k l' → [(h, k, l), ...]."""
     try:
@@ -589,7 +681,7 @@ def _plan_simulate(args, reflections, instrument, budget):
 def _cmd_demo(args):
     from .demo import run_demo
 
-    bar, step = _progress(args, 9)
+    bar, step = _progress(args, 10)
     files = run_demo(args.out, seed=args.seed, device=args.device, progress=step)
     if bar is not None:
         bar.close()
@@ -609,7 +701,7 @@ def _cmd_bench(args):
 
 
 _COMMANDS = {"simulate": _cmd_simulate, "reconstruct": _cmd_reconstruct, "strain": _cmd_strain,
-             "identify": _cmd_identify, "classify": _cmd_classify, "plan": _cmd_plan, "demo": _cmd_demo, "bench": _cmd_bench}
+             "identify": _cmd_identify, "classify": _cmd_classify, "tem": _cmd_tem, "plan": _cmd_plan, "demo": _cmd_demo, "bench": _cmd_bench}
 
 
 def main(argv=None) -> int:

@@ -77,6 +77,7 @@ the crystal without its outer voxel layer.</p>
 <p>Found in the reconstruction by the U-Net ({files['unet_counts']}) and by the physics baseline
 ({files['baseline_counts']}); the U-Net's list is <code>defects.json</code>:</p>
 <table>{_found_rows(files['found'])}</table>{_img(files['defects_png']) if files.get('defects_png') else ''}
+<h2>TEM micrograph of the same kind of defects</h2>{_tem_text(files['tem'])}{_img(files['tem_png'])}
 <h2>Timings</h2><table>{times}</table>
 <h2>Next scan</h2><p>For the crystal's measured largest extent ({files['plan']['size']:.0f} nm), the sampling
 formulas give (at {html.escape(str(files['plan']['hkl']))}, {html.escape(files['plan']['instrument'])}):</p>
@@ -163,6 +164,34 @@ def _verdict_text(v):
             f"probability of a defect this reflection cannot show (G·b = 0): {v['hidden_defect']:.2f}.{unknown}</p>")
 
 
+def _tem(files, seed, device):
+    """A synthetic two-beam micrograph (loops, precipitates, cavities) and what the TEM U-Net finds in it."""
+    import tifffile
+
+    from .identify.tem import TEMSegmenter, match_objects, overlay_png
+    from .simulate.tem import random_micrograph
+
+    m = random_micrograph(seed + 3, shape=(512, 512))
+    with atomic_path(files["tem_micrograph"]) as tmp:
+        tifffile.imwrite(tmp, m.image, resolution=(1 / m.pixel_nm, 1 / m.pixel_nm))
+    result = TEMSegmenter.load(device=device).detect(m.image, m.pixel_nm)
+    overlay_png(files["tem_png"], m.image, result)
+    truth = {c: sum(o["class"] == c and o["visible"] for o in m.objects) for c in result.counts()}
+    files["tem"] = {"conditions": m.conditions, "truth": truth, "found": result.counts(),
+                    "matched": len(match_objects(result.labels, m.labels)), "field_um2": result.field_um2}
+
+
+def _tem_text(t):
+    c = t["conditions"]
+    rows = "".join(f"<tr><td>{k}</td><td>{t['truth'][k]}</td><td>{t['found'][k]}</td></tr>" for k in t["truth"])
+    return (f"<p>A simulated bright-field micrograph (Howie–Whelan two-beam contrast, {c['material']} foil, "
+            f"g = {' '.join(map(str, c['g']))}, zone [{' '.join(map(str, c['zone']))}], defocus "
+            f"{c['defocus_nm']:.0f} nm, {c['dose_e_per_px']:.0f} electrons per pixel, {t['field_um2']:.3f} µm²) "
+            f"and the objects the TEM U-Net outlines ({t['matched']} overlap a true object with IoU ≥ 0.5); "
+            f"<code>braggscope tem IMAGE.tif --pixel-size NM</code> does the same for a measured one.</p>"
+            f"<table><tr><th>class</th><th>true (visible)</th><th>found</th></tr>{rows}</table>")
+
+
 def _network_start(data, files, n_runs, seed, device, truth):
     """The recipe, starting objects and support from the neural first guess when its weights are
     installed (its error alone goes into `files`); random starts and the default chain otherwise."""
@@ -245,7 +274,8 @@ def run_demo(out_dir, *, shape=(48, 48, 48), data_shape=(96, 96, 96), voxel_size
     -------
     dict
         Paths of the written files (data.cxi, result.cxi, sample.png, diffraction.png,
-        reconstruction.png, strain.h5, strain.png, defects.json, defects.png, report.html), the
+        reconstruction.png, strain.h5, strain.png, defects.json, defects.png, tem_micrograph.tif,
+        tem_objects.png, report.html), the
         figures of the reconstruction and its strain, and the defects found.
     """
     out = Path(out_dir)
@@ -287,6 +317,11 @@ def run_demo(out_dir, *, shape=(48, 48, 48), data_shape=(96, 96, 96), voxel_size
     timings["defect identification"] = time.perf_counter() - t
     step("plan")
     _plan(files, field, data.sample)
+    t = time.perf_counter()
+    step("tem")
+    files.update(tem_micrograph=out / "tem_micrograph.tif", tem_png=out / "tem_objects.png")
+    _tem(files, seed, str(resolve_device(device)))
+    timings["TEM micrograph (simulate + detect)"] = time.perf_counter() - t
     files["report"] = out / "report.html"
     step("report")
     _report(files["report"], data, timings, files)

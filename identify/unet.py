@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ConvBlock", "UNet", "predict_tiled", "default_weights_path", "load_unet"]
+__all__ = ["ConvBlock", "UNet", "predict_tiled", "fuse_batchnorm", "default_weights_path", "load_unet"]
 
 
 def _layers(spatial_dims):
@@ -84,6 +84,23 @@ class UNet(nn.Module):
         return self.head(x)
 
 
+def fuse_batchnorm(model: nn.Module) -> nn.Module:
+    """An inference copy of `model` whose (convolution, BatchNorm) pairs in every
+    :class:`ConvBlock` are folded into one convolution (torch's ``fuse_conv_bn_eval``): the same
+    output in eval mode (to float rounding), with fewer passes over memory."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = copy.deepcopy(model).eval()
+    for block in fused.modules():
+        if isinstance(block, ConvBlock):
+            for i in range(0, len(block), 3):
+                block[i] = fuse_conv_bn_eval(block[i], block[i + 1])
+                block[i + 1] = nn.Identity()
+    return fused
+
+
 def _starts(size, tile, step):
     if size <= tile:
         return [0]
@@ -101,10 +118,12 @@ def _ramp(size, overlap):
 
 
 @torch.no_grad()
-def predict_tiled(model, inputs, *, tile=64, overlap=16, device="cpu") -> np.ndarray:
+def predict_tiled(model, inputs, *, tile=64, overlap=16, device="cpu", activation=None) -> np.ndarray:
     """Class probabilities (classes, ...) float32 of `inputs` (channels, ...): the volume padded
     to a multiple of the network's size step and cut into blocks of `tile` voxels that overlap by
-    `overlap`, blended with weights that fall off linearly at the blocks' faces."""
+    `overlap`, blended with weights that fall off linearly at the blocks' faces. `activation`
+    maps the logits (1, classes, ...) to what is blended (default: softmax over the classes)."""
+    activation = activation or (lambda logits: torch.softmax(logits, dim=1))
     model = model.to(device).eval()
     x = np.asarray(inputs, np.float32)
     shape = x.shape[1:]
@@ -119,7 +138,7 @@ def predict_tiled(model, inputs, *, tile=64, overlap=16, device="cpu") -> np.nda
     for start in itertools.product(*[_starts(p, t, max(t - overlap, 1)) for p, t in zip(padded, sizes)]):
         box = tuple(slice(s, s + t) for s, t in zip(start, sizes))
         piece = torch.from_numpy(np.ascontiguousarray(x[(slice(None),) + box]))[None].to(device)
-        prob = torch.softmax(model(piece), dim=1)[0].float().cpu().numpy()
+        prob = activation(model(piece))[0].float().cpu().numpy()
         out[(slice(None),) + box] += prob * w
         weight[box] += w
     out /= np.maximum(weight, 1e-12)

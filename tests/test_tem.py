@@ -1,0 +1,232 @@
+"""TEM micrographs: two-beam diffraction contrast against the analytic results, Fresnel and
+Ashby–Brown contrast, the detection chain, the shipped U-Net's scores, the command line."""
+import json
+
+import numpy as np
+import pytest
+
+from braggscope.cli import main
+from braggscope.simulate.tem import (Foil, Microscope, electron_wavelength, extinction_distance, howie_whelan,
+                                     interaction_constant, lens_transfer, micrograph, random_micrograph)
+
+NOISELESS = Microscope(defocus=0.0, cs_mm=0.0, convergence_mrad=0.0)
+
+
+def _perfect_foil(thickness, s, xi_g, absorption=None):
+    nz = 200
+    crystal = np.zeros((1, 1, nz), bool)
+    crystal[..., :thickness] = True
+    big = 1e12 if absorption is None else absorption
+    return howie_whelan(np.zeros((1, 1, nz)), crystal, dz=1.0, xi_g=xi_g, s=s, xi_g_abs=big, xi_0_abs=big)
+
+
+@pytest.mark.parametrize("thickness, s", [(17, 0.0), (50, 0.01), (113, -0.02)])
+def test_two_beam_rocking_curve_is_the_pendelloesung(thickness, s):
+    """Without absorption, |φ_g|² = sin²(π t s_eff) / (ξ_g s_eff)², s_eff = √(s² + ξ_g⁻²), and
+    |φ₀|² + |φ_g|² = 1."""
+    xi = 30.0
+    phi0, phig = _perfect_foil(thickness, s, xi)
+    s_eff = np.hypot(s, 1 / xi)
+    assert abs(phig[0, 0]) ** 2 == pytest.approx(np.sin(np.pi * thickness * s_eff) ** 2 / (xi * s_eff) ** 2, abs=1e-9)
+    assert abs(phi0[0, 0]) ** 2 + abs(phig[0, 0]) ** 2 == pytest.approx(1.0, abs=1e-8)
+
+
+def test_absorption_removes_intensity_and_damps_thickness_fringes():
+    total = [sum(abs(a[0, 0]) ** 2 for a in _perfect_foil(t, 0.0, 30.0, absorption=300.0)) for t in (30, 60, 120)]
+    assert 1 > total[0] > total[1] > total[2]
+
+
+def test_electron_optics_constants():
+    assert electron_wavelength(200.0) == pytest.approx(2.5079e-3, rel=1e-4)
+    assert interaction_constant(200.0) == pytest.approx(7.29e-3, rel=3e-3)  # rad / (V nm), the textbook value
+
+
+def test_extinction_distances_against_the_tables():
+    """Mott–Bethe with xraydb's form factors: Al 111 at 100 kV as tabulated (55.6 nm); the
+    heavier metals within 25 % of the old tables (Cu 24.2, Au 15.9 nm), longer at 200 kV."""
+    assert extinction_distance("Al", 0.40495, (1, 1, 1), 100.0) == pytest.approx(55.6, rel=0.02)
+    assert extinction_distance("Cu", 0.36149, (1, 1, 1), 100.0) == pytest.approx(24.2, rel=0.25)
+    assert extinction_distance("Au", 0.40782, (1, 1, 1), 100.0) == pytest.approx(15.9, rel=0.25)
+    assert extinction_distance("Cu", 0.36149, (2, 0, 0), 100.0) > extinction_distance("Cu", 0.36149, (1, 1, 1), 100.0)
+    assert extinction_distance("Cu", 0.36149, (1, 1, 1), 200.0) > extinction_distance("Cu", 0.36149, (1, 1, 1), 100.0)
+    with pytest.raises(Exception, match="forbidden"):
+        extinction_distance("Cu", 0.36149, (1, 0, 0))
+
+
+def test_lens_transfer_in_focus_is_the_identity_and_conserves_the_dose():
+    rng = np.random.default_rng(0)
+    wave = np.exp(1j * rng.normal(0, 0.3, (64, 64)))
+    same = lens_transfer(wave, 1.0, wavelength=2.5e-3, defocus=0.0, cs_mm=0.0, convergence_mrad=0.0)
+    assert np.allclose(same, wave)
+    moved = lens_transfer(wave, 1.0, wavelength=2.5e-3, defocus=-1000.0, cs_mm=1.2, convergence_mrad=0.0)
+    assert np.sum(abs(moved) ** 2) == pytest.approx(np.sum(abs(wave) ** 2), rel=1e-9)
+
+
+def _one(obj, foil=None, scope=NOISELESS, **kw):
+    foil = foil or Foil(material="Cu", zone=(0, 1, 1), g=(2, 0, 0), thickness=(60.0, 0, 0), s0=0.0)
+    return micrograph(foil, scope, [obj], shape=(64, 64), pixel_nm=1.0, **kw)
+
+
+def test_cavity_fresnel_contrast_reverses_through_focus():
+    """A void lacks the mean-inner-potential phase: it brightens under focus with a dark Fresnel
+    fringe at its rim, and darkens over focus with a bright fringe (on top of the thickness
+    contrast of the shorter column, which focus does not change)."""
+    cavity = {"class": "cavity", "centre_px": [32.0, 32.0], "diameter_nm": 10.0, "depth_nm": 30.0}
+    foil = Foil(material="Cu", zone=(0, 1, 1), g=(2, 0, 0), thickness=(60.0, 0, 0), s0=0.05)
+    centre, fringe = {}, {}
+    for defocus in (-1000.0, 0.0, 1000.0):
+        m = _one(cavity, foil=foil, scope=Microscope(defocus=defocus, cs_mm=0.0, convergence_mrad=0.0))
+        relative = m.intensity / np.median(m.intensity)
+        centre[defocus], fringe[defocus] = relative[30:35, 30:35].mean(), relative[32, 27]
+    assert centre[-1000.0] > centre[0.0] + 0.015 > centre[1000.0] + 0.03
+    assert fringe[-1000.0] < fringe[0.0] - 0.1 and fringe[1000.0] > fringe[0.0] + 0.1
+
+
+def test_precipitate_shows_the_line_of_no_contrast_normal_to_g():
+    """Ashby–Brown: the radial field has G·u = 0 on the plane through the centre normal to g
+    (g ∥ x here), so that column line keeps the background; along g it has two strong lobes."""
+    prec = {"class": "precipitate", "centre_px": [32.0, 32.0], "diameter_nm": 10.0, "depth_nm": 30.0}
+    m = _one(prec, misfit=0.02)
+    background = m.intensity[0, 0]
+    assert np.allclose(m.intensity[:, 32], background, atol=1e-4)
+    assert np.abs(m.intensity[32, 24:41] - background).max() > 0.05
+
+
+def test_loop_with_g_dot_b_zero_shows_only_residual_contrast():
+    """A Frank loop b = a/3[1 1 1] against g = 0 2 -2 (g·b = 0) keeps only the weak residual
+    contrast of g·(b × u); the same loop against g = 2 0 0 (g·b = 2/3: the fault and its rim
+    show) changes the image five times more."""
+    loop = {"class": "loop", "centre_px": [32.0, 32.0], "diameter_nm": 20.0, "depth_nm": 30.0, "kind": "frank",
+            "variant": [1, 1, 1]}
+    contrast = {}
+    for g in ((0, 2, -2), (2, 0, 0)):
+        m = _one(loop, foil=Foil(material="Cu", zone=(0, 1, 1), g=g, thickness=(60.0, 0, 0), s0=0.0))
+        contrast[g] = np.abs(m.intensity - m.intensity[0, 0]).max()
+        assert m.objects[0]["g_dot_b"] == pytest.approx(0.0 if g == (0, 2, -2) else 2 / 3, abs=1e-3)
+    assert contrast[(0, 2, -2)] < 0.2 * contrast[(2, 0, 0)]
+
+
+def test_random_micrograph_is_reproducible_and_labelled():
+    a, b = random_micrograph(7, shape=(96, 96)), random_micrograph(7, shape=(96, 96))
+    assert np.array_equal(a.image, b.image) and a.objects == b.objects
+    assert set(np.unique(a.labels)) == set(range(len(a.objects) + 1))
+    assert a.image.dtype == np.float32 and np.isfinite(a.image).all()
+    cm = a.class_map()
+    for i, o in enumerate(a.objects, start=1):
+        assert o["class"] in ("loop", "precipitate", "cavity")
+        assert set(np.unique(cm[a.labels == i])) == {255 if not o["visible"] else
+                                                      ("loop", "precipitate", "cavity").index(o["class"]) + 1}
+
+
+def test_instances_split_touching_objects_and_matching():
+    from skimage.draw import disk
+
+    from braggscope.identify.tem import distance_target, instances, match_objects
+
+    truth = np.zeros((40, 60), np.int32)
+    truth[disk((20, 20), 9)] = 1
+    truth[disk((20, 36), 9)] = 2  # overlapping discs: one blob
+    prob = np.zeros((4, 40, 60), np.float32)
+    prob[0] = 1
+    prob[:, truth > 0] = np.array([0, 0, 0, 1])[:, None]
+    found = instances(prob, distance_target(truth))
+    assert found.max() == 2
+    pairs = match_objects(found, truth)
+    assert sorted(j for _, j, _ in pairs) == [1, 2] and min(iou for *_, iou in pairs) > 0.8
+
+
+def test_measures_of_the_true_outlines_give_the_true_sizes_and_tilts():
+    """measure_objects on the simulator's own outlines: diameters within 10 % (discs of a few
+    pixels and the rim of a loop's outline included), loop inclinations within 12 degrees."""
+    from braggscope.identify.tem import measure_objects
+
+    sizes, tilts = [], []
+    for seed in (1, 2, 3):
+        m = random_micrograph(seed)
+        prob = np.eye(4, dtype=np.float32)[np.where(m.class_map() == 255, 0, m.class_map())].transpose(2, 0, 1)
+        for found in measure_objects(m.labels, prob, m.pixel_nm):
+            true = m.objects[found["id"] - 1]
+            assert found["class"] == true["class"]
+            sizes.append(found["diameter_nm"] / true["diameter_nm"] - 1)
+            if true["class"] == "loop":
+                tilts.append(found["inclination_deg"] - true["inclination_deg"])
+    assert np.median(np.abs(sizes)) < 0.05 and np.max(np.abs(sizes)) < 0.1
+    assert tilts and np.median(np.abs(tilts)) < 12
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    from braggscope.identify.tem import TEMSegmenter
+
+    return TEMSegmenter.load()
+
+
+@pytest.mark.slow
+def test_shipped_unet_on_held_out_micrographs(segmenter):
+    """The shipped weights on six held-out micrographs at 1000 electrons per pixel (seeds the
+    training never saw): object F1 and sizes close to the benchmark's figures."""
+    from braggscope.identify.tem import score_micrographs
+    from braggscope.identify.tem_training import TEST_SEED
+
+    scores = score_micrographs(segmenter, [random_micrograph(TEST_SEED + 900 + i, dose=1000.0) for i in range(6)])
+    assert scores["loop_f1"] > 0.6 and scores["cavity_f1"] > 0.6 and scores["precipitate_f1"] > 0.6
+    assert scores["size_error"] < 0.2
+
+
+def test_detect_handles_other_pixel_sizes(segmenter):
+    """A micrograph binned to 1 nm per pixel is resampled to the network's 0.5 nm and back: the
+    same objects come out, at the binned image's coordinates."""
+    from skimage.transform import downscale_local_mean
+
+    m = random_micrograph(1_000_500, shape=(256, 256), dose=2000.0)
+    coarse = downscale_local_mean(m.image, 2).astype(np.float32)
+    fine, binned = segmenter.detect(m.image, 0.5), segmenter.detect(coarse, 1.0)
+    assert binned.labels.shape == coarse.shape
+    assert binned.field_um2 == pytest.approx(fine.field_um2)
+    assert abs(len(binned.objects) - len(fine.objects)) <= max(1, len(fine.objects) // 4)
+    assert all(0 <= o["centre_px"][0] < 128 for o in binned.objects)
+
+
+def test_cli_tem_simulate_and_analyse(tmp_path):
+    image = tmp_path / "m.tif"
+    assert main(["tem", str(image), "--simulate", "3", "--size", "128", "--out", str(tmp_path / "o.json"),
+                 "--png", str(tmp_path / "o.png"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "o.json").read_text())
+    truth = json.loads((tmp_path / "m.truth.json").read_text())
+    assert set(report["counts"]) == {"loop", "precipitate", "cavity"} and truth["objects"]
+    assert (tmp_path / "o.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("case", ["missing", "3d", "nan", "pixel", "no_pixel", "overwrite"])
+def test_cli_tem_bad_input_exits_2_and_writes_nothing(tmp_path, case, capsys):
+    import tifffile
+
+    image = tmp_path / "m.tif"
+    data = {"3d": np.ones((3, 32, 32), np.float32), "nan": np.full((32, 32), np.nan, np.float32)}.get(
+        case, np.ones((32, 32), np.float32))
+    if case != "missing":
+        tifffile.imwrite(image, data, photometric="minisblack")
+    out = tmp_path / "o.json"
+    args = ["tem", str(image), "--out", str(out)]
+    args += {"pixel": ["--pixel-size", "-1"], "no_pixel": [], "overwrite": ["--pixel-size", "1", "--simulate", "1"]
+             }.get(case, ["--pixel-size", "1"])
+    assert main(args) == 2
+    assert not out.exists()
+    assert "error" in capsys.readouterr().err
+
+
+def test_fused_batchnorm_gives_the_same_output():
+    import torch
+
+    from braggscope.identify.unet import UNet, fuse_batchnorm
+
+    torch.manual_seed(0)
+    net = UNet(in_channels=1, classes=5, features=(4, 8, 16), spatial_dims=2)
+    with torch.no_grad():
+        for m in net.modules():  # non-trivial running statistics
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(net.eval()(x), fuse_batchnorm(net)(x), atol=1e-4)
