@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "number densities and size histograms. With --simulate SEED, IMAGE is first "
                                      "written as a synthetic two-beam micrograph (ground truth in IMAGE.truth.json).")
     tem.add_argument("image", type=Path, help="micrograph (.tif/.tiff, .png, .npy)")
-    tem.add_argument("--pixel-size", type=float, help="[nm] pixel size of the micrograph (1 with --simulate)")
+    tem.add_argument("--pixel-size", type=float, help="[nm] pixel size of the micrograph (0.5 with --simulate)")
     tem.add_argument("--out", type=Path, help="write the object table and size histograms as JSON")
     tem.add_argument("--png", type=Path, help="write the micrograph with the outlines and classes")
     tem.add_argument("--simulate", type=int, metavar="SEED", help="write a synthetic micrograph to IMAGE first")
@@ -533,6 +533,8 @@ def _cmd_tem(args):
     outputs = [p for p in (args.out, args.png) if p is not None]
     if any(p.resolve() == args.image.resolve() for p in outputs):
         raise ConfigError("--out/--png would overwrite the micrograph; choose other names")
+    if args.pixel_size is not None and not args.pixel_size > 0:
+        raise ConfigError(f"--pixel-size must be a positive number of nm, got {args.pixel_size}")
     if args.simulate is not None:
         import tifffile
 
@@ -543,12 +545,14 @@ def _cmd_tem(args):
         if args.size < 64:
             raise ConfigError(f"--size must be ≥ 64 pixels, got {args.size}")
         m = random_micrograph(args.simulate, shape=(args.size, args.size))
+        if args.pixel_size not in (None, m.pixel_nm):
+            raise ConfigError(f"--simulate makes a micrograph at {m.pixel_nm} nm per pixel; leave --pixel-size out")
         truth = {"pixel_nm": m.pixel_nm, "conditions": m.conditions, "objects": m.objects}
         with atomic_path(args.image) as tmp:
             tifffile.imwrite(tmp, m.image, resolution=(1 / m.pixel_nm, 1 / m.pixel_nm))
         with atomic_path(args.image.with_suffix(".truth.json")) as tmp:
             tmp.write_text(json.dumps(truth, indent=1))
-        args.pixel_size = args.pixel_size or m.pixel_nm
+        args.pixel_size = m.pixel_nm
     if args.pixel_size is None:
         raise ConfigError("give the pixel size of the micrograph with --pixel-size [nm]")
     image = _read_micrograph(args.image)

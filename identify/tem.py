@@ -280,7 +280,7 @@ def _tally(result: TEMResult, m, t):
         t["fp"][ci] += ci != cj
         t["fn"][cj] += ci != cj
         if ci == cj:
-            t["size"].append(abs(pred[i]["diameter_nm"] - truth[j]["diameter_nm"]) / truth[j]["diameter_nm"])
+            t["size"].append((cj, abs(pred[i]["diameter_nm"] - truth[j]["diameter_nm"]) / truth[j]["diameter_nm"]))
             if "inclination_deg" in truth[j]:
                 t["tilt"].append(abs(pred[i]["inclination_deg"] - truth[j]["inclination_deg"]))
     matched_p, matched_t = {i for i, _, _ in pairs}, {j for _, j, _ in pairs}
@@ -302,10 +302,11 @@ def _median(values):
 
 def score_micrographs(segmenter, micrographs) -> dict:
     """Object F1 per class (IoU ≥ 0.5, class must agree), the median relative size error of the
-    matched objects, the median relative error of the object count (number density) per
-    micrograph, the median error of the matched loops' inclination [degrees], and the pixel
-    accuracy per class (true pixels of the class predicted as it). Objects the noiseless image
-    does not show (contrast below MIN_CONTRAST) count neither as misses nor, when found, as false."""
+    matched objects (all, and per class), the median relative error of the object count (number
+    density) per micrograph, the median error of the matched loops' inclination [degrees], and
+    the pixel accuracy per class (true pixels of the class predicted as it). Objects the
+    noiseless image does not show (contrast below MIN_CONTRAST) count neither as misses nor,
+    when found, as false."""
     k = len(TEM_CLASSES)
     t = {"tp": np.zeros(k), "fp": np.zeros(k), "fn": np.zeros(k), "pixels": np.zeros(k), "hits": np.zeros(k),
          "size": [], "tilt": [], "count": []}
@@ -313,8 +314,10 @@ def score_micrographs(segmenter, micrographs) -> dict:
         _tally(segmenter.detect(m.image, m.pixel_nm), m, t)
     scores = {f"{c}_f1": float(_f1(t["tp"][i], t["fp"][i], t["fn"][i])) for i, c in enumerate(TEM_CLASSES) if i}
     scores["mean_f1"] = float(np.mean([scores[f"{c}_f1"] for c in TEM_CLASSES[1:]]))
-    scores.update(size_error=_median(t["size"]), density_error=_median(t["count"]),
+    scores.update(size_error=_median([e for _, e in t["size"]]), density_error=_median(t["count"]),
                   loop_inclination_error_deg=_median(t["tilt"]))
+    scores.update({f"size_error_{c}": _median([e for k, e in t["size"] if k == i])
+                   for i, c in enumerate(TEM_CLASSES) if i})
     scores.update({f"pixel_accuracy_{c}": float(t["hits"][i] / max(t["pixels"][i], 1))
                    for i, c in enumerate(TEM_CLASSES) if i})
     scores["objects_true"] = int(t["tp"].sum() + t["fn"].sum())

@@ -31,12 +31,12 @@ CROP = 128
 
 def _one(seed):
     m = random_micrograph(seed)
-    return m.intensity, m.class_map(), distance_target(m.labels), m.objects
+    return m.intensity, m.class_map(), distance_target(m.labels)
 
 
 def make_micrographs(seeds, path=None, *, workers=2) -> dict:
     """Noiseless micrographs of `seeds`: 'intensity' (N, 256, 256) float32, 'classes' uint8
-    (255 on invisible loops), 'distance' float16 (the per-object normalised distance to the
+    (255 on invisible objects), 'distance' float16 (the per-object normalised distance to the
     edge); cached in the npz file `path` when given."""
     if path is not None and Path(path).is_file():
         with np.load(path) as f:
@@ -48,7 +48,6 @@ def make_micrographs(seeds, path=None, *, workers=2) -> dict:
     if path is not None:
         from braggscope.io.cxi import atomic_path
 
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **data)
     return data

@@ -230,3 +230,9 @@ def test_fused_batchnorm_gives_the_same_output():
     x = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
         assert torch.allclose(net.eval()(x), fuse_batchnorm(net)(x), atol=1e-4)
+
+
+def test_cli_tem_simulate_refuses_another_pixel_size(tmp_path):
+    image = tmp_path / "m.tif"
+    assert main(["tem", str(image), "--simulate", "1", "--size", "64", "--pixel-size", "1"]) == 2
+    assert not image.exists() and not list(tmp_path.iterdir())
