@@ -79,7 +79,7 @@ def distance_target(labels) -> np.ndarray:
     return (dist / np.maximum(peak[labels], 1e-9)).astype(np.float32)
 
 
-def instances(prob, distance, *, min_area=_MIN_AREA_PX, h=0.15) -> np.ndarray:
+def instances(prob, distance, *, min_area=_MIN_AREA_PX, h=0.5) -> np.ndarray:
     """Instance labels (ny, nx) int32 from class probabilities (classes, ny, nx) and the
     distance map: watershed of -distance inside the foreground, seeded by the distance's maxima
     that stand `h` above their surroundings (h-maxima), one seed at the top of any foreground

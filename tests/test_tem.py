@@ -163,14 +163,15 @@ def segmenter():
 
 @pytest.mark.slow
 def test_shipped_unet_on_held_out_micrographs(segmenter):
-    """The shipped weights on six held-out micrographs at 1000 electrons per pixel (seeds the
-    training never saw): object F1 and sizes close to the benchmark's figures."""
+    """The shipped weights on ten held-out micrographs at 1000 electrons per pixel (seeds the
+    training never saw; 61 objects): object F1 per class and sizes near the benchmark's figures
+    (measured: loops 0.74, precipitates 1.00, cavities 0.93, size error 0.066)."""
     from braggscope.identify.tem import score_micrographs
     from braggscope.identify.tem_training import TEST_SEED
 
-    scores = score_micrographs(segmenter, [random_micrograph(TEST_SEED + 900 + i, dose=1000.0) for i in range(6)])
-    assert scores["loop_f1"] > 0.6 and scores["cavity_f1"] > 0.6 and scores["precipitate_f1"] > 0.6
-    assert scores["size_error"] < 0.2
+    scores = score_micrographs(segmenter, [random_micrograph(TEST_SEED + 900 + i, dose=1000.0) for i in range(10)])
+    assert scores["loop_f1"] > 0.6 and scores["precipitate_f1"] > 0.85 and scores["cavity_f1"] > 0.8
+    assert scores["size_error"] < 0.12
 
 
 def test_detect_handles_other_pixel_sizes(segmenter):

@@ -504,7 +504,7 @@ def random_micrograph(seed, *, shape=(256, 256), pixel_nm=0.5, dose=None, classe
     bend contours, uneven illumination) holding 2–14 loops (6–30 nm), precipitates (6–20 nm)
     and cavities (4–16 nm) per 256² pixels (the classes in `classes`), under-/over-focused by
     300–1500 nm, at `dose` electrons per pixel (default: log-uniform 50–3000). Same seed, same
-    micrograph."""
+    micrograph; a given dose changes only the noise."""
     rng = np.random.default_rng(seed)
     material = ["Cu", "Ni", "Au", "Pt"][rng.integers(4)]
     zone = list(_ZONES)[rng.integers(len(_ZONES))]
@@ -513,7 +513,8 @@ def random_micrograph(seed, *, shape=(256, 256), pixel_nm=0.5, dose=None, classe
     grad = rng.uniform(-0.25, 0.25, 2) * 40 / max(shape)
     foil = Foil(material=material, zone=zone, g=g, thickness=(t0, grad[0], grad[1]), s0=float(rng.uniform(0, 0.02)),
                 bend=float(rng.uniform(0, 0.015)), bend_seed=int(rng.integers(1 << 31)))
-    dose = float(np.exp(rng.uniform(np.log(50), np.log(3000)))) if dose is None else dose
+    drawn_dose = float(np.exp(rng.uniform(np.log(50), np.log(3000))))  # drawn always: the dose changes nothing else
+    dose = drawn_dose if dose is None else dose
     defocus = float(rng.choice([-1, 1]) * rng.uniform(300, 1500))
     scope = Microscope(defocus=defocus, dose=dose, psf_px=float(rng.uniform(0.4, 1.0)),
                        illumination_tilt=tuple(rng.uniform(-0.3, 0.3, 2)), convergence_mrad=float(rng.uniform(0.05, 0.3)))
