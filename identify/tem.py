@@ -286,8 +286,11 @@ def _tally(result: TEMResult, m, t):
     matched_p, matched_t = {i for i, _, _ in pairs}, {j for _, j, _ in pairs}
     for i, o in pred.items():
         t["fp"][TEM_CLASSES.index(o["class"])] += i not in matched_p
+    found = {j for i, j, _ in pairs if pred[i]["class"] == truth[j]["class"]}
     for j, o in truth.items():
         t["fn"][TEM_CLASSES.index(o["class"])] += o["visible"] and j not in matched_t
+        if o["class"] == "loop" and o["visible"]:
+            t["loops"].append((o["diameter_nm"], o["inclination_deg"], j in found))
     n_true = sum(o["visible"] for o in m.objects)
     t["count"].append(abs(len(pred) - len(on_invisible) - n_true) / max(n_true, 1))
     cm = m.class_map()
@@ -300,16 +303,25 @@ def _median(values):
     return float(np.median(values)) if values else float("nan")
 
 
+def _loop_recalls(loops) -> dict:
+    """Share of the visible loops found (IoU ≥ 0.5, called a loop) by diameter (< 10 nm or not)
+    and by the inclination of their plane to the image (≥ 60°: seen nearly edge-on, or not)."""
+    d, tilt, hit = (np.array(v, dtype=float) for v in zip(*loops)) if loops else (np.zeros(0),) * 3
+    groups = {"small": d < 10, "large": d >= 10, "steep": tilt >= 60, "flat": tilt < 60}
+    return {f"loop_recall_{name}": float(hit[sel].mean()) if sel.any() else float("nan")
+            for name, sel in groups.items()}
+
+
 def score_micrographs(segmenter, micrographs) -> dict:
     """Object F1 per class (IoU ≥ 0.5, class must agree), the median relative size error of the
     matched objects (all, and per class), the median relative error of the object count (number
-    density) per micrograph, the median error of the matched loops' inclination [degrees], and
-    the pixel accuracy per class (true pixels of the class predicted as it). Objects the
+    density) per micrograph, the median error of the matched loops' inclination [degrees], the
+    share of loops found by size and inclination, and the pixel accuracy per class (true pixels of the class predicted as it). Objects the
     noiseless image does not show (contrast below MIN_CONTRAST) count neither as misses nor,
     when found, as false."""
     k = len(TEM_CLASSES)
     t = {"tp": np.zeros(k), "fp": np.zeros(k), "fn": np.zeros(k), "pixels": np.zeros(k), "hits": np.zeros(k),
-         "size": [], "tilt": [], "count": []}
+         "size": [], "tilt": [], "count": [], "loops": []}
     for m in micrographs:
         _tally(segmenter.detect(m.image, m.pixel_nm), m, t)
     scores = {f"{c}_f1": float(_f1(t["tp"][i], t["fp"][i], t["fn"][i])) for i, c in enumerate(TEM_CLASSES) if i}
@@ -320,6 +332,7 @@ def score_micrographs(segmenter, micrographs) -> dict:
                    for i, c in enumerate(TEM_CLASSES) if i})
     scores.update({f"pixel_accuracy_{c}": float(t["hits"][i] / max(t["pixels"][i], 1))
                    for i, c in enumerate(TEM_CLASSES) if i})
+    scores.update(_loop_recalls(t["loops"]))
     scores["objects_true"] = int(t["tp"].sum() + t["fn"].sum())
     return scores
 
