@@ -82,21 +82,21 @@ def main(argv=None):
         clean = list(pool.map(random_micrograph, range(TEST_SEED, TEST_SEED + n)))
     seg = TEMSegmenter.load()
     result = {"images": n, "shape": [256, 256], "pixel_nm": 0.5, "levels_e_per_px": list(LEVELS)}
+    noisy = {level: _noisy(clean, level, seed=int(level)) for level in LEVELS}
     for level in LEVELS:
-        scores = score_micrographs(seg, _noisy(clean, level, seed=int(level)))
+        scores = score_micrographs(seg, noisy[level])
         tag = f"{int(level)}"
         result.update({f"{k}_{tag}": round(v, 4) if isinstance(v, float) else v for k, v in scores.items()})
         if level == HEADLINE:
-            noisy_headline = _noisy(clean, level, seed=int(level))
             result.update({k: round(v, 4) for k, v in scores.items() if isinstance(v, float)})
             result["pixel_accuracy_loops"] = result.pop("pixel_accuracy_loop")
-    result["classical_f1_400"] = round(max(_classical_f1(noisy_headline, k) for k in (3, 4, 6, 8)), 4)
+    result["classical_f1_400"] = round(max(_classical_f1(noisy[HEADLINE], k) for k in (3, 4, 6, 8)), 4)
     history = seg.meta.get("history", [])
     if history:
         final = history[-1]["mean_f1"]
         result["train_s_to_95pct"] = round(next(h["seconds"] for h in history if h["mean_f1"] >= 0.95 * final), 1)
         result["train_s_total"] = round(history[-1]["seconds"], 1)
-    big = np.tile(noisy_headline[0].image, (4, 4))
+    big = np.tile(noisy[HEADLINE][0].image, (4, 4))
     result["inference_s_1024"] = round(best_time(lambda: seg.detect(big, 0.5), 2 if args.quick else 3)[0], 3)
     wave = np.exp(1j * np.random.default_rng(0).normal(size=(1024, 1024))).astype(np.complex64)
     result["fft_s_1024"] = round(best_time(lambda: np.fft.fft2(wave), 5)[0], 4)

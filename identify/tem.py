@@ -51,12 +51,11 @@ def prepare_micrograph(image) -> np.ndarray:
     removes uneven illumination, slow thickness and bend changes; computed on 4 × 4 block means
     and interpolated back, as the background is smooth), clipped to ±3."""
     from scipy.ndimage import gaussian_filter
-    from skimage.transform import resize
+    from skimage.transform import downscale_local_mean, resize
 
     img = np.asarray(image, np.float32)
     k = 4
-    ny, nx = (img.shape[0] // k) * k, (img.shape[1] // k) * k
-    blocks = img[:ny, :nx].reshape(ny // k, k, nx // k, k).mean(axis=(1, 3))
+    blocks = downscale_local_mean(img[:img.shape[0] // k * k, :img.shape[1] // k * k], (k, k))
     smooth = gaussian_filter(blocks, _BACKGROUND_SIGMA_NM / NETWORK_PIXEL_NM / k, mode="reflect")
     background = resize(smooth, img.shape, order=1, mode="edge", anti_aliasing=False)
     scale = max(float(np.median(np.abs(background))), 1e-6)
@@ -144,7 +143,7 @@ class TEMResult:
     labels: np.ndarray
     pixel_nm: float
     field_um2: float
-    classes: np.ndarray = field(repr=False, default=None)
+    classes: np.ndarray = field(repr=False)
 
     def counts(self) -> dict:
         """Number of objects of each class."""
