@@ -1,0 +1,241 @@
+"""Laue microdiffraction: spot positions and energies against LaueTools and Bragg's law, structure
+factors, the spectrum, absorption, polarisation, and the spot shapes of defective grains."""
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from braggscope.geometry import HC_KEV_NM
+from braggscope.simulate.laue import (Beam, LaueDetector, Spectrum, laue_pattern, laue_spots, record,
+                                      spot_intensity)
+from braggscope.simulate.polycrystal import (Grain, Polycrystal, dislocation_density, random_dislocations,
+                                             voronoi_polycrystal)
+from braggscope.simulate.structure import get_structure
+
+TILTED = LaueDetector(distance=78.3, xcen=1021.7, ycen=996.4, xbet=0.72, xgam=-0.41)
+
+
+def _lauetools():
+    np.linalg.linalg = np.linalg  # LaueTools 3.2 still names numpy < 2's private module
+    lauecore = pytest.importorskip("LaueTools.lauecore")
+    from LaueTools import dict_LaueTools
+
+    return lauecore, dict_LaueTools
+
+
+@pytest.mark.parametrize("material", ["Cu", "Ni", "Au"])
+def test_spot_positions_and_energies_agree_with_lauetools(material):
+    """Same orientation, calibration and lattice: the same spots (but those within LaueTools'
+    coarser h·c, 12.398 keV·Å, of the band's edges) at the same pixels."""
+    lauecore, lt_dict = _lauetools()
+    structure = get_structure(material)
+    a = structure.lattice[0] * 10
+    materials = dict(lt_dict.dict_Materials) | {"ours": ["ours", [a, a, a, 90, 90, 90], "fcc"]}
+    for seed in range(3):
+        u = Rotation.random(random_state=seed).as_matrix()
+        ours = laue_spots(structure, u, TILTED, spectrum=Spectrum(5, 22))
+        ref = lauecore.SimulateLaue_full_np([None, "fcc", u, "ours"], 5, 22, [TILTED.distance, TILTED.xcen, TILTED.ycen,
+                                            TILTED.xbet, TILTED.xgam], pixelsize=TILTED.pixel_size,
+                                            detectordiameter=500, dictmaterials=materials, removeharmonics=0)
+        _, _, hkl, x, y, energy = (np.asarray(v) for v in ref[:6])
+        on = TILTED.on_frame(x, y)
+        theirs = {tuple(h): (xx, yy, e) for h, xx, yy, e, o in zip(hkl.astype(int), x, y, energy, on) if o}
+        mine = {tuple(h): (xx, yy, e) for h, xx, yy, e in zip(ours.hkl, ours.x, ours.y, ours.energy)}
+        edge = {h for h, (_, _, e) in (theirs | mine).items() if min(abs(e - 5), abs(e - 22)) < 1e-3}
+        assert set(theirs) - edge == set(mine) - edge and len(mine) > 20
+        for h in set(mine) & set(theirs):
+            assert np.hypot(mine[h][0] - theirs[h][0], mine[h][1] - theirs[h][1]) < 0.1
+            assert mine[h][2] == pytest.approx(theirs[h][2], rel=1e-4)
+
+
+def test_every_spot_obeys_braggs_law():
+    """λ = 2 d sin θ with d = a/√(h²+k²+l²) and 2θ between kf and the beam."""
+    spots = laue_spots("Pt", Rotation.random(random_state=4).as_matrix(), TILTED)
+    d = 0.39242 / np.linalg.norm(spots.hkl, axis=1)
+    assert np.allclose(HC_KEV_NM / spots.energy, 2 * d * np.sin(np.radians(spots.two_theta / 2)), rtol=1e-10)
+    assert np.all((spots.energy >= 5) & (spots.energy <= 25))
+
+
+def test_hydrostatic_strain_moves_the_energy_not_the_spot():
+    u = Rotation.random(random_state=1).as_matrix()
+    free = laue_spots("Cu", u, TILTED, spectrum=Spectrum(6, 20))
+    strained = laue_spots("Cu", u, TILTED, spectrum=Spectrum(6, 20), strain=2e-3 * np.eye(3))
+    common = {tuple(h): i for i, h in enumerate(strained.hkl)}
+    pairs = [(i, common[tuple(h)]) for i, h in enumerate(free.hkl) if tuple(h) in common]
+    assert len(pairs) > 0.9 * len(free)
+    i, j = np.array(pairs).T
+    assert np.allclose(free.x[i], strained.x[j], atol=1e-9) and np.allclose(free.y[i], strained.y[j], atol=1e-9)
+    assert np.allclose(strained.energy[j], free.energy[i] / 1.002, rtol=1e-9)  # d and λ grow by 1 + ε
+
+
+def test_a_rotation_given_as_distortion_is_the_rotated_crystal():
+    u = Rotation.random(random_state=2).as_matrix()
+    r = Rotation.from_rotvec([0.01, -0.02, 0.005]).as_matrix()
+    a = laue_spots("Au", r @ u, TILTED)
+    b = laue_spots("Au", u, TILTED, strain=r - np.eye(3))
+    assert np.array_equal(a.hkl, b.hkl) and np.allclose(a.x, b.x) and np.allclose(a.y, b.y)
+
+
+def test_detector_directions_invert_the_projection():
+    u = np.random.default_rng(0).normal(size=(50, 3)) + [0, 0, 3]
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    source = np.array([0.01, -0.002, 0.003])
+    x, y = TILTED.project(u, source)
+    assert np.allclose(TILTED.directions(x, y, source), u, atol=1e-12)
+
+
+def test_structure_factors_of_fcc_and_fluorite():
+    import xraydb
+
+    cu = get_structure("Cu")
+    assert not cu.allowed([(1, 0, 0), (2, 1, 0)]).any() and cu.allowed([(1, 1, 1), (2, 0, 0)]).all()
+    s = np.sqrt(3) / (2 * 0.36149)  # sin θ/λ of 111 [1/nm]
+    f = xraydb.f0("Cu", s / 10)[0] + xraydb.f1_chantler("Cu", 15e3) + 1j * xraydb.f2_chantler("Cu", 15e3)
+    assert cu.structure_factor((1, 1, 1), 15.0) == pytest.approx(4 * f * np.exp(-cu.b_factor * s * s), rel=1e-9)
+    uo2 = get_structure("UO2")
+    assert uo2.density == pytest.approx(10.96, rel=0.01)  # UO2's X-ray density [g/cm³]
+    for hkl, sign in (((2, 0, 0), -1), ((2, 2, 0), 1)):  # h+k+l = 4n+2: 4f_U − 8f_O; 4n: 4f_U + 8f_O
+        q = np.linalg.norm(hkl) / (2 * 0.5470)
+        fu = xraydb.f0("U", q / 10)[0] + xraydb.f1_chantler("U", 15e3) + 1j * xraydb.f2_chantler("U", 15e3)
+        fo = xraydb.f0("O", q / 10)[0] + xraydb.f1_chantler("O", 15e3) + 1j * xraydb.f2_chantler("O", 15e3)
+        expected = (4 * fu + sign * 8 * fo) * np.exp(-uo2.b_factor * q * q)
+        assert uo2.structure_factor(hkl, 15.0) == pytest.approx(expected, rel=1e-9)
+    q = np.sqrt(3) / (2 * 0.5470)
+    fu = xraydb.f0("U", q / 10)[0] + xraydb.f1_chantler("U", 15e3) + 1j * xraydb.f2_chantler("U", 15e3)
+    assert uo2.structure_factor((1, 1, 1), 15.0) == pytest.approx(4 * fu * np.exp(-uo2.b_factor * q * q), rel=1e-9)
+
+
+def test_bending_magnet_spectrum_follows_g1():
+    """Flux per unit bandwidth ∝ G1(y) = y ∫_y^∞ K5/3: G1(1)/G1(0.1) = 0.6514/0.8182."""
+    spec = Spectrum(1.0, 40.0, critical_energy=20.0)
+    assert spec(20.0) * 20.0 / (spec(2.0) * 2.0) == pytest.approx(0.6514 / 0.8182, rel=0.01)
+    assert spec(0.5) == 0 and spec(41.0) == 0
+
+
+def test_polarisation_kills_the_horizontal_reflection():
+    structure = get_structure("Cu")
+    uf = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    i = spot_intensity(structure, np.array([[1, 1, 1]] * 2), np.array([12.0, 12.0]), uf, Spectrum())
+    assert i[0] == pytest.approx(0, abs=1e-12 * i[1]) and i[1] > 0
+
+
+def _single_grain(defects=(), shape=(20, 16, 16), voxel=100.0, u=None, structure="Cu"):
+    u = Rotation.random(random_state=5).as_matrix() if u is None else u
+    return Polycrystal(np.zeros(shape, np.int32), voxel, (Grain(u, structure, defects=tuple(defects)),)), u
+
+
+def test_absorption_with_depth():
+    """One voxel at the surface against one 2 µm deeper: exp(−μ(E) d (1/sin α + 1/cos(kf, n)))."""
+    import xraydb
+
+    u = Rotation.random(random_state=5).as_matrix()
+    beam = Beam()
+    out = []
+    for layer in (0, 20):
+        grid = -np.ones((21, 1, 1), np.int32)
+        grid[layer] = 0
+        out.append(laue_pattern(Polycrystal(grid, 100.0, (Grain(u, "Cu"),)), TILTED, beam).spots)
+    normal = beam.sample_to_lab[:, 0]
+    for top, deep in zip(out[0], out[1]):
+        assert top["hkl"] == deep["hkl"]
+        kf = TILTED.directions(top["x"], top["y"])
+        mu = xraydb.material_mu("Cu", top["energy_kev"] * 1e3, density=get_structure("Cu").density) * 1e-7
+        path = 2000.0 * (1 / np.sin(np.radians(40)) + 1 / (kf @ normal))
+        assert deep["intensity"] / top["intensity"] == pytest.approx(np.exp(-mu * path), rel=1e-3)
+
+
+def _spot_moments(pattern, spot, half=40):
+    x0, y0 = int(round(spot["x"])), int(round(spot["y"]))
+    win = pattern.image[y0 - half:y0 + half + 1, x0 - half:x0 + half + 1]
+    yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
+    w = win / win.sum()
+    mx, my = (w * xx).sum(), (w * yy).sum()
+    cov = np.array([[(w * (xx - mx) ** 2).sum(), (w * (xx - mx) * (yy - my)).sum()],
+                    [(w * (xx - mx) * (yy - my)).sum(), (w * (yy - my) ** 2).sum()]])
+    values, vectors = np.linalg.eigh(cov)
+    return np.sqrt(values), vectors[:, 1]
+
+
+def test_geometrically_necessary_dislocations_streak_the_spots():
+    """Same-sign edge dislocations bend the lattice (κ = ρ b about their line): the spot grows
+    into a streak whose length scales with ρ and points where a rotation about the line moves
+    the spot; random-sign dislocations of the same density leave it rounder."""
+    box = np.array([20, 16, 16]) * 100.0
+    u = Rotation.random(random_state=5).as_matrix()
+    streaks = {}
+    for label, gnd, rho in (("gnd1", True, 1e13), ("gnd2", True, 2e13), ("ssd", False, 2e13), ("none", None, 0)):
+        d = [] if gnd is None else random_dislocations(u, 0.36149, rho, box, rng=np.random.default_rng(0),
+                                                      geometrically_necessary=gnd)
+        pattern = laue_pattern(_single_grain(d, u=u)[0], TILTED)
+        spot = max(pattern.spots, key=lambda s: s["intensity"])
+        streaks[label] = (*_spot_moments(pattern, spot), spot, d)
+    (minor0, major0), *_ = streaks["none"]
+    (_, major1), axis1, spot, lines = streaks["gnd1"]
+    (_, major2), _, _, lines2 = streaks["gnd2"]
+    (minor_s, major_s), *_ = streaks["ssd"]
+    assert major0 < 0.6 and major1 > 2 * major0
+    streak1, streak2 = np.sqrt(major1**2 - major0**2), np.sqrt(major2**2 - major0**2)  # RMS lengths add in quadrature
+    expected = dislocation_density(lines2, box) / dislocation_density(lines, box)
+    assert streak2 / streak1 == pytest.approx(expected, rel=0.2)
+    assert major_s / minor_s < 0.6 * major2 / minor0
+    # direction: rotating the crystal about the dislocation line (sample → lab) moves the spot along the streak
+    to_lab = Beam().sample_to_lab
+    t = to_lab @ lines[0].line
+    hkl = tuple(spot["hkl"])
+    ends = []
+    for angle in (-2e-3, 2e-3):
+        s = laue_spots("Cu", Rotation.from_rotvec(angle * t).as_matrix() @ to_lab @ u, TILTED)
+        i = [tuple(h) for h in s.hkl].index(hkl)
+        ends.append((s.x[i], s.y[i]))
+    move = np.subtract(ends[1], ends[0])
+    assert abs(move @ axis1) / np.linalg.norm(move) > np.cos(np.radians(10))
+
+
+def test_grain_distortion_closes_the_burgers_circuit():
+    """∮ β·dl around a circuit normal to a family of parallel dislocations is the sum of the
+    Burgers vectors it encloses: the distortion fed to the Laue model is that of the lines."""
+    u = Rotation.random(random_state=7).as_matrix()
+    box = np.array([3000.0, 3000.0, 3000.0])
+    lines = random_dislocations(u, 0.36149, 2e13, box, rng=np.random.default_rng(1), geometrically_necessary=True)
+    grain = Grain(u, "Cu", defects=tuple(lines))
+    t, b = lines[0].line, lines[0].burgers
+    e1 = b / np.linalg.norm(b)
+    e2 = np.cross(t, e1)
+    centre, half = np.array([-1500.0, 0.0, 0.0]), 700.0
+    inside = sum(max(abs((d.position - centre) @ e1), abs((d.position - centre) @ e2)) < half for d in lines)
+    n = 4000
+    s = (np.arange(n) + 0.5) / n * 2 * half - half
+    circulation = np.zeros(3)
+    for start, step in ((-e1 - e2, e1), (e1 - e2, e2), (e1 + e2, -e1), (-e1 + e2, -e2)):  # counter-clockwise about t
+        pts = centre[:, None] + half * start[:, None] + step[:, None] * (s + half)
+        circulation += grain.distortion(pts).sum(axis=0) @ step * (2 * half / n)
+    assert inside >= 3
+    assert np.allclose(np.abs(circulation), inside * np.abs(b), atol=0.05 * np.linalg.norm(b))
+
+
+def test_a_twin_adds_the_twin_domains_spots():
+    from braggscope.simulate.planar import TwinBoundary
+
+    u = Rotation.random(random_state=3).as_matrix()
+    normal = u @ (np.array([1.0, 1.0, 1.0]) / np.sqrt(3))
+    twin = TwinBoundary(normal=normal, point=np.array([-1000.0, 0, 0]), plane_hkl=np.array([1, 1, 1]))
+    pattern = laue_pattern(_single_grain([twin], u=u)[0], TILTED)
+    domains = {s["domain"] for s in pattern.spots}
+    assert domains == {0, 1}
+    twinned = {tuple(s["hkl"]) for s in pattern.spots if s["domain"] == 1}
+    to_lab = Beam().sample_to_lab
+    from braggscope.simulate.polycrystal import twin_operation
+
+    expected = laue_spots("Cu", to_lab @ twin_operation(normal) @ u, TILTED)
+    assert twinned <= {tuple(h) for h in expected.hkl} and len(twinned) > 10
+
+
+def test_polycrystal_pattern_and_recorded_frame():
+    poly = voronoi_polycrystal((12, 12, 12), 100.0, 4, seed=3)
+    pattern = laue_pattern(poly, TILTED)
+    lit = [g for g in pattern.grains if g["illuminated_volume_nm3"] > 0]
+    assert len(lit) >= 2 and {s["grain"] for s in pattern.spots} <= {g["grain"] for g in lit}
+    frame = record(pattern, peak_counts=70000.0, seed=1)
+    assert frame.counts.dtype == np.uint16 and frame.saturated.any()
+    assert frame.counts.max() == 65535
+    quiet = frame.expected < 1000
+    assert frame.counts[quiet].mean() == pytest.approx(frame.expected[quiet].mean(), rel=0.02)
