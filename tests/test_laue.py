@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from braggscope.geometry import HC_KEV_NM
-from braggscope.simulate.laue import (Beam, LaueDetector, Spectrum, laue_pattern, laue_spots, record,
+from braggscope.simulate.laue import (Beam, LaueDetector, Spectrum, atomistic_spot, laue_pattern, laue_spots, record,
                                       spot_intensity)
 from braggscope.simulate.polycrystal import (Grain, Polycrystal, dislocation_density, random_dislocations,
                                              voronoi_polycrystal)
@@ -239,3 +239,57 @@ def test_polycrystal_pattern_and_recorded_frame():
     assert frame.counts.max() == 65535
     quiet = frame.expected < 1000
     assert frame.counts[quiet].mean() == pytest.approx(frame.expected[quiet].mean(), rel=0.02)
+
+
+def _window_moments(w):
+    yy, xx = np.mgrid[:w.shape[0], :w.shape[1]]
+    p = w / w.sum()
+    mx, my = (p * xx).sum(), (p * yy).sum()
+    cov = [[(p * (xx - mx) ** 2).sum(), (p * (xx - mx) * (yy - my)).sum()],
+           [(p * (xx - mx) * (yy - my)).sum(), (p * (yy - my) ** 2).sum()]]
+    return mx, my, np.sqrt(np.linalg.eigvalsh(cov))
+
+
+@pytest.fixture(scope="module")
+def nanocrystal():
+    from braggscope.simulate import Crystal, sphere
+
+    u = Rotation.random(random_state=5).as_matrix()
+    xtal = Crystal(sphere(16.0), "Cu", u)
+    spots = laue_spots("Cu", Beam().sample_to_lab @ u, LaueDetector())
+    return xtal, spots, np.argsort(-spots.intensity)[:4]
+
+
+def test_atomistic_spots_carry_the_laue_lorentz_factor(nanocrystal):
+    """The kinematical sum over the atoms along each pixel's wavelength line, with no Lorentz
+    factor put in, integrates to Φ(λ) λ⁴ |F|² P / sin²θ (the ratios between reflections within
+    4 %) and centres on the spot position of the lattice (within 0.1 pixel)."""
+    from braggscope.simulate import fcc_atoms
+
+    xtal, spots, strongest = nanocrystal
+    atoms = fcc_atoms(xtal)
+    ratios = []
+    for i in strongest:
+        w, (x0, y0) = atomistic_spot(atoms, "Cu", xtal.orientation, spots.hkl[i], LaueDetector())
+        mx, my, _ = _window_moments(w)
+        assert np.hypot(mx + x0 - spots.x[i], my + y0 - spots.y[i]) < 0.1
+        ratios.append(w.sum() / spots.intensity[i])
+    assert np.ptp(ratios) / np.mean(ratios) < 0.04
+
+
+def test_a_stacking_fault_streaks_the_spots_it_does_not_hide(nanocrystal):
+    """An intrinsic fault R = a/6[11-2] across the crystal elongates the spots with non-integer
+    G·R and leaves those with integer G·R as they were."""
+    from braggscope.simulate import fcc_atoms
+
+    xtal, spots, strongest = nanocrystal
+    fault = xtal.stacking_fault((1, 1, 1), radius=40.0)
+    r = np.array([1, 1, -2]) / 6
+    for i in strongest:
+        widths = [_window_moments(atomistic_spot(fcc_atoms(xtal, d), "Cu", xtal.orientation, spots.hkl[i],
+                                                  LaueDetector())[0])[2][1] for d in ([], [fault])]
+        g_r = spots.hkl[i] @ r
+        if abs(g_r - round(g_r)) < 1e-9:
+            assert widths[1] == pytest.approx(widths[0], rel=0.03)
+        else:
+            assert widths[1] > 1.3 * widths[0]
