@@ -21,10 +21,15 @@ demo: $(VENV)/.installed
 .deps/pynx:
 	-.ci/get-pynx
 
-test: $(VENV)/.installed .deps/pynx
+# LaueTools (the Laue forward model's reference) without its GUI dependencies (wxPython, ...):
+# --no-deps plus what its simulation imports; its tests skip if this fails
+$(VENV)/.lauetools: $(VENV)/.installed
+	-$(BIN)/pip install -q --no-deps "lauetools==3.2.19" && $(BIN)/pip install -q pyyaml networkx && touch $@
+
+test: $(VENV)/.installed .deps/pynx $(VENV)/.lauetools
 	PYTHONPATH=$(CURDIR)/.deps/pynx $(BIN)/python -m pytest
 
-bench: $(VENV)/.installed .deps/pynx
+bench: $(VENV)/.installed .deps/pynx $(VENV)/.lauetools
 	PYTHONPATH=$(CURDIR)/.deps/pynx $(BIN)/braggscope bench simulate
 	PYTHONPATH=$(CURDIR)/.deps/pynx $(BIN)/braggscope bench retrieval
 	$(BIN)/pip install -q cdiutils  # the strain benchmark's peer
@@ -34,6 +39,7 @@ bench: $(VENV)/.installed .deps/pynx
 	$(BIN)/braggscope bench acquisition
 	$(BIN)/braggscope bench pattern_classifier
 	$(BIN)/braggscope bench tem
+	$(BIN)/braggscope bench laue
 
 clean:
 	rm -rf $(VENV) demo_output *.egg-info .deps

@@ -183,6 +183,45 @@ def build_parser() -> argparse.ArgumentParser:
     tem.add_argument("--device", default="auto", help="auto, cpu or cuda")
     _add_common(tem)
 
+    laue = sub.add_parser("laue", help="Laue microdiffraction: simulate a polycrystal's frame, or read strain and "
+                                       "defect content from its grains",
+                          description="'laue simulate OUT.h5' writes the Laue frame of a Voronoi polycrystal with "
+                                      "defects (HDF5 with the calibration and the ground truth; --tiff, --png). "
+                                      "'laue analyse FRAME.h5' reads each grain's deviatoric strain and defect "
+                                      "content with the shipped network; the grains' orientations come from "
+                                      "--orientation or, for a simulated frame, from its ground truth.")
+    laue_sub = laue.add_subparsers(dest="laue_command", required=True)
+    lsim = laue_sub.add_parser("simulate", help="simulate a polycrystal's Laue frame")
+    lsim.add_argument("out", type=Path, help="output .h5 file")
+    lsim.add_argument("--tiff", type=Path, help="also write the counts as a TIFF")
+    lsim.add_argument("--png", type=Path, help="also write a picture of the frame with the spots' hkl")
+    lsim.add_argument("--structure", default="Cu", help="Cu, Ni, Au, Pt, Ag, Pd, UO2, CeO2 or ZrO2")
+    lsim.add_argument("--grains", type=int, default=6, help="number of Voronoi grains")
+    lsim.add_argument("--grid", type=int, nargs=3, default=[20, 24, 24], metavar=("NZ", "NY", "NX"),
+                      help="voxels (depth, across, along the beam's footprint)")
+    lsim.add_argument("--voxel-size", type=float, default=100.0, help="[nm]")
+    lsim.add_argument("--texture", type=float, nargs=4, metavar=("H", "K", "L", "SPREAD"),
+                      help="fibre texture: crystal direction along the surface normal, spread [deg]")
+    lsim.add_argument("--content", default="mixed", help="defects of every grain: perfect, dislocations, gnd, "
+                                                         "twin, or mixed (drawn per grain)")
+    lsim.add_argument("--band", type=float, nargs=2, default=[5.0, 25.0], metavar=("EMIN", "EMAX"), help="[keV]")
+    lsim.add_argument("--beam-fwhm", type=float, default=300.0, help="[nm] focal spot")
+    lsim.add_argument("--calibration", type=float, nargs=5, default=[77.0, 1009.0, 1008.0, 0.0, 0.0],
+                      metavar=("DD", "XCEN", "YCEN", "XBET", "XGAM"), help="detector: mm, pixels, degrees")
+    lsim.add_argument("--pixel-size", type=float, default=0.0734, help="[mm]")
+    lsim.add_argument("--detector-shape", type=int, nargs=2, default=[2016, 2018], metavar=("ROWS", "COLS"))
+    lsim.add_argument("--peak-counts", type=float, default=20000.0, help="expected counts of the brightest pixel")
+    lsim.add_argument("--seed", type=int, default=0)
+    _add_common(lsim)
+    lana = laue_sub.add_parser("analyse", help="deviatoric strain and defect content of each grain of a frame")
+    lana.add_argument("frame", type=Path, help="Laue .h5 file (as 'laue simulate' writes)")
+    lana.add_argument("--structure", help="crystal structure of the grains (default: the ground truth's)")
+    lana.add_argument("--orientation", type=float, nargs=9, metavar="U",
+                      help="one grain's orientation matrix (crystal → lab, row by row), e.g. from LaueTools")
+    lana.add_argument("--json", type=Path, help="write the estimates as JSON")
+    lana.add_argument("--weights", type=Path, help="network weights (default: the shipped ones)")
+    _add_common(lana)
+
     demo = sub.add_parser("demo", help="run the whole chain on a built-in simulated crystal",
                           description="Simulate the built-in defective Pt crystal and write data, pictures and an "
                                       "HTML report into a folder.")
@@ -571,6 +610,93 @@ def _cmd_tem(args):
         overlay_png(args.png, image, result)
 
 
+def _cmd_laue(args):
+    return _laue_simulate(args) if args.laue_command == "simulate" else _laue_analyse(args)
+
+
+def _laue_simulate(args):
+    import numpy as np
+
+    from .io.laue import write_laue
+    from .simulate.laue import Beam, LaueDetector, Spectrum, laue_pattern, record
+    from .simulate.polycrystal import GRAIN_CONTENTS, Grain, Polycrystal, grain_defects, voronoi_polycrystal
+
+    if args.out.exists():
+        raise ConfigError(f"{args.out} exists; choose a new name (inputs are never overwritten)")
+    if args.content not in GRAIN_CONTENTS + ("mixed",):
+        raise ConfigError(f"--content must be one of {', '.join(GRAIN_CONTENTS)} or mixed, got {args.content!r}")
+    detector = LaueDetector(distance=args.calibration[0], xcen=args.calibration[1], ycen=args.calibration[2],
+                            xbet=args.calibration[3], xgam=args.calibration[4], pixel_size=args.pixel_size,
+                            shape=tuple(args.detector_shape))
+    beam = Beam(fwhm=args.beam_fwhm, spectrum=Spectrum(*args.band))
+    texture = None if args.texture is None else (args.texture[:3], args.texture[3])
+    poly = voronoi_polycrystal(args.grid, args.voxel_size, args.grains, structure=args.structure, texture=texture,
+                               seed=args.seed)
+    rng = np.random.default_rng(args.seed + 1)
+    box = np.array(args.grid) * args.voxel_size
+    grains = []
+    for g in poly.grains:
+        content = GRAIN_CONTENTS[rng.integers(len(GRAIN_CONTENTS))] if args.content == "mixed" else args.content
+        grains.append(Grain(g.orientation, g.structure, strain=g.strain,
+                            defects=grain_defects(content, g.orientation, g.structure, box, rng)))
+    poly = Polycrystal(poly.grain_map, poly.voxel_size, tuple(grains))
+    pattern = laue_pattern(poly, detector, beam)
+    frame = record(pattern, peak_counts=args.peak_counts, seed=args.seed)
+    write_laue(args.out, frame, detector, beam, pattern=pattern, grain_map=poly.grain_map, voxel_size=poly.voxel_size,
+               tiff=args.tiff)
+    lit = [g for g in pattern.grains if g["illuminated_volume_nm3"] > 0]
+    print(f"{args.out}: {len(pattern.spots)} spots from {len(lit)} illuminated grains of {len(poly.grains)}; "
+          f"{int(frame.saturated.sum())} saturated pixels")
+    if args.png is not None:
+        from .viz import laue_png
+
+        laue_png(args.png, frame.counts, pattern.spots)
+
+
+def _laue_analyse(args):
+    import json
+
+    import numpy as np
+
+    from .identify.laue import LaueAnalyser
+    from .io.cxi import atomic_path
+    from .io.laue import read_laue
+
+    if args.json is not None and args.json.resolve() == args.frame.resolve():
+        raise ConfigError("--json would overwrite the frame; choose another name")
+    data = read_laue(args.frame)
+    if args.orientation is not None:
+        if args.structure is None:
+            raise ConfigError("give the grain's --structure with --orientation")
+        grains = [{"grain": 0, "structure": args.structure, "orientation_lab": np.reshape(args.orientation, (3, 3))}]
+    elif "grains" in data:
+        to_lab = data["beam"].sample_to_lab
+        grains = [{"grain": g["grain"], "structure": args.structure or g["structure"],
+                   "orientation_lab": to_lab @ np.array(g["orientation"])}
+                  for g in data["grains"] if g["illuminated_volume_nm3"] > 0]
+    else:
+        raise ConfigError(f"{args.frame} holds no ground truth; give a grain's --orientation and --structure")
+    analyser = LaueAnalyser.load(args.weights)
+    results = []
+    for g in grains:
+        try:
+            estimate = analyser.analyse(data["counts"], g["structure"], g["orientation_lab"], detector=data["detector"],
+                                        beam=data["beam"])
+        except ConfigError as err:
+            print(f"  grain {g['grain']}: skipped ({err})")
+            continue
+        d = estimate.to_dict()
+        results.append({"grain": g["grain"], "structure": g["structure"]} | d)
+        strain = np.array(d["deviatoric_strain"]) * 1e4
+        print(f"  grain {g['grain']} ({g['structure']}): {estimate.defect_class} "
+              f"(p = {estimate.probabilities[estimate.defect_class]:.2f}); deviatoric strain ×10⁻⁴ "
+              f"zz {strain[0, 0]:+.1f} yy {strain[1, 1]:+.1f} xx {strain[2, 2]:+.1f} "
+              f"zy {strain[0, 1]:+.1f} zx {strain[0, 2]:+.1f} yx {strain[1, 2]:+.1f}")
+    if args.json is not None:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps({"input": str(args.frame), "grains": results}, indent=1))
+
+
 def _hkl_list(text, name):
     """'h k l,h k l' → [(h, k, l), ...]."""
     try:
@@ -705,7 +831,7 @@ def _cmd_bench(args):
 
 
 _COMMANDS = {"simulate": _cmd_simulate, "reconstruct": _cmd_reconstruct, "strain": _cmd_strain,
-             "identify": _cmd_identify, "classify": _cmd_classify, "tem": _cmd_tem, "plan": _cmd_plan, "demo": _cmd_demo, "bench": _cmd_bench}
+             "identify": _cmd_identify, "classify": _cmd_classify, "tem": _cmd_tem, "laue": _cmd_laue, "plan": _cmd_plan, "demo": _cmd_demo, "bench": _cmd_bench}
 
 
 def main(argv=None) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 from .io.cxi import atomic_path
 
 __all__ = ["central_slices", "sample_figure", "strain_figure", "diffraction_figure", "reconstruction_figure",
-           "object_figure", "planning_figure", "save_png"]
+           "object_figure", "planning_figure", "laue_figure", "laue_png", "save_png"]
 
 _AXES = ("z", "y", "x")
 
@@ -157,6 +157,32 @@ def planning_figure(observations, *, references=None, title=None):
     if title:
         fig.suptitle(title)
     return fig
+
+
+def laue_figure(counts, spots=(), *, label=12, title=None):
+    """A Laue frame (log counts) with the `spots` (dicts with x, y, hkl, grain, intensity) circled
+    in one colour per grain and the `label` brightest ones marked with their hkl."""
+    from matplotlib import colormaps
+
+    fig = _figure([None], 1, size=7.0)
+    ax = fig.add_subplot(1, 1, 1)
+    c = np.asarray(counts, dtype=float)
+    ax.imshow(np.log1p(np.maximum(c - np.median(c), 0)), cmap="gray_r", origin="upper")
+    colours = colormaps["tab10"]
+    for s in spots:
+        ax.plot(s["x"], s["y"], "o", mfc="none", mec=colours(s["grain"] % 10), ms=6, mew=0.8)
+    for s in sorted(spots, key=lambda s: -s["intensity"])[:label]:
+        ax.annotate(" ".join(str(v) for v in s["hkl"]), (s["x"], s["y"]), xytext=(5, 5),
+                    textcoords="offset points", fontsize=7, color=colours(s["grain"] % 10))
+    ax.set_xlabel("x [pixel]")
+    ax.set_ylabel("y [pixel]")
+    ax.set_title(title or f"{len(spots)} spots (circles coloured by grain)")
+    return fig
+
+
+def laue_png(path, counts, spots=(), **kwargs) -> Path:
+    """Write :func:`laue_figure` as PNG."""
+    return save_png(laue_figure(counts, spots, **kwargs), path)
 
 
 def save_png(fig, path, *, dpi=110) -> Path:

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..geometry import HC_KEV_NM
 from .structure import CrystalStructure, get_structure
 
-__all__ = ["LaueDetector", "Spectrum", "Beam", "LaueSpots", "LauePattern", "LaueFrame", "laue_spots", "laue_pattern", "record", "atomistic_spot",
+__all__ = ["LaueDetector", "Spectrum", "Beam", "LaueSpots", "LauePattern", "LaueFrame", "laue_spots", "spot_positions", "laue_pattern", "record", "atomistic_spot",
            "reflections_within", "spot_intensity",
            "BEAM", "POLARISATION"]
 
@@ -206,6 +206,19 @@ def spot_intensity(structure: CrystalStructure, hkl, energy, uf, spectrum: Spect
     return flux_per_wavelength * lam**4 * f2 * polarisation / (structure.cell_volume**2 * sin_theta2)
 
 
+def spot_positions(structure, orientation, hkl, detector: LaueDetector, *, strain=None, source=None):
+    """Pixel (x, y) and energy [keV] of the reflections `hkl` (n, 3) of a crystal of `orientation`
+    (crystal → lab) with the lab-frame distortion `strain` (see :func:`laue_spots`), whether or
+    not they fall in the band or on the frame (NaN where G points downstream)."""
+    structure = get_structure(structure)
+    transform = np.asarray(orientation, dtype=float)
+    if strain is not None:
+        transform = np.linalg.inv(np.eye(3) + np.asarray(strain, dtype=float)).T @ transform
+    energy, uf, _, _ = _kinematics(structure.g_vectors(hkl) @ transform.T)
+    x, y = detector.project(uf, source)
+    return x, y, energy
+
+
 def laue_spots(structure, orientation, detector: LaueDetector, *, spectrum: Spectrum | None = None,
                strain=None, source=None) -> LaueSpots:
     """The Laue spots of one crystal that reach `detector`.
@@ -295,10 +308,15 @@ def _splat(image, x, y, weight):
     rows, cols = image.shape
     x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
     fx, fy = x - x0, y - y0
+    flat = image.reshape(-1)
     for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
         xi, yi = x0 + dx, y0 + dy
         ok = (xi >= 0) & (xi < cols) & (yi >= 0) & (yi < rows)
-        image += np.bincount(yi[ok] * cols + xi[ok], (weight * w)[ok], minlength=rows * cols).reshape(rows, cols)
+        if ok.any():
+            index = yi[ok] * cols + xi[ok]
+            low = index.min()
+            added = np.bincount(index - low, (weight * w)[ok])
+            flat[low:low + len(added)] += added
 
 
 def _candidates(structure, orientation_lab, detector, spectrum, margin=0.05):

@@ -21,7 +21,9 @@ from .planar import TwinBoundary
 from .structure import CrystalStructure, get_structure
 
 __all__ = ["Grain", "Polycrystal", "voronoi_polycrystal", "random_dislocations", "twin_operation",
-           "dislocation_density"]
+           "dislocation_density", "grain_defects", "GRAIN_CONTENTS"]
+
+GRAIN_CONTENTS = ("perfect", "dislocations", "gnd", "twin")
 
 _B110 = np.array([[1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1], [0, 1, 1], [0, 1, -1]], float) / 2
 _N111 = np.array([[1, 1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1]], float) / np.sqrt(3)
@@ -229,3 +231,30 @@ def random_dislocations(orientation, lattice_parameter, density_m2, box_nm, *, r
 def _random_in_plane(normal, rng):
     v = np.cross(normal, rng.normal(size=3))
     return v / np.linalg.norm(v)
+
+
+def grain_defects(content, orientation, structure, box_nm, rng) -> list:
+    """Random defects of one `content` (see GRAIN_CONTENTS) for a grain of `orientation`
+    (crystal → sample) filling the box `box_nm` (z below the surface): 'perfect' none;
+    'dislocations' stored ones at ρ log-uniform in 3·10¹²–10¹⁴ m⁻²; 'gnd' geometrically necessary
+    ones at 2·10¹²–2·10¹³ m⁻² on 3·10¹¹–3·10¹² m⁻² stored ones; 'twin' a {111} twin boundary
+    at 30–70 % of the box's depth."""
+    from .planar import TwinBoundary
+
+    structure = get_structure(structure)
+    a = structure.lattice[0]
+    box = np.asarray(box_nm, dtype=float)
+    if content == "dislocations":
+        return random_dislocations(orientation, a, 10 ** rng.uniform(12.5, 14.0), box, rng=rng)
+    if content == "gnd":
+        stored = random_dislocations(orientation, a, 10 ** rng.uniform(11.5, 12.5), box, rng=rng)
+        return stored + random_dislocations(orientation, a, 10 ** rng.uniform(12.3, 13.3), box, rng=rng,
+                                            geometrically_necessary=True)
+    if content == "twin":
+        plane = np.array([1.0, 1.0, 1.0]) * rng.choice([-1, 1], 3)
+        depth = rng.uniform(0.3, 0.7) * box[0]
+        return [TwinBoundary(normal=orientation @ plane / np.sqrt(3), point=np.array([-depth, 0.0, 0.0]),
+                             plane_hkl=plane)]
+    if content != "perfect":
+        raise ConfigError(f"unknown grain content {content!r}; choose one of {', '.join(GRAIN_CONTENTS)}")
+    return []

@@ -1,0 +1,176 @@
+"""Benchmark of Laue microdiffraction (issue: Laue): forward model, agreement with LaueTools, the
+grain network.
+
+Forward model: spots_per_s is the spots (positions and shapes) per second of laue_pattern on a
+Voronoi Cu polycrystal (20 × 24 × 24 voxels of 100 nm, 6 grains with mixed defects: every lit
+voxel sends every reflection of its grain through its own distortion, absorption, spectrum and
+polarisation onto the 2016 × 2018 frame); positions_per_s is that of laue_spots (positions,
+energies and intensities of a single crystal), against LaueTools' SimulateLaue_full_np (the peer)
+on the same orientations and calibration. lauetools_max_px / lauetools_median_px: the distance
+between the two codes' spots for Cu, Ni and Au single crystals in 5 random orientations each (a
+tilted detector), and lauetools_set_mismatch the spots only one code puts on the frame in the
+band (excluding those within 1 eV of the band's edges, where LaueTools' coarser h·c decides).
+
+Network: the held-out grains from TEST_SEED on (simulate_grain: Cu, Ni, Au, Pt, UO₂; perfect,
+stored dislocations, geometrically necessary ones, twin), never trained on. strain_rmse_1e4 is the
+RMS error of the six deviatoric components (×10⁻⁴), beside the classical peer measured on the same
+frames: the least-squares fit of strain and rotation to the spot centroids (what LaueTools' strain
+refinement does). defect_accuracy is the four-class accuracy, with the expected calibration error,
+the RMS error of log₁₀ ρ on the dislocated grains and the share of strain errors within the
+predicted 1σ (0.68 if calibrated). inference_s_per_image is the network's reading of every
+illuminated grain of the forward-model frame (6 grains), beside the time of laue_pattern itself.
+Run: python benchmarks/laue.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best_time, device, emit  # noqa: E402
+
+from braggscope.errors import ConfigError  # noqa: E402
+from braggscope.identify.laue import (DEFECT_CLASSES, DEVIATORIC_BASIS, STEP, LaueAnalyser,  # noqa: E402
+                                      fit_strain_from_centroids)
+from braggscope.identify.laue_training import TEST_SEED, make_examples, raw_outputs  # noqa: E402
+from braggscope.identify.classifier import expected_calibration_error  # noqa: E402
+from braggscope.simulate.laue import Beam, LaueDetector, Spectrum, laue_pattern, laue_spots, record  # noqa: E402
+from braggscope.simulate.polycrystal import (GRAIN_CONTENTS, Grain, Polycrystal, grain_defects,  # noqa: E402
+                                             voronoi_polycrystal)
+from braggscope.simulate.structure import get_structure  # noqa: E402
+
+TILTED = LaueDetector(distance=78.3, xcen=1021.7, ycen=996.4, xbet=0.72, xgam=-0.41)
+
+
+def _lauetools():
+    np.linalg.linalg = np.linalg  # LaueTools 3.2 still names numpy < 2's private module
+    try:
+        from LaueTools import dict_LaueTools, lauecore
+    except ImportError:
+        return None, None
+    return lauecore, dict_LaueTools
+
+
+def compare_with_lauetools(orientations=5):
+    """Position differences [pixel] and set mismatches against LaueTools, and both codes' speed."""
+    lauecore, lt_dict = _lauetools()
+    if lauecore is None:
+        return {"lauetools": "not installed (make bench installs it)"}
+    distances, mismatch, ours_t, theirs_t, n_spots = [], 0, 0.0, 0.0, 0
+    calib = [TILTED.distance, TILTED.xcen, TILTED.ycen, TILTED.xbet, TILTED.xgam]
+    for material in ("Cu", "Ni", "Au"):
+        structure = get_structure(material)
+        a = structure.lattice[0] * 10
+        materials = dict(lt_dict.dict_Materials) | {"ours": ["ours", [a, a, a, 90, 90, 90], "fcc"]}
+        for seed in range(orientations):
+            u = Rotation.random(random_state=seed).as_matrix()
+            t, ours = best_time(lambda: laue_spots(structure, u, TILTED, spectrum=Spectrum(5, 22)), 3)
+            ours_t += t
+            t, ref = best_time(lambda: lauecore.SimulateLaue_full_np(
+                [None, "fcc", u, "ours"], 5, 22, calib, pixelsize=TILTED.pixel_size, detectordiameter=500,
+                dictmaterials=materials, removeharmonics=0), 3)
+            theirs_t += t
+            _, _, hkl, x, y, energy = (np.asarray(v) for v in ref[:6])
+            on = TILTED.on_frame(x, y)
+            theirs = {tuple(h): (xx, yy, e) for h, xx, yy, e, o in zip(hkl.astype(int), x, y, energy, on) if o}
+            mine = {tuple(h): (xx, yy, e) for h, xx, yy, e in zip(ours.hkl, ours.x, ours.y, ours.energy)}
+            edge = {h for h, (_, _, e) in (theirs | mine).items() if min(abs(e - 5), abs(e - 22)) < 1e-3}
+            mismatch += len((set(theirs) ^ set(mine)) - edge)
+            distances += [np.hypot(mine[h][0] - theirs[h][0], mine[h][1] - theirs[h][1]) for h in set(mine) & set(theirs)]
+            n_spots += len(mine)
+    return {"lauetools_max_px": float(np.max(distances)), "lauetools_median_px": float(np.median(distances)),
+            "lauetools_spots_compared": len(distances), "lauetools_set_mismatch": mismatch,
+            "positions_per_s": n_spots / ours_t, "lauetools_positions_per_s": n_spots / theirs_t,
+            "positions_speedup_vs_lauetools": theirs_t / ours_t}
+
+
+def polycrystal_frame(seed=0):
+    """The forward-model case: 6 Cu grains with mixed defects on 20 × 24 × 24 voxels of 100 nm."""
+    poly = voronoi_polycrystal((20, 24, 24), 100.0, 6, structure="Cu", seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    box = np.array(poly.grain_map.shape) * poly.voxel_size
+    grains = [Grain(g.orientation, g.structure, strain=g.strain,
+                    defects=grain_defects(GRAIN_CONTENTS[i % 4], g.orientation, g.structure, box, rng))
+              for i, g in enumerate(poly.grains)]
+    return Polycrystal(poly.grain_map, poly.voxel_size, tuple(grains))
+
+
+def network_scores(analyser, data):
+    """Scores of the shipped network and of the centroid fit on held-out examples."""
+    out = raw_outputs(analyser.model, data)
+    estimates = analyser.decode(out)
+    truth = np.einsum("nk,kij->nij", data["strain"] * STEP, DEVIATORIC_BASIS)
+    predicted = np.stack([e.strain for e in estimates])
+    sigma = np.stack([e.strain_sigma for e in estimates])
+    pairs = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
+    err = np.stack([predicted[:, i, j] - truth[:, i, j] for i, j in pairs], axis=1)
+    sig = np.stack([sigma[:, i, j] for i, j in pairs], axis=1)
+    fitted = np.stack([fit_strain_from_centroids(f) for f in data["features"]])
+    true6 = np.stack([truth[:, i, j] for i, j in pairs], axis=1)
+    probs = np.array([[e.probabilities[c] for c in DEFECT_CLASSES] for e in estimates])
+    labels = data["label"]
+    ece, _ = expected_calibration_error(probs, labels)
+    dislocated = np.isin(labels, [1, 2])
+    log_rho = np.array([e.log_density for e in estimates])
+    per_class = {c: float((probs.argmax(1) == labels)[labels == k].mean()) for k, c in enumerate(DEFECT_CLASSES)
+                 if (labels == k).any()}
+    by_structure = {s: float(np.sqrt(np.mean(err[data["structure"] == s] ** 2)) * 1e4)
+                    for s in np.unique(data["structure"])}
+    return {"strain_rmse_1e4": float(np.sqrt(np.mean(err**2)) * 1e4),
+            "centroid_fit_strain_rmse_1e4": float(np.sqrt(np.mean((fitted - true6) ** 2)) * 1e4),
+            "true_strain_rms_1e4": float(np.sqrt(np.mean(true6**2)) * 1e4),
+            "strain_rmse_1e4_by_structure": by_structure,
+            "strain_within_1sigma": float(np.mean(np.abs(err) < sig)),
+            "defect_accuracy": float(np.mean(probs.argmax(1) == labels)), "defect_accuracy_by_class": per_class,
+            "defect_ece": ece,
+            "log_density_rmse": float(np.sqrt(np.mean((log_rho - data["log_density"])[dislocated] ** 2))),
+            "test_grains": int(len(labels))}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    result = {"benchmark": "laue", "device": device()}
+    result |= compare_with_lauetools(orientations=2 if args.quick else 5)
+
+    detector, beam = LaueDetector(), Beam()
+    poly = polycrystal_frame()
+    pattern_s, pattern = best_time(lambda: laue_pattern(poly, detector, beam), 1 if args.quick else 3)
+    result |= {"spots_per_s": len(pattern.spots) / pattern_s, "pattern_s": pattern_s, "pattern_spots": len(pattern.spots),
+               "pattern_lit_voxels_grains": sum(g["illuminated_volume_nm3"] > 0 for g in pattern.grains)}
+    frame = record(pattern, seed=0)
+
+    analyser = LaueAnalyser.load()
+    to_lab = beam.sample_to_lab
+    lit = [g for g in pattern.grains if g["illuminated_volume_nm3"] > 0]
+
+    def read_all():
+        out = []
+        for g in lit:
+            try:
+                out.append(analyser.analyse(frame.counts, g["structure"], to_lab @ np.array(g["orientation"])))
+            except ConfigError:  # a grain with too few spots on the frame is skipped, as the CLI does
+                pass
+        return out
+
+    t, read = best_time(read_all, 1 if args.quick else 3)
+    result |= {"inference_s_per_image": t, "inference_grains_read": len(read)}
+
+    n = 24 if args.quick else 200
+    start = time.perf_counter()
+    data = make_examples(range(TEST_SEED, TEST_SEED + n), workers=2)
+    result["test_simulation_s"] = time.perf_counter() - start
+    result |= network_scores(analyser, data)
+    result["training_s"] = analyser.meta.get("training_s")
+    result["training_examples"] = analyser.meta.get("examples")
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
