@@ -831,7 +831,8 @@ def _cmd_bench(args):
 
 
 _COMMANDS = {"simulate": _cmd_simulate, "reconstruct": _cmd_reconstruct, "strain": _cmd_strain,
-             "identify": _cmd_identify, "classify": _cmd_classify, "tem": _cmd_tem, "laue": _cmd_laue, "plan": _cmd_plan, "demo": _cmd_demo, "bench": _cmd_bench}
+             "identify": _cmd_identify, "classify": _cmd_classify, "tem": _cmd_tem, "laue": _cmd_laue,
+             "plan": _cmd_plan, "demo": _cmd_demo, "bench": _cmd_bench}
 
 
 def main(argv=None) -> int:

@@ -34,7 +34,8 @@ from .classifier import fit_temperature
 from .unet import ConvBlock
 
 __all__ = ["DEFECT_CLASSES", "DEVIATORIC_BASIS", "simulate_grain", "spot_inputs", "LaueNet", "LaueAnalyser",
-           "GrainEstimate", "fit_strain_from_centroids", "deviatoric_components", "laue_weights_path"]
+           "GrainEstimate", "fit_strain_from_centroids", "centroid_fit", "grain_features", "patch_inputs",
+           "twin_evidence", "deviatoric_components", "laue_weights_path"]
 
 DEFECT_CLASSES = GRAIN_CONTENTS
 STRUCTURES = ("Cu", "Ni", "Au", "Pt", "UO2")
@@ -181,12 +182,15 @@ def spot_inputs(counts, structure, orientation, *, detector: LaueDetector | None
 
     Returns
     -------
-    patches : (SPOTS, PATCH, PATCH) float32
-    features : (SPOTS, 21) float32
-        Spot motions per STEP (16), sub-pixel offset of the predicted spot in its patch (2),
-        energy / 25 keV, the measured centroid's shift from the prediction [pixel] (2).
+    raw : (SPOTS, PATCH, PATCH)
+        The frame's patches around the predicted spots (see :func:`patch_inputs`).
+    geometry : (SPOTS, 19) float32
+        Spot motions [pixel] per STEP of each deviatoric and rotation component (16), sub-pixel
+        offset of the predicted spot in its patch (2), energy / 25 keV.
     overview : (2, rows // POOL, cols // POOL) float32
         The frame max-pooled, and the grain's predicted spots at the same scale.
+    twins : (4,) float32
+        :func:`twin_evidence`.
     """
     detector, beam = detector or LaueDetector(), beam or Beam()
     counts = np.asarray(counts)
@@ -200,13 +204,25 @@ def spot_inputs(counts, structure, orientation, *, detector: LaueDetector | None
                           f"the network needs {SPOTS}")
     hkl = spots.hkl[picked]
     motion = _spot_motion(structure, orientation, hkl, detector, beam.sample_to_lab)
-    patches, extra = [], []
+    raw, offsets = [], []
     for i in picked:
         p, dx, dy = _patch(counts, spots.x[i], spots.y[i])
-        patches.append(_normalise(p))
-        extra.append((dx, dy, spots.energy[i] / 25.0, *_centroid_shift(p, dx, dy)))
-    features = np.concatenate([motion, np.array(extra)], axis=1)
-    return np.stack(patches), features.astype(np.float32), _overview(counts, spots, detector)
+        raw.append(p)
+        offsets.append((dx, dy, spots.energy[i] / 25.0))
+    features = np.concatenate([motion, np.array(offsets)], axis=1)
+    twins = twin_evidence(counts, structure, orientation, detector)
+    return np.stack(raw), features.astype(np.float32), _overview(counts, spots, detector), twins
+
+
+def patch_inputs(raw, geometry):
+    """The normalised patches (S, P, P) and the 26 features (S, 26) from raw patches (S, P, P) and
+    the 19 geometric features of :func:`spot_inputs` (motions, offsets, energy): each spot's
+    measured centroid shift [pixel], log₁₀(1 + SNR), RMS extents along its axes [pixel] and the
+    major axis's cos 2φ, sin 2φ are appended (:func:`_spot_measures`)."""
+    measured = np.array([_spot_measures(p, f[16], f[17]) for p, f in zip(raw, geometry)])
+    measured[:, 2] = np.log10(1 + np.maximum(measured[:, 2], 0))
+    patches = np.stack([_normalise(p) for p in raw]).astype(np.float32)
+    return patches, np.concatenate([geometry, measured], axis=1).astype(np.float32)
 
 
 def _overview(counts, spots, detector):
@@ -216,30 +232,101 @@ def _overview(counts, spots, detector):
     predicted = np.zeros_like(pooled)
     iy, ix = (spots.y / POOL).astype(int), (spots.x / POOL).astype(int)
     ok = (iy < predicted.shape[0]) & (ix < predicted.shape[1])
-    np.maximum.at(predicted, (iy[ok], ix[ok]), np.log1p(spots.intensity[ok] / spots.intensity.max() * 1e3) / np.log(1e3))
+    brightness = np.log1p(spots.intensity[ok] / spots.intensity.max() * 1e3) / np.log(1e3)
+    np.maximum.at(predicted, (iy[ok], ix[ok]), brightness)
     return np.stack([pooled, predicted]).astype(np.float32)
 
 
-def _centroid_shift(patch, dx, dy, threshold=0.1):
-    """[pixel] Measured centroid − predicted position in a raw patch: intensity-weighted over the
-    pixels above `threshold` × the peak (background, the median, removed); (0, 0) if empty."""
+def _spot_measures(patch, dx, dy, *, radius=3, search=10, extent=8):
+    """The spot in a raw patch whose predicted centre is (dx, dy) [pixel] from the patch's centre:
+    (shift x, shift y, SNR, major, minor, cos 2φ, sin 2φ).
+
+    Shift: the measured centroid − predicted position [pixel]: the peak of the Gaussian-smoothed
+    (σ 1 pixel), background-free (the median) patch within `search` pixels of the prediction, then
+    the intensity-weighted centroid in a (2·`radius` + 1)² window re-centred on it three times.
+    SNR: the smoothed peak over the noise (the patch's median absolute deviation). Shape: the RMS
+    extents [pixel] along the principal axes and the major axis's angle φ of the pixels above
+    three times the noise within `extent` pixels of the centroid (a streak's length and direction)."""
+    from scipy.ndimage import gaussian_filter
+
     half = PATCH // 2
+    signal = np.asarray(patch, dtype=float) - np.median(patch)
+    noise = 1.4826 * np.median(np.abs(signal)) + 1e-6
+    smooth = gaussian_filter(signal, 1.0)
     yy, xx = np.mgrid[-half:half, -half:half]
-    s = patch - np.median(patch)
-    w = np.where(s > threshold * s.max(), s, 0)
-    if not w.sum() > 0:
-        return 0.0, 0.0
-    return (w * xx).sum() / w.sum() - dx, (w * yy).sum() / w.sum() - dy
+    peak = np.argmax(np.where(np.hypot(xx - dx, yy - dy) <= search, smooth, -np.inf))
+    cx, cy = float(xx.flat[peak]), float(yy.flat[peak])
+    for _ in range(3):
+        w = np.where((np.abs(xx - round(cx)) <= radius) & (np.abs(yy - round(cy)) <= radius), np.maximum(signal, 0), 0)
+        if not w.sum() > 0:
+            break
+        cx, cy = (w * xx).sum() / w.sum(), (w * yy).sum() / w.sum()
+    w = np.where((np.hypot(xx - cx, yy - cy) <= extent) & (smooth > 3 * noise), signal, 0)
+    shape = (0.0, 0.0, 0.0, 0.0)
+    if w.sum() > 0:
+        u, v = xx - cx, yy - cy
+        cov = np.array([[(w * u * u).sum(), (w * u * v).sum()], [(w * u * v).sum(), (w * v * v).sum()]]) / w.sum()
+        values, vectors = np.linalg.eigh(cov)
+        phi = np.arctan2(vectors[1, 1], vectors[0, 1])
+        shape = (np.sqrt(max(values[1], 0)), np.sqrt(max(values[0], 0)), np.cos(2 * phi), np.sin(2 * phi))
+    return (cx - dx, cy - dy, smooth.flat[peak] / noise, *shape)
 
 
-def fit_strain_from_centroids(features) -> np.ndarray:
-    """Classical reading: the deviatoric strain (six components) and rotation that best move the
-    predicted spots onto the measured centroids (features 19–20), by linear least squares on the
-    spot motions (features 0–15)."""
-    a = np.concatenate([f[:16].reshape(8, 2).T for f in features])  # (2 S, 8): x and y motion per component
-    b = np.concatenate([f[19:21] for f in features])
-    coeff, *_ = np.linalg.lstsq(a, b, rcond=None)
+def twin_evidence(counts, structure, orientation, detector, *, spots_per_variant=12, min_snr=5.0) -> np.ndarray:
+    """For each of the four {111} twin variants of a grain of `orientation` (crystal → lab), the
+    share of its `spots_per_variant` strongest spots that the parent does not share (> 3 pixels
+    from every parent spot) which the frame shows (SNR ≥ `min_snr`); sorted, largest first."""
+    parent = laue_spots(structure, orientation, detector)
+    out = []
+    for n in ((1, 1, 1), (1, 1, -1), (1, -1, 1), (-1, 1, 1)):
+        n = np.array(n) / np.sqrt(3)
+        twin = laue_spots(structure, orientation @ (2 * np.outer(n, n) - np.eye(3)), detector)
+        alone = [i for i in _pick_spots(twin, detector)
+                 if np.min(np.hypot(parent.x - twin.x[i], parent.y - twin.y[i]), initial=np.inf) > 3]
+        seen = [_spot_measures(*_patch(counts, twin.x[i], twin.y[i]))[2] >= min_snr
+                for i in alone[:spots_per_variant]]
+        out.append(float(np.mean(seen)) if seen else 0.0)
+    return np.sort(out)[::-1].astype(np.float32)
+
+
+def centroid_fit(features, *, min_snr=3.0, rounds=5, min_spots=8):
+    """Least squares of the five deviatoric coefficients and three rotations (×STEP) on the spots'
+    centroid shifts (features 19–20) through their motions (features 0–15), over the spots with a
+    signal-to-noise ratio ≥ `min_snr` (feature 21 is log₁₀(1 + SNR)), dropping spots whose residual
+    exceeds 3 × the median (at least 0.3 pixel) while `min_spots` remain.
+
+    Returns (coefficients (8,), spots used, RMS residual [pixel]); the coefficients are NaN where
+    fewer than `min_spots` spots pass, as eight unknowns need them."""
+    a = np.stack([f[:16].reshape(8, 2).T for f in features])  # (S, 2, 8): x and y motion per component
+    b = np.stack([f[19:21] for f in features])
+    keep = 10 ** np.asarray([f[21] for f in features]) - 1 >= min_snr
+    if keep.sum() < min_spots:
+        return np.full(8, np.nan), int(keep.sum()), np.nan
+    for _ in range(rounds):
+        coeff, *_ = np.linalg.lstsq(a[keep].reshape(-1, 8), b[keep].reshape(-1), rcond=None)
+        residual = np.linalg.norm(a @ coeff - b, axis=1)
+        inliers = keep & (residual < max(3 * np.median(residual[keep]), 0.3))
+        if inliers.sum() < min_spots or (inliers == keep).all():
+            break
+        keep = inliers
+    return coeff, int(keep.sum()), float(np.sqrt(np.mean(residual[keep] ** 2)))
+
+
+def fit_strain_from_centroids(features, **kwargs) -> np.ndarray:
+    """Classical reading: the deviatoric strain (six components, sample frame) of :func:`centroid_fit`
+    (what LaueTools' strain refinement does with matched spots); NaN where it cannot fit."""
+    coeff, _, _ = centroid_fit(features, **kwargs)
     return deviatoric_components(np.tensordot(coeff[:5] * STEP, DEVIATORIC_BASIS, axes=1))
+
+
+def grain_features(features, twins) -> np.ndarray:
+    """(12,) grain-level inputs: the twin evidence (4), the centroid fit's five strain coefficients
+    (0 where it cannot fit), whether it fitted, the share of the spots it used and its RMS residual
+    [pixel] (capped at 3)."""
+    coeff, used, residual = centroid_fit(features)
+    ok = bool(np.isfinite(coeff).all())
+    return np.concatenate([twins, np.nan_to_num(coeff[:5]), [float(ok), used / len(features),
+                                                             min(residual, 3.0) if ok else 3.0]]).astype(np.float32)
 
 
 # --- the network ------------------------------------------------------------------------------
@@ -250,7 +337,7 @@ class LaueNet(nn.Module):
     deviatoric strain (5 coefficients on DEVIATORIC_BASIS, ×10⁻³) and their log-variances,
     log₁₀ density and its log-variance, defect-class logits."""
 
-    def __init__(self, width=8, n_features=21):
+    def __init__(self, width=8, n_features=26, n_grain_features=12):
         super().__init__()
         w = width
         self.patch = nn.Sequential(ConvBlock(2, 1, w), nn.MaxPool2d(2), ConvBlock(2, w, 2 * w), nn.MaxPool2d(2),
@@ -260,16 +347,18 @@ class LaueNet(nn.Module):
                                   nn.LeakyReLU(0.1))
         self.overview = nn.Sequential(ConvBlock(2, 2, w), nn.MaxPool2d(2), ConvBlock(2, w, 2 * w), nn.MaxPool2d(2),
                                       ConvBlock(2, 2 * w, 4 * w), nn.AdaptiveMaxPool2d(1), nn.Flatten())
-        self.head = nn.Sequential(nn.Linear(256 + 4 * w, 128), nn.LeakyReLU(0.1),
+        self.head = nn.Sequential(nn.Linear(256 + 4 * w + n_grain_features, 128), nn.LeakyReLU(0.1),
                                   nn.Linear(128, 10 + 2 + len(DEFECT_CLASSES)))
 
-    def forward(self, patches, features, overview):
-        """patches (B, S, P, P), features (B, S, F), overview (B, 2, H, W) → (B, 16) raw outputs."""
+    def forward(self, patches, features, overview, grain):
+        """patches (B, S, P, P), features (B, S, F), overview (B, 2, H, W), grain features (B, 12)
+        (:func:`grain_features`) → (B, 16) raw outputs. The strain coefficients are the centroid
+        fit's (where it fitted) plus the network's correction."""
         b, s = patches.shape[:2]
         per_spot = self.patch(patches.reshape(b * s, 1, *patches.shape[2:])).reshape(b, s, -1)
         per_spot = self.spot(torch.cat([per_spot, features], dim=-1))
-        pooled = torch.cat([per_spot.mean(1), per_spot.amax(1), self.overview(overview)], dim=-1)
-        return self.head(pooled)
+        out = self.head(torch.cat([per_spot.mean(1), per_spot.amax(1), self.overview(overview), grain], dim=-1))
+        return torch.cat([out[:, :5] + grain[:, 4:9], out[:, 5:]], dim=1)
 
 
 def _scale_features(features):
@@ -277,6 +366,8 @@ def _scale_features(features):
     f = features.clone()
     f[..., :16] = f[..., :16] / 5.0
     f[..., 19:21] = f[..., 19:21] / 5.0
+    f[..., 21] = f[..., 21] / 2.0
+    f[..., 22:24] = f[..., 22:24] / 4.0
     return f
 
 
@@ -333,10 +424,10 @@ class LaueAnalyser:
             torch.save(state, tmp)
 
     @torch.no_grad()
-    def raw(self, patches, features, overview) -> torch.Tensor:
-        """Raw outputs for batched inputs (numpy or tensors)."""
-        t = [torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in (patches, features, overview)]
-        return self.model(t[0], _scale_features(t[1]), t[2])
+    def raw(self, patches, features, overview, grain) -> torch.Tensor:
+        """Raw outputs for batched inputs (numpy or tensors; `grain` from :func:`grain_features`)."""
+        t = [torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in (patches, features, overview, grain)]
+        return self.model(t[0], _scale_features(t[1]), t[2], t[3])
 
     def decode(self, out) -> list:
         """GrainEstimates from raw outputs (B, 16)."""
@@ -352,8 +443,10 @@ class LaueAnalyser:
 
     def analyse(self, counts, structure, orientation, *, detector=None, beam=None) -> GrainEstimate:
         """Strain and defect content of the grain of `orientation` (crystal → lab) in the frame `counts`."""
-        patches, features, overview = spot_inputs(counts, structure, orientation, detector=detector, beam=beam)
-        return self.decode(self.raw(patches[None], features[None], overview[None]))[0]
+        raw, geometry, overview, twins = spot_inputs(counts, structure, orientation, detector=detector, beam=beam)
+        patches, features = patch_inputs(raw, geometry)
+        grain = grain_features(features, twins)
+        return self.decode(self.raw(patches[None], features[None], overview[None], grain[None]))[0]
 
 
 def training_loss(out, strain_coeff, log_density, label):

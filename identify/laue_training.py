@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .laue import (DEFECT_CLASSES, LaueAnalyser, LaueNet, calibrate, laue_weights_path, simulate_grain,
-                   spot_inputs, strain_coefficients, training_loss, _scale_features)
+from .laue import (DEFECT_CLASSES, LaueAnalyser, LaueNet, _scale_features, calibrate, grain_features,
+                   laue_weights_path, patch_inputs, simulate_grain, spot_inputs, strain_coefficients, training_loss)
 
 VALIDATION_SEED = 500_000
 TEST_SEED = 1_000_000
@@ -26,35 +26,42 @@ TEST_SEED = 1_000_000
 
 def _one(seed):
     g = simulate_grain(seed)
-    patches, features, overview = spot_inputs(g["counts"], g["structure"], g["orientation"])
-    return (patches.astype(np.float16), features, overview.astype(np.float16), g["label"],
+    raw, geometry, overview, twins = spot_inputs(g["counts"], g["structure"], g["orientation"])
+    return (raw.astype(np.uint16), geometry, overview.astype(np.float16), twins, g["label"],
             strain_coefficients(g["strain"]).astype(np.float32), np.float32(g["log_density"]), g["structure"])
 
 
 def make_examples(seeds, path=None, *, workers=2) -> dict:
-    """Network inputs and truths of the grains of `seeds` (cached in the npz file `path` when given)."""
+    """Network inputs and truths of the grains of `seeds`: the raw patches and geometric features
+    (cached in the npz file `path` when given), then the normalised patches and all features
+    (:func:`~braggscope.identify.laue.patch_inputs`)."""
     if path is not None and Path(path).is_file():
         with np.load(path) as f:
-            return dict(f)
-    with ProcessPoolExecutor(workers) as pool:
-        rows = list(pool.map(_one, seeds, chunksize=4))
-    keys = ("patches", "features", "overview", "label", "strain", "log_density", "structure")
-    data = {k: np.stack([r[i] for r in rows]) for i, k in enumerate(keys)}
-    if path is not None:
-        from braggscope.io.cxi import atomic_path
+            data = dict(f)
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            rows = list(pool.map(_one, seeds, chunksize=4))
+        keys = ("raw", "geometry", "overview", "twins", "label", "strain", "log_density", "structure")
+        data = {k: np.stack([r[i] for r in rows]) for i, k in enumerate(keys)}
+        if path is not None:
+            from braggscope.io.cxi import atomic_path
 
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **data)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.savez(f, **data)
+    inputs = [patch_inputs(r, g) for r, g in zip(data["raw"], data["geometry"])]
+    data["patches"] = np.stack([p for p, _ in inputs]).astype(np.float16)
+    data["features"] = np.stack([f for _, f in inputs])
+    data["grain"] = np.stack([grain_features(f, t) for f, t in zip(data["features"], data["twins"])])
     return data
 
 
 def tensors(data, index=None):
-    """(patches, features, overview, label, strain coefficients, log density) as tensors."""
+    """(patches, features, overview, grain features, label, strain coefficients, log density) as tensors."""
     sel = slice(None) if index is None else index
     return (torch.from_numpy(data["patches"][sel].astype(np.float32)),
             _scale_features(torch.from_numpy(data["features"][sel])),
-            torch.from_numpy(data["overview"][sel].astype(np.float32)),
+            torch.from_numpy(data["overview"][sel].astype(np.float32)), torch.from_numpy(data["grain"][sel]),
             torch.from_numpy(data["label"][sel].astype(np.int64)), torch.from_numpy(data["strain"][sel]),
             torch.from_numpy(data["log_density"][sel]))
 
@@ -62,7 +69,7 @@ def tensors(data, index=None):
 @torch.no_grad()
 def raw_outputs(model, data, batch=64) -> torch.Tensor:
     model.eval()
-    outs = [model(*tensors(data, slice(i, i + batch))[:3]) for i in range(0, len(data["label"]), batch)]
+    outs = [model(*tensors(data, slice(i, i + batch))[:4]) for i in range(0, len(data["label"]), batch)]
     return torch.cat(outs)
 
 
@@ -70,22 +77,22 @@ def train(data, validation, *, steps=4000, batch=32, lr=2e-3, seed=0, log_every=
     """Train a LaueNet; return the calibrated LaueAnalyser and the validation history."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    config = {"width": 8}
+    config = {"width": 8, "n_features": 26, "n_grain_features": 12}
     model = LaueNet(**config)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     history, start = [], time.perf_counter()
     for step in range(1, steps + 1):
         model.train()
-        p, f, o, y, c, d = tensors(data, rng.integers(len(data["label"]), size=batch))
-        loss = training_loss(model(p, f, o), c, d, y)
+        p, f, o, t, y, c, d = tensors(data, rng.integers(len(data["label"]), size=batch))
+        loss = training_loss(model(p, f, o, t), c, d, y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         if step % log_every == 0 or step == steps:
             out = raw_outputs(model, validation)
-            _, _, _, y, c, d = tensors(validation)
+            *_, y, c, d = tensors(validation)
             accuracy = float((out[:, 12:].argmax(1) == y).float().mean())
             rmse = float(((out[:, :5] - c) ** 2).mean().sqrt())
             history.append({"step": step, "seconds": time.perf_counter() - start, "loss": float(loss.detach()),
@@ -93,7 +100,7 @@ def train(data, validation, *, steps=4000, batch=32, lr=2e-3, seed=0, log_every=
             print(history[-1], flush=True)
     analyser = LaueAnalyser(model.eval())
     out = raw_outputs(model, validation)
-    _, _, _, y, c, d = tensors(validation)
+    *_, y, c, d = tensors(validation)
     calibrate(analyser, out, c, d, y.numpy())
     return analyser, config, history
 
@@ -108,9 +115,9 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=laue_weights_path())
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    data = make_examples(range(args.examples), args.cache / f"train_{args.examples}.npz", workers=args.workers)
+    data = make_examples(range(args.examples), args.cache / f"raw_train_{args.examples}.npz", workers=args.workers)
     validation = make_examples(range(VALIDATION_SEED, VALIDATION_SEED + args.validation),
-                               args.cache / f"validation_{args.validation}.npz", workers=args.workers)
+                               args.cache / f"raw_validation_{args.validation}.npz", workers=args.workers)
     simulated = time.perf_counter() - t0
     analyser, config, history = train(data, validation, steps=args.steps)
     analyser.meta = {"examples": args.examples, "steps": args.steps, "simulation_s": simulated,

@@ -12,6 +12,8 @@ from braggscope.simulate.polycrystal import (Grain, Polycrystal, dislocation_den
 from braggscope.simulate.structure import get_structure
 
 TILTED = LaueDetector(distance=78.3, xcen=1021.7, ycen=996.4, xbet=0.72, xgam=-0.41)
+DEFECT_NAMES = ("perfect", "dislocations", "gnd", "twin")
+RMSE_LIMIT, ACCURACY_LIMIT = 2e-4, 0.5  # the shipped network: 0.8e-4 and 0.69 on these 16 grains (chance 0.25)
 
 
 def _lauetools():
@@ -324,3 +326,44 @@ def test_bad_crystal_structures_are_refused():
         CrystalStructure("x", (0.3, 0.3, 0.3, 90, 90, 90), ())
     with pytest.raises(ConfigError):
         laue_spots("Cu", np.ones((3, 3)), TILTED)
+
+
+@pytest.fixture(scope="module")
+def held_out_grains():
+    """Sixteen grains from a seed range that neither training (0…), validation (500 000…) nor the
+    benchmark (1 000 000…) uses."""
+    from braggscope.identify.laue_training import make_examples
+
+    return make_examples(range(2_000_000, 2_000_016), workers=2)
+
+
+@pytest.mark.slow
+def test_shipped_laue_network_reads_held_out_grains(held_out_grains):
+    from braggscope.identify.laue import DEVIATORIC_BASIS, STEP, LaueAnalyser, fit_strain_from_centroids
+    from braggscope.identify.laue_training import raw_outputs
+
+    analyser = LaueAnalyser.load()
+    data = held_out_grains
+    estimates = analyser.decode(raw_outputs(analyser.model, data))
+    truth = np.einsum("nk,kij->nij", data["strain"] * STEP, DEVIATORIC_BASIS)
+    error = np.stack([e.strain for e in estimates]) - truth
+    rmse = np.sqrt(np.mean(error**2))
+    accuracy = np.mean([DEFECT_NAMES.index(e.defect_class) == y for e, y in zip(estimates, data["label"])])
+    assert rmse < RMSE_LIMIT and accuracy >= ACCURACY_LIMIT
+    fitted = np.stack([fit_strain_from_centroids(f) for f in data["features"]])
+    assert np.isfinite(fitted).all(axis=1).mean() > 0.5
+
+
+def test_laue_analyse_command_reads_every_lit_grain(tmp_path):
+    import json
+
+    from braggscope.cli import main
+
+    frame = tmp_path / "frame.h5"
+    assert main(["laue", "simulate", str(frame), "--grid", "10", "16", "16", "--grains", "3", "--seed", "4", "-q"]) == 0
+    assert main(["laue", "analyse", str(frame), "--json", str(tmp_path / "grains.json"), "-q"]) == 0
+    grains = json.loads((tmp_path / "grains.json").read_text())["grains"]
+    assert grains and all(g["defect_class"] in DEFECT_NAMES for g in grains)
+    assert np.array(grains[0]["deviatoric_strain"]).shape == (3, 3)
+    assert abs(np.trace(np.array(grains[0]["deviatoric_strain"]))) < 1e-9
+    assert main(["laue", "analyse", str(frame), "--orientation", *["1"] * 9, "-q"]) == 2  # no --structure

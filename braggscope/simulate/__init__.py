@@ -4,7 +4,9 @@ Crystal shapes (:mod:`.shapes`), defect displacement fields (:mod:`.dislocations
 :mod:`.planar`, :mod:`.fields`), the object and its ground truth on a grid (:mod:`.sample`),
 continuum and atomistic kinematical diffraction (:mod:`.diffraction`), the detector
 (:mod:`.detector`) and the whole chain (:func:`simulate_bcdi`); transmission electron micrographs
-of the same defects in :mod:`.tem` (two-beam diffraction contrast, Fresnel contrast, the camera).
+of the same defects in :mod:`.tem` (two-beam diffraction contrast, Fresnel contrast, the camera);
+Laue microdiffraction of defective polycrystals in :mod:`.laue` (with :mod:`.structure` and
+:mod:`.polycrystal`).
 
 Examples
 --------

@@ -14,7 +14,7 @@ deviatoric part of the strain and the rotations move the spots.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import lru_cache
 
 import numpy as np
 
@@ -23,8 +23,8 @@ from ..errors import ConfigError
 from ..geometry import HC_KEV_NM
 from .structure import CrystalStructure, get_structure
 
-__all__ = ["LaueDetector", "Spectrum", "Beam", "LaueSpots", "LauePattern", "LaueFrame", "laue_spots", "spot_positions", "laue_pattern", "record", "atomistic_spot",
-           "reflections_within", "spot_intensity",
+__all__ = ["LaueDetector", "Spectrum", "Beam", "LaueSpots", "LauePattern", "LaueFrame", "laue_spots",
+           "spot_positions", "laue_pattern", "record", "atomistic_spot", "reflections_within", "spot_intensity",
            "BEAM", "POLARISATION"]
 
 BEAM = np.array([1.0, 0.0, 0.0])  # incident beam direction
@@ -121,20 +121,29 @@ class Spectrum:
         if not self.emax > self.emin:
             raise ConfigError(f"the band must have emax > emin, got {self.emin}–{self.emax} keV")
 
-    @cached_property
-    def _table(self):
-        from scipy.integrate import quad
-        from scipy.special import kv
-
-        grid = np.linspace(self.emin, self.emax, 128)
-        g1 = np.array([t * quad(lambda s: kv(5 / 3, s), t, np.inf)[0] for t in grid / self.critical_energy])
-        return grid, g1 / (g1 / grid).max()
-
     def __call__(self, energy_kev) -> np.ndarray:
         """Relative flux per keV at `energy_kev`, 0 outside the band (the band's peak is 1)."""
-        grid, g1 = self._table  # G1 is smooth: interpolate it, then divide by E
         e = np.asarray(energy_kev, dtype=float)
-        return np.where((e >= self.emin) & (e <= self.emax), np.interp(e, grid, g1) / e, 0.0)
+        grid = np.linspace(self.emin, self.emax, 256)
+        peak = np.max(_g1(grid / self.critical_energy) / grid)
+        inside = (e >= self.emin) & (e <= self.emax)
+        return np.where(inside, _g1(e / self.critical_energy) / np.where(inside, e, 1.0) / peak, 0.0)
+
+
+@lru_cache(maxsize=1)
+def _g1_table():
+    """G1(y) = y ∫_y^∞ K_{5/3}(s) ds on a log grid of y from 10⁻⁴ to 30 (scipy's quad and kv)."""
+    from scipy.integrate import quad
+    from scipy.special import kv
+
+    y = np.geomspace(1e-4, 30.0, 600)
+    return np.log(y), np.log([t * quad(lambda s: kv(5 / 3, s), t, np.inf)[0] for t in y])
+
+
+def _g1(y):
+    """G1(y), interpolated log-log in :func:`_g1_table` (smooth: well under 10⁻³ relative)."""
+    log_y, log_g1 = _g1_table()
+    return np.exp(np.interp(np.log(np.maximum(y, 1e-4)), log_y, log_g1))
 
 
 @dataclass(frozen=True)
@@ -158,23 +167,20 @@ class LaueSpots:
     def __len__(self):
         return len(self.energy)
 
-    def table(self) -> list:
-        """JSON-able rows."""
-        return [{"hkl": [int(v) for v in h], "energy_kev": float(e), "x": float(x), "y": float(y),
-                 "two_theta_deg": float(t), "chi_deg": float(c), "intensity": float(i)}
-                for h, e, x, y, t, c, i in zip(self.hkl, self.energy, self.x, self.y, self.two_theta, self.chi,
-                                              self.intensity)]
 
-
+@lru_cache(maxsize=64)
 def reflections_within(structure: CrystalStructure, g_max) -> np.ndarray:
-    """Miller indices (n, 3) of every allowed reflection with 0 < |G| ≤ `g_max` [1/nm]."""
+    """Miller indices (n, 3) of every allowed reflection with 0 < |G| ≤ `g_max` [1/nm] (read-only;
+    remembered for the last 64 structures and limits)."""
     basis = structure.direct_basis
     limits = np.ceil(g_max * np.linalg.norm(basis, axis=0) / (2 * np.pi)).astype(int)
     axes = [np.arange(-m, m + 1) for m in limits]
     hkl = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     g = np.linalg.norm(structure.g_vectors(hkl), axis=1)
     hkl = hkl[(g > 0) & (g <= g_max)]
-    return hkl[structure.allowed(hkl)]
+    hkl = hkl[structure.allowed(hkl)]
+    hkl.flags.writeable = False
+    return hkl
 
 
 def _kinematics(g_lab):

@@ -236,19 +236,20 @@ def _random_in_plane(normal, rng):
 def grain_defects(content, orientation, structure, box_nm, rng) -> list:
     """Random defects of one `content` (see GRAIN_CONTENTS) for a grain of `orientation`
     (crystal → sample) filling the box `box_nm` (z below the surface): 'perfect' none;
-    'dislocations' stored ones at ρ log-uniform in 3·10¹²–10¹⁴ m⁻²; 'gnd' geometrically necessary
-    ones at 2·10¹²–2·10¹³ m⁻² on 3·10¹¹–3·10¹² m⁻² stored ones; 'twin' a {111} twin boundary
-    at 30–70 % of the box's depth."""
+    'dislocations' stored ones at ρ log-uniform in 10¹³–3·10¹⁴ m⁻²; 'gnd' geometrically necessary
+    ones at 3·10¹²–3·10¹³ m⁻² on 10¹²–10¹³ m⁻² stored ones; 'twin' a {111} twin boundary at
+    30–70 % of the box's depth. (Below about 10¹³ m⁻² stored dislocations hardly change the spots
+    of a 100 nm voxel model.)"""
     from .planar import TwinBoundary
 
     structure = get_structure(structure)
     a = structure.lattice[0]
     box = np.asarray(box_nm, dtype=float)
     if content == "dislocations":
-        return random_dislocations(orientation, a, 10 ** rng.uniform(12.5, 14.0), box, rng=rng)
+        return random_dislocations(orientation, a, 10 ** rng.uniform(13.0, 14.5), box, rng=rng)
     if content == "gnd":
-        stored = random_dislocations(orientation, a, 10 ** rng.uniform(11.5, 12.5), box, rng=rng)
-        return stored + random_dislocations(orientation, a, 10 ** rng.uniform(12.3, 13.3), box, rng=rng,
+        stored = random_dislocations(orientation, a, 10 ** rng.uniform(12.0, 13.0), box, rng=rng)
+        return stored + random_dislocations(orientation, a, 10 ** rng.uniform(12.5, 13.5), box, rng=rng,
                                             geometrically_necessary=True)
     if content == "twin":
         plane = np.array([1.0, 1.0, 1.0]) * rng.choice([-1, 1], 3)
