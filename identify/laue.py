@@ -2,11 +2,14 @@
 
 Given a recorded frame, the grain's crystal structure and its indexed orientation (from LaueTools
 or any indexing), the network reads the patches around the grain's strongest predicted spots
-(with, for each, how the spot moves per unit of each deviatoric strain and rotation component)
-and a coarse view of the whole frame, and returns
+(with, for each, how the spot moves per unit of each deviatoric strain and rotation component,
+and its measured centroid shift, signal-to-noise ratio and shape), a coarse view of the whole
+frame, how much of each {111} twin variant's own spots the frame shows, and the classical
+centroid fit, and returns
 
-* the deviatoric strain tensor (sample frame) with a standard deviation per component
-  (heteroscedastic Gaussian output, scaled on held-out grains so that the errors match it);
+* the deviatoric strain tensor (sample frame) as the centroid fit plus a learnt correction, with a
+  standard deviation per component (heteroscedastic Gaussian output, scaled on held-out grains so
+  that the errors match it);
 * the defect content: perfect (elastic strain only), statistically stored dislocations,
   geometrically necessary dislocations (a lattice curvature: streaked spots) or a twin, with
   temperature-scaled probabilities, and the dislocation density (log₁₀ ρ [1/m²]) with its σ.
@@ -106,9 +109,8 @@ def simulate_grain(seed, *, detector: LaueDetector | None = None, beam: Beam | N
 
     Drawn from `seed`: structure (Cu, Ni, Au, Pt or UO₂), orientation, a misorientation of the
     indexed orientation (σ 0.03°), the uniform elastic strain (σ 0.2–1.5 × 10⁻³ per component),
-    the defect class (or `label`) and content (dislocations ρ 3·10¹²–10¹⁴ m⁻², GNDs ρ 2·10¹²–2·10¹³
-    m⁻² on 3·10¹¹–3·10¹² stored ones, or a twin boundary at 30–70 % of the depth), the flux
-    (brightest pixel 2·10³–6·10⁴ counts) and the background (20–200 counts).
+    the defect class (or `label`) and its content (:func:`~braggscope.simulate.polycrystal.grain_defects`),
+    the flux (brightest pixel 2·10³–6·10⁴ counts) and the background (20–200 counts).
 
     Returns a dict: 'counts' (the frame), 'structure', 'orientation' (the indexed one, crystal →
     lab), 'label' (index into DEFECT_CLASSES), 'strain' (the six deviatoric components),

@@ -21,6 +21,7 @@ import numpy as np
 from .._validate import check_positive
 from ..errors import ConfigError
 from ..geometry import HC_KEV_NM
+from .polycrystal import dislocation_density
 from .structure import CrystalStructure, get_structure
 
 __all__ = ["LaueDetector", "Spectrum", "Beam", "LaueSpots", "LauePattern", "LaueFrame", "laue_spots",
@@ -393,8 +394,6 @@ def laue_pattern(polycrystal, detector: LaueDetector, beam: Beam | None = None) 
     spots, grains = [], []
     volume = polycrystal.voxel_size**3
     box = np.array(polycrystal.grain_map.shape) * polycrystal.voxel_size
-    from .polycrystal import dislocation_density
-
     for gi, grain in enumerate(polycrystal.grains):
         sel = np.flatnonzero(lit & (grain_of == gi))
         truth = grain.describe() | {"grain": gi, "illuminated_volume_nm3": float(profile[sel].sum() * volume),
