@@ -88,21 +88,6 @@ def _draw_orientation(structure, rng, detector, beam):
             return u
 
 
-def _illuminated_strain(grain, poly, beam):
-    """Mean symmetric distortion over the grain, weighted as the beam and absorption weight
-    the voxels (at 15 keV, exit at the detector's 50° to the surface): what the spots average."""
-    pts = poly.points.reshape(3, -1)
-    off_axis = (beam.sample_to_lab @ pts)[1:]
-    sigma = beam.fwhm / (2 * np.sqrt(2 * np.log(2)))
-    mu = float(grain.structure.linear_attenuation(15.0))
-    path = -pts[0] * (1 / np.sin(np.radians(beam.incidence)) + 1 / np.sin(np.radians(90 - beam.incidence)))
-    w = np.exp(-np.sum(off_axis**2, axis=0) / (2 * sigma**2) - mu * path)
-    lit = w > 1e-3 * w.max()
-    beta = grain.distortion(pts[:, lit])
-    sym = 0.5 * (beta + np.swapaxes(beta, -1, -2))
-    return np.tensordot(w[lit] / w[lit].sum(), sym, axes=1)
-
-
 def simulate_grain(seed, *, detector: LaueDetector | None = None, beam: Beam | None = None, label=None) -> dict:
     """One training/test example: a grain filling the illuminated volume (`GRID` voxels of
     `VOXEL_NM`), recorded on `detector`, with its truth.
@@ -125,12 +110,12 @@ def simulate_grain(seed, *, detector: LaueDetector | None = None, beam: Beam | N
     box = np.array(GRID) * VOXEL_NM
     grain = Grain(true, structure, strain=(e + e.T) / 2, defects=tuple(grain_defects(label, true, structure, box, rng)))
     poly = Polycrystal(np.zeros(GRID, np.int32), VOXEL_NM, (grain,))
-    frame = record(laue_pattern(poly, detector, beam), peak_counts=10 ** rng.uniform(3.3, 4.8),
-                   background=rng.uniform(20, 200), seed=rng)
+    pattern = laue_pattern(poly, detector, beam)
+    frame = record(pattern, peak_counts=10 ** rng.uniform(3.3, 4.8), background=rng.uniform(20, 200), seed=rng)
     density = dislocation_density(grain.defects, box)
     return {"counts": frame.counts, "structure": structure.name, "orientation": beam.sample_to_lab @ indexed,
             "label": DEFECT_CLASSES.index(label),
-            "strain": deviatoric_components(_illuminated_strain(grain, poly, beam)),
+            "strain": deviatoric_components(np.array(pattern.grains[0]["mean_strain"])),
             "log_density": np.log10(density) if density > 0 else 0.0}
 
 

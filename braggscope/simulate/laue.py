@@ -302,7 +302,9 @@ class LauePattern:
         Per reflection of each grain (and twin domain) that reaches the detector: grain, domain,
         hkl, intensity-weighted mean energy [keV] and position (x, y) [pixel], and its intensity.
     grains : list of dict
-        Per grain: :meth:`Grain.describe`, its illuminated volume [nm³] and its dislocation density [1/m²].
+        Per grain: :meth:`Grain.describe`, its illuminated volume [nm³], its dislocation density
+        [1/m²] and, if lit, the mean strain its spots see ('mean_strain', sample frame: the
+        symmetric distortion averaged with the beam's and the absorption's weights).
     """
 
     image: np.ndarray
@@ -371,6 +373,16 @@ def _domain_spots(structure, orientation_lab, beta_lab, sources_mm, weights, dep
     return hkl, sums
 
 
+def _seen_strain(beta, profile, depth, structure, beam):
+    """Mean symmetric distortion (3, 3) of voxels with distortions `beta` (n, 3, 3), weighted as
+    the spots weight them: beam `profile` × absorption at 15 keV over `depth` [nm] in and out
+    (exit at 90° − incidence to the surface, the detector above)."""
+    a = np.radians(beam.incidence)
+    path = depth * (1 / np.sin(a) + 1 / np.cos(a))
+    w = profile * np.exp(-float(structure.linear_attenuation(15.0)) * path)
+    return np.tensordot(w / w.sum(), 0.5 * (beta + np.swapaxes(beta, -1, -2)), axes=1)
+
+
 def laue_pattern(polycrystal, detector: LaueDetector, beam: Beam | None = None) -> LauePattern:
     """The noiseless Laue pattern of the illuminated part of `polycrystal`.
 
@@ -402,7 +414,9 @@ def laue_pattern(polycrystal, detector: LaueDetector, beam: Beam | None = None) 
         if not len(sel):
             continue
         pts = points[:, sel]
-        beta_lab = to_lab @ grain.distortion(pts) @ to_lab.T
+        beta = grain.distortion(pts)
+        truth["mean_strain"] = _seen_strain(beta, profile[sel], -pts[0], grain.structure, beam).tolist()
+        beta_lab = to_lab @ beta @ to_lab.T
         domain_of = grain.domains(pts)
         for domain in np.unique(domain_of):
             d = domain_of == domain
