@@ -24,7 +24,7 @@ import numpy as np
 from .._validate import check_positive, check_vector
 from ..errors import ConfigError
 
-__all__ = ["StraightDislocation", "DislocationLoop", "circular_loop_vertices"]
+__all__ = ["StraightDislocation", "DislocationLoop", "circular_loop_vertices", "straight_dislocation_derivatives"]
 
 _TINY = 1e-9  # [nm] floor on distances to a line, below any physical core radius
 
@@ -141,20 +141,11 @@ class StraightDislocation:
     def directional_derivative(self, points, direction, *, poisson_ratio) -> np.ndarray:
         """∂u/∂s along the unit `direction` (3, ...), dimensionless: the closed-form derivative
         of :meth:`displacement`, free of the cut."""
-        nu = float(poisson_ratio)
-        e1, e2, t = self.local_frame()
-        d = np.asarray(points, dtype=float) - self.position.reshape((3,) + (1,) * (np.ndim(points) - 1))
-        x, y = _dot(e1, d), _dot(e2, d)
-        r2 = np.maximum(x * x + y * y, _TINY**2)
-        gx, gy = float(direction @ e1), float(direction @ e2)
-        dtheta = (x * gy - y * gx) / r2
-        b_screw, b_edge = float(self.burgers @ t), float(self.burgers @ e1)
-        r4 = r2 * r2
-        dux = b_edge / (2 * np.pi) * (dtheta + (gx * y * (y * y - x * x) + gy * x * (x * x - y * y))
-                                      / (2 * (1 - nu) * r4))
-        duy = -b_edge / (2 * np.pi) * ((1 - 2 * nu) / (2 * (1 - nu)) * (x * gx + y * gy) / r2
-                                       + (x * y * (gx * y - gy * x)) / ((1 - nu) * r4))
-        return _outer(e1, dux) + _outer(e2, duy) + _outer(t, b_screw / (2 * np.pi) * dtheta)
+        p = np.asarray(points, dtype=float)
+        flat = p.reshape(3, -1)
+        d = straight_dislocation_derivatives([self], flat, np.asarray(direction, dtype=float)[None],
+                                             poisson_ratio=poisson_ratio)
+        return d[0].reshape(p.shape)
 
     def distance(self, points) -> np.ndarray:
         """[nm] Distance of each point to the line."""
@@ -167,6 +158,40 @@ class StraightDislocation:
         """JSON-able ground truth entry."""
         return {"type": "dislocation", "burgers_nm": self.burgers.tolist(), "line_direction": self.line.tolist(),
                 "position_nm": self.position.tolist(), "character_deg": self.character_angle}
+
+
+def straight_dislocation_derivatives(dislocations, points, directions, *, poisson_ratio, chunk=64) -> np.ndarray:
+    """Σ over straight `dislocations` of ∂u/∂s along each of `directions` (K, 3), at `points`
+    (3, P) [nm]: (K, 3, P), dimensionless; vectorised over the dislocations (`chunk` at a time).
+
+    In each line's frame (x along the edge component b_e, y = t × x, t the line):
+    ∂θ = (x g_y − y g_x)/r², ∂u_x = b_e/2π [∂θ + (g_x y (y² − x²) + g_y x (x² − y²)) / (2(1−ν) r⁴)],
+    ∂u_y = −b_e/2π [(1−2ν)/(2(1−ν)) (x g_x + y g_y)/r² + x y (g_x y − g_y x) / ((1−ν) r⁴)],
+    ∂u_t = b_s/2π ∂θ: the derivatives of Hirth & Lothe's (3-45) and (3-2), free of the cut."""
+    nu = float(poisson_ratio)
+    p = np.asarray(points, dtype=float)
+    g_dirs = np.asarray(directions, dtype=float)
+    out = np.zeros((len(g_dirs), 3, p.shape[1]))
+    for start in range(0, len(dislocations), chunk):
+        part = dislocations[start:start + chunk]
+        frames = np.array([d.local_frame() for d in part])  # (L, 3, 3): e1, e2, t
+        b_edge = np.array([d.burgers @ f[0] for d, f in zip(part, frames)])[:, None]
+        b_screw = np.array([d.burgers @ f[2] for d, f in zip(part, frames)])[:, None]
+        rel = p[None] - np.array([d.position for d in part])[:, :, None]  # (L, 3, P)
+        x, y = np.einsum("li,lip->lp", frames[:, 0], rel), np.einsum("li,lip->lp", frames[:, 1], rel)
+        r2 = np.maximum(x * x + y * y, _TINY**2)
+        r4 = r2 * r2
+        for k, g in enumerate(g_dirs):
+            gx, gy = (frames[:, 0] @ g)[:, None], (frames[:, 1] @ g)[:, None]
+            dtheta = (x * gy - y * gx) / r2
+            dux = b_edge / (2 * np.pi) * (dtheta + (gx * y * (y * y - x * x) + gy * x * (x * x - y * y))
+                                          / (2 * (1 - nu) * r4))
+            duy = -b_edge / (2 * np.pi) * ((1 - 2 * nu) / (2 * (1 - nu)) * (x * gx + y * gy) / r2
+                                           + (x * y * (gx * y - gy * x)) / ((1 - nu) * r4))
+            dut = b_screw / (2 * np.pi) * dtheta
+            out[k] += (np.einsum("li,lp->ip", frames[:, 0], dux) + np.einsum("li,lp->ip", frames[:, 1], duy)
+                       + np.einsum("li,lp->ip", frames[:, 2], dut))
+    return out
 
 
 def circular_loop_vertices(center, normal, radius, *, sides=None, max_sagitta=0.05) -> np.ndarray:

@@ -16,7 +16,7 @@ from scipy.spatial.transform import Rotation
 
 from .._validate import check_grid_shape, check_positive
 from ..errors import ConfigError
-from .dislocations import StraightDislocation
+from .dislocations import StraightDislocation, straight_dislocation_derivatives
 from .planar import TwinBoundary
 from .structure import CrystalStructure, get_structure
 
@@ -73,8 +73,12 @@ class Grain:
         frame, at `points` (3, ...) [nm]: the grain's strain plus every defect's closed-form gradient."""
         p = np.asarray(points, dtype=float)
         beta = np.broadcast_to(self.strain, p.shape[1:] + (3, 3)).copy()
+        lines = [d for d in self.defects if isinstance(d, StraightDislocation)]
+        if lines:  # all straight dislocations at once: (3 directions j, 3 components i, points)
+            grad = straight_dislocation_derivatives(lines, p.reshape(3, -1), np.eye(3), poisson_ratio=self.poisson_ratio)
+            beta += np.transpose(grad, (2, 1, 0)).reshape(p.shape[1:] + (3, 3))
         for defect in self.defects:
-            if isinstance(defect, TwinBoundary):
+            if isinstance(defect, (TwinBoundary, StraightDislocation)):
                 continue
             for j in range(3):
                 axis = np.eye(3)[j]
