@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     lsim.add_argument("--seed", type=int, default=0)
     _add_common(lsim)
     lana = laue_sub.add_parser("analyse", help="deviatoric strain and defect content of each grain of a frame")
-    lana.add_argument("frame", type=Path, help="Laue .h5 file (as 'laue simulate' writes)")
+    lana.add_argument("frame", type=Path, help="Laue .h5 file (as 'laue simulate' writes), or a .tif frame with --det")
+    lana.add_argument("--det", type=Path, help="LaueTools calibration file (.det) of a .tif frame")
     lana.add_argument("--structure", help="crystal structure of the grains (default: the ground truth's)")
     lana.add_argument("--orientation", type=float, nargs=9, metavar="U",
                       help="one grain's orientation matrix (crystal → lab, row by row), e.g. from LaueTools")
@@ -660,11 +661,20 @@ def _laue_analyse(args):
 
     from .identify.laue import LaueAnalyser
     from .io.cxi import atomic_path
-    from .io.laue import read_laue
+    from .io.laue import read_det, read_frame, read_laue
+    from .simulate.laue import Beam
 
     if args.json is not None and args.json.resolve() == args.frame.resolve():
         raise ConfigError("--json would overwrite the frame; choose another name")
-    data = read_laue(args.frame)
+    if args.frame.suffix.lower() in (".tif", ".tiff"):
+        if args.det is None:
+            raise ConfigError("a .tif frame needs its calibration: --det CALIB.det (LaueTools' file)")
+        data = {"counts": read_frame(args.frame), "detector": read_det(args.det), "beam": Beam()}
+        if data["counts"].shape != data["detector"].shape:
+            raise ConfigError(f"the frame is {data['counts'].shape} but {args.det} describes "
+                              f"{data['detector'].shape} pixels")
+    else:
+        data = read_laue(args.frame)
     if args.orientation is not None:
         if args.structure is None:
             raise ConfigError("give the grain's --structure with --orientation")

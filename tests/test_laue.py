@@ -367,3 +367,35 @@ def test_laue_analyse_command_reads_every_lit_grain(tmp_path):
     assert np.array(grains[0]["deviatoric_strain"]).shape == (3, 3)
     assert abs(np.trace(np.array(grains[0]["deviatoric_strain"]))) < 1e-9
     assert main(["laue", "analyse", str(frame), "--orientation", *["1"] * 9, "-q"]) == 2  # no --structure
+
+
+def test_laue_analyse_reads_a_tiff_frame_with_a_lauetools_calibration(tmp_path):
+    """The same grain read from the .h5 file and from its TIFF with a .det file (LaueTools'
+    calibration format) and the orientation given on the command line."""
+    import json
+
+    from braggscope.cli import main
+    from braggscope.io.laue import read_det, read_laue
+
+    frame = tmp_path / "frame.h5"
+    assert main(["laue", "simulate", str(frame), "--grid", "10", "16", "16", "--grains", "2", "--seed", "5",
+                 "--tiff", str(tmp_path / "frame.tif"), "--calibration", "78.3", "1021.7", "996.4", "0.72", "-0.41",
+                 "-q"]) == 0
+    det = tmp_path / "calib.det"
+    det.write_text("78.3, 1021.7, 996.4, 0.72, -0.41, 0.0734, 2016.0, 2018.0\nSample-Detector distance(IM), xO, yO\n")
+    assert read_det(det) == TILTED
+    data = read_laue(frame)
+    grain = max(data["grains"], key=lambda g: g["illuminated_volume_nm3"])
+    u = (Beam().sample_to_lab @ np.array(grain["orientation"])).ravel()
+    out = [tmp_path / "a.json", tmp_path / "b.json"]
+    assert main(["laue", "analyse", str(frame), "--orientation", *map(str, u), "--structure", "Cu",
+                 "--json", str(out[0]), "-q"]) == 0
+    assert main(["laue", "analyse", str(tmp_path / "frame.tif"), "--det", str(det), "--orientation", *map(str, u),
+                 "--structure", "Cu", "--json", str(out[1]), "-q"]) == 0
+    a, b = (json.loads(p.read_text())["grains"][0] for p in out)
+    assert a["probabilities"] == b["probabilities"] and a["deviatoric_strain"] == b["deviatoric_strain"]
+    assert main(["laue", "analyse", str(tmp_path / "frame.tif"), "--orientation", *map(str, u), "--structure", "Cu",
+                 "-q"]) == 2  # no --det
+    (tmp_path / "bad.det").write_text("78.3, 1021.7\n")
+    assert main(["laue", "analyse", str(tmp_path / "frame.tif"), "--det", str(tmp_path / "bad.det"),
+                 "--orientation", *map(str, u), "--structure", "Cu", "-q"]) == 2

@@ -22,7 +22,7 @@ from ..errors import FileFormatError
 from ..simulate.laue import Beam, LaueDetector, LaueFrame, LauePattern, Spectrum
 from .cxi import _h5py, atomic_path
 
-__all__ = ["write_laue", "read_laue"]
+__all__ = ["write_laue", "read_laue", "read_det", "read_frame"]
 
 
 def write_laue(path, frame: LaueFrame, detector: LaueDetector, beam: Beam, *, pattern: LauePattern | None = None,
@@ -85,3 +85,35 @@ def read_laue(path) -> dict:
         raise FileFormatError(f"{path}: not a braggscope Laue file ({err}); expected "
                               "/entry/instrument/detector/data and its calibration") from None
     return out
+
+
+def read_det(path) -> LaueDetector:
+    """The detector of a LaueTools calibration file (.det): its first line holds
+    dd [mm], xcen, ycen [pixel], xbet, xgam [deg], pixel size [mm], and the frame's rows and columns,
+    comma-separated."""
+    path = Path(path)
+    try:
+        first = path.read_text().splitlines()[0]
+        values = [float(v) for v in first.replace("[", "").replace("]", "").split(",")[:8]]
+    except (OSError, IndexError, ValueError) as err:
+        raise FileFormatError(f"{path}: not a LaueTools .det calibration file ({err}); its first line must be "
+                              "'dd, xcen, ycen, xbet, xgam, pixelsize, rows, cols'") from None
+    if len(values) < 8:
+        raise FileFormatError(f"{path}: the first line has {len(values)} numbers; a .det file has 8 "
+                              "(dd, xcen, ycen, xbet, xgam, pixelsize, rows, cols)")
+    dd, xcen, ycen, xbet, xgam, pixel, rows, cols = values
+    return LaueDetector(distance=dd, xcen=xcen, ycen=ycen, xbet=xbet, xgam=xgam, pixel_size=pixel,
+                        shape=(int(rows), int(cols)))
+
+
+def read_frame(path) -> np.ndarray:
+    """The counts of a Laue frame in a TIFF file (as detectors and LaueTools write them)."""
+    import tifffile
+
+    try:
+        counts = tifffile.imread(Path(path))
+    except (OSError, ValueError) as err:
+        raise FileFormatError(f"{path}: cannot read the frame ({err})") from None
+    if counts.ndim != 2:
+        raise FileFormatError(f"{path}: a Laue frame is one 2-D image, got shape {counts.shape}")
+    return counts
