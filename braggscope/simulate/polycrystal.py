@@ -43,7 +43,8 @@ class Grain:
     defects : tuple
         Simulator defects (dislocations, loops, dilatation centres, twin boundaries; sample frame, nm).
     poisson_ratio : float
-        ν of the isotropic fields of the defects.
+        ν of the isotropic fields of the defects (0.34 unless given, a typical fcc value, whatever
+        the structure; the shipped Laue network was trained with it).
     """
 
     orientation: np.ndarray
