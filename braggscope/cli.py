@@ -663,6 +663,7 @@ def _laue_analyse(args):
     from .io.cxi import atomic_path
     from .io.laue import read_det, read_frame, read_laue
     from .simulate.laue import Beam
+    from .simulate.structure import get_structure
 
     if args.json is not None and args.json.resolve() == args.frame.resolve():
         raise ConfigError("--json would overwrite the frame; choose another name")
@@ -675,10 +676,12 @@ def _laue_analyse(args):
                               f"{data['detector'].shape} pixels")
     else:
         data = read_laue(args.frame)
+    if args.structure is not None:
+        get_structure(args.structure)  # an unknown name is a user error before anything is read
     if args.orientation is not None:
         if args.structure is None:
             raise ConfigError("give the grain's --structure with --orientation")
-        grains = [{"grain": 0, "structure": args.structure, "orientation_lab": np.reshape(args.orientation, (3, 3))}]
+        grains = [{"grain": 0, "structure": args.structure, "orientation_lab": _rotation(args.orientation)}]
     elif "grains" in data:
         to_lab = data["beam"].sample_to_lab
         grains = [{"grain": g["grain"], "structure": args.structure or g["structure"],
@@ -705,6 +708,19 @@ def _laue_analyse(args):
     if args.json is not None:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps({"input": str(args.frame), "grains": results}, indent=1))
+
+
+def _rotation(values):
+    """The rotation nearest to the 3 × 3 matrix `values` (row by row), e.g. an indexing's orientation
+    matrix carrying a little strain; a user error if it is not within 1 % of a proper rotation."""
+    import numpy as np
+    from scipy.linalg import polar
+
+    m = np.reshape(np.asarray(values, dtype=float), (3, 3))
+    if not np.all(np.isfinite(m)) or np.linalg.det(m) <= 0 or np.abs(m @ m.T - np.eye(3)).max() > 0.01:
+        raise ConfigError("--orientation must be a proper rotation matrix (crystal → lab frame, row by row), "
+                          "within 1 % of orthonormal")
+    return polar(m)[0]
 
 
 def _hkl_list(text, name):

@@ -367,6 +367,8 @@ def test_laue_analyse_command_reads_every_lit_grain(tmp_path):
     assert np.array(grains[0]["deviatoric_strain"]).shape == (3, 3)
     assert abs(np.trace(np.array(grains[0]["deviatoric_strain"]))) < 1e-9
     assert main(["laue", "analyse", str(frame), "--orientation", *["1"] * 9, "-q"]) == 2  # no --structure
+    assert main(["laue", "analyse", str(frame), "--orientation", *["1"] * 9, "--structure", "Cu", "-q"]) == 2
+    assert main(["laue", "analyse", str(frame), "--structure", "Fe3O4", "-q"]) == 2
 
 
 def test_laue_analyse_reads_a_tiff_frame_with_a_lauetools_calibration(tmp_path):
