@@ -1,7 +1,8 @@
 """Defect identification in reconstructed crystals: a physics baseline (phase vortices and planar
 jumps), a 3-D U-Net trained on simulated reconstructions, the defect list, and 3-D pictures; and
-defect recognition straight from the diffraction pattern (:class:`PatternClassifier`); and loops,
-precipitates and cavities in TEM micrographs (:class:`TEMSegmenter`, :mod:`.tem`).
+defect recognition straight from the diffraction pattern (:class:`PatternClassifier`); loops,
+precipitates and cavities in TEM micrographs (:class:`TEMSegmenter`, :mod:`.tem`); and the deviatoric
+strain and defect content of grains from their Laue spots (:mod:`.laue`).
 
 >>> from braggscope.identify import CLASSES
 >>> CLASSES
