@@ -690,13 +690,12 @@ def _laue_analyse(args):
     else:
         raise ConfigError(f"{args.frame} holds no ground truth; give a grain's --orientation and --structure")
     analyser = LaueAnalyser.load(args.weights)
+    estimates = analyser.analyse_grains(data["counts"], [(g["structure"], g["orientation_lab"]) for g in grains],
+                                        detector=data["detector"], beam=data["beam"])
     results = []
-    for g in grains:
-        try:
-            estimate = analyser.analyse(data["counts"], g["structure"], g["orientation_lab"], detector=data["detector"],
-                                        beam=data["beam"])
-        except ConfigError as err:
-            print(f"  grain {g['grain']}: skipped ({err})")
+    for g, estimate in zip(grains, estimates):
+        if isinstance(estimate, ConfigError):
+            print(f"  grain {g['grain']}: skipped ({estimate})")
             continue
         d = estimate.to_dict()
         results.append({"grain": g["grain"], "structure": g["structure"]} | d)

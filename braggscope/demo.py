@@ -217,13 +217,12 @@ def _laue(files, seed):
     write_laue(files["laue_frame"], frame, detector, beam, pattern=pattern, grain_map=poly.grain_map,
                voxel_size=poly.voxel_size)
     laue_png(files["laue_png"], frame.counts, pattern.spots, title="simulated Laue frame of a Cu polycrystal")
-    analyser, rows = LaueAnalyser.load(), []
-    for g, truth in zip(poly.grains, pattern.grains):
-        if truth["illuminated_volume_nm3"] <= 0:
-            continue
-        try:
-            est = analyser.analyse(frame.counts, "Cu", beam.sample_to_lab @ g.orientation)
-        except ConfigError:
+    lit = [(g, truth) for g, truth in zip(poly.grains, pattern.grains) if truth["illuminated_volume_nm3"] > 0]
+    estimates = LaueAnalyser.load().analyse_grains(frame.counts, [("Cu", beam.sample_to_lab @ g.orientation)
+                                                                  for g, _ in lit], detector=detector, beam=beam)
+    rows = []
+    for (g, truth), est in zip(lit, estimates):
+        if isinstance(est, ConfigError):
             continue
         error = deviatoric_components(est.strain) - deviatoric_components(np.array(truth["mean_strain"]))
         rows.append({"grain": truth["grain"], "content": contents[truth["grain"]], "found": est.defect_class,

@@ -38,7 +38,7 @@ from .unet import ConvBlock
 
 __all__ = ["DEFECT_CLASSES", "DEVIATORIC_BASIS", "simulate_grain", "spot_inputs", "LaueNet", "LaueAnalyser",
            "GrainEstimate", "fit_strain_from_centroids", "centroid_fit", "grain_features", "patch_inputs",
-           "twin_evidence", "deviatoric_components", "laue_weights_path"]
+           "twin_evidence", "pooled_frame", "deviatoric_components", "laue_weights_path"]
 
 DEFECT_CLASSES = GRAIN_CONTENTS
 STRUCTURES = ("Cu", "Ni", "Au", "Pt", "UO2")
@@ -156,8 +156,10 @@ def _normalise(patch):
     return signal / max(float(signal.max()), 1e-6)
 
 
-def spot_inputs(counts, structure, orientation, *, detector: LaueDetector | None = None, beam: Beam | None = None):
-    """The network's inputs for one grain of a frame.
+def spot_inputs(counts, structure, orientation, *, detector: LaueDetector | None = None, beam: Beam | None = None,
+                pooled=None):
+    """The network's inputs for one grain of a frame (`pooled`: :func:`pooled_frame` of `counts`
+    if already made, as for every grain of one frame).
 
     Parameters
     ----------
@@ -197,8 +199,9 @@ def spot_inputs(counts, structure, orientation, *, detector: LaueDetector | None
         raw.append(p)
         offsets.append((dx, dy, spots.energy[i] / 25.0))
     features = np.concatenate([motion, np.array(offsets)], axis=1)
-    twins = twin_evidence(counts, structure, orientation, detector)
-    return np.stack(raw), features.astype(np.float32), _overview(counts, spots, detector), twins
+    twins = twin_evidence(counts, structure, orientation, detector, parent=spots)
+    pooled = pooled_frame(counts, detector) if pooled is None else pooled
+    return np.stack(raw), features.astype(np.float32), np.stack([pooled, _predicted_map(spots, pooled.shape)]), twins
 
 
 def patch_inputs(raw, geometry):
@@ -212,16 +215,21 @@ def patch_inputs(raw, geometry):
     return patches, np.concatenate([geometry, measured], axis=1).astype(np.float32)
 
 
-def _overview(counts, spots, detector):
+def pooled_frame(counts, detector) -> np.ndarray:
+    """The whole frame for the overview: background-free, log-scaled, max-pooled by POOL (float32)."""
     rows, cols = (n // POOL * POOL for n in detector.shape)
-    frame = _normalise(counts[:rows, :cols].astype(np.float32))
-    pooled = frame.reshape(rows // POOL, POOL, cols // POOL, POOL).max(axis=(1, 3))
-    predicted = np.zeros_like(pooled)
+    frame = _normalise(np.asarray(counts)[:rows, :cols].astype(np.float32))
+    return frame.reshape(rows // POOL, POOL, cols // POOL, POOL).max(axis=(1, 3)).astype(np.float32)
+
+
+def _predicted_map(spots, shape):
+    """The grain's predicted spots on the pooled grid, log-brightness 0…1."""
+    predicted = np.zeros(shape, dtype=np.float32)
     iy, ix = (spots.y / POOL).astype(int), (spots.x / POOL).astype(int)
-    ok = (iy < predicted.shape[0]) & (ix < predicted.shape[1])
+    ok = (iy < shape[0]) & (ix < shape[1])
     brightness = np.log1p(spots.intensity[ok] / spots.intensity.max() * 1e3) / np.log(1e3)
     np.maximum.at(predicted, (iy[ok], ix[ok]), brightness)
-    return np.stack([pooled, predicted]).astype(np.float32)
+    return predicted
 
 
 def _spot_measures(patch, dx, dy, *, radius=3, search=10, extent=8):
@@ -259,11 +267,13 @@ def _spot_measures(patch, dx, dy, *, radius=3, search=10, extent=8):
     return (cx - dx, cy - dy, smooth.flat[peak] / noise, *shape)
 
 
-def twin_evidence(counts, structure, orientation, detector, *, spots_per_variant=12, min_snr=5.0) -> np.ndarray:
+def twin_evidence(counts, structure, orientation, detector, *, parent=None, spots_per_variant=12,
+                  min_snr=5.0) -> np.ndarray:
     """For each of the four {111} twin variants of a grain of `orientation` (crystal → lab), the
     share of its `spots_per_variant` strongest spots that the parent does not share (> 3 pixels
-    from every parent spot) which the frame shows (SNR ≥ `min_snr`); sorted, largest first."""
-    parent = laue_spots(structure, orientation, detector)
+    from every parent spot) which the frame shows (SNR ≥ `min_snr`); sorted, largest first.
+    `parent`: the grain's own :func:`laue_spots` if already computed."""
+    parent = laue_spots(structure, orientation, detector) if parent is None else parent
     out = []
     for n in ((1, 1, 1), (1, 1, -1), (1, -1, 1), (-1, 1, 1)):
         n = np.array(n) / np.sqrt(3)
@@ -428,9 +438,24 @@ class LaueAnalyser:
         return [GrainEstimate(strain[i], sigma[i], dict(zip(DEFECT_CLASSES, map(float, probs[i]))), float(out[i, 10]),
                               float(np.exp(0.5 * out[i, 11]) * self.density_sigma_scale)) for i in range(len(out))]
 
-    def analyse(self, counts, structure, orientation, *, detector=None, beam=None) -> GrainEstimate:
+    def analyse_grains(self, counts, grains, *, detector=None, beam=None) -> list:
+        """:meth:`analyse` for every (structure, orientation) of `grains` in one frame (its overview
+        made once): a GrainEstimate per grain, or the ConfigError that says why it cannot be read
+        (e.g. too few of its spots on the frame)."""
+        detector = detector or LaueDetector()
+        pooled = pooled_frame(counts, detector)
+        out = []
+        for structure, orientation in grains:
+            try:
+                out.append(self.analyse(counts, structure, orientation, detector=detector, beam=beam, pooled=pooled))
+            except ConfigError as err:
+                out.append(err)
+        return out
+
+    def analyse(self, counts, structure, orientation, *, detector=None, beam=None, pooled=None) -> GrainEstimate:
         """Strain and defect content of the grain of `orientation` (crystal → lab) in the frame `counts`."""
-        raw, geometry, overview, twins = spot_inputs(counts, structure, orientation, detector=detector, beam=beam)
+        raw, geometry, overview, twins = spot_inputs(counts, structure, orientation, detector=detector, beam=beam,
+                                                     pooled=pooled)
         patches, features = patch_inputs(raw, geometry)
         grain = grain_features(features, twins)
         return self.decode(self.raw(patches[None], features[None], overview[None], grain[None]))[0]
