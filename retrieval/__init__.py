@@ -10,7 +10,8 @@ from .engine import DEFAULT_RECIPE, Reconstruction, autocorrelation_support, bes
 from .operators import (ER, HIO, OPERATORS, PSF, RAAR, Operator, Power, RetrievalState, Sequence, ShrinkWrap,
                         parse_recipe)
 from .postprocess import Solution, centre_object, combine_runs, flip_twin, prtf, remove_phase_ramp
-from .prepare import PreparedData, bin_pixels, crop_around_peak, find_aliens, hot_pixels, peak_position, prepare
+from .prepare import (PreparedData, bin_pixels, correct_detector, crop_around_peak, find_aliens, hot_pixels,
+                      peak_position, prepare)
 from .neural import first_guess, starts_from_guess
 from .pynx_backend import pynx_available
 
@@ -18,5 +19,5 @@ __all__ = ["DEFAULT_RECIPE", "Reconstruction", "autocorrelation_support", "best_
            "first_guess", "starts_from_guess", "ER", "HIO",
            "OPERATORS", "PSF", "RAAR", "Operator", "Power", "RetrievalState", "Sequence", "ShrinkWrap", "parse_recipe",
            "Solution", "centre_object", "combine_runs", "flip_twin", "prtf", "remove_phase_ramp", "PreparedData",
-           "bin_pixels", "crop_around_peak", "find_aliens", "hot_pixels", "peak_position", "prepare",
+           "bin_pixels", "correct_detector", "crop_around_peak", "find_aliens", "hot_pixels", "peak_position", "prepare",
            "pynx_available"]

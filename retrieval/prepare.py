@@ -26,7 +26,7 @@ from braggscope._validate import check_choice
 from braggscope.errors import ConfigError, ShapeError
 from braggscope.io.cxi import validate_intensity
 
-__all__ = ["PreparedData", "peak_position", "crop_around_peak", "bin_pixels", "hot_pixels", "find_aliens",
+__all__ = ["PreparedData", "correct_detector", "peak_position", "crop_around_peak", "bin_pixels", "hot_pixels", "find_aliens",
            "prepare"]
 
 
@@ -51,6 +51,40 @@ class PreparedData:
     mask: np.ndarray
     offset: tuple
     report: dict = field(default_factory=dict)
+
+
+def correct_detector(frames, mask=None, *, dark=None, whitefield=None, min_flat=0.2):
+    """Dark-subtracted, flat-field-corrected frames and the mask grown by the pixels the white
+    field calls dead.
+
+    counts' = max(frames - dark, 0) · mean(W) / W, with W the white field (minus the dark) and
+    its mean taken over the live pixels; pixels where W is below `min_flat` of its median are
+    masked (dead or shadowed), as are masked pixels (set to 0).
+
+    Parameters
+    ----------
+    frames : (N, Y, X) ndarray
+        [counts] Raw frames.
+    mask : ndarray of bool, optional
+        True = not measured (gaps, bad pixels).
+    dark, whitefield : (Y, X) ndarray, optional
+        [counts] The detector's dark image and its response to a uniform illumination.
+    """
+    counts = np.asarray(frames, dtype=np.float32)
+    mask = np.zeros(counts.shape, bool) if mask is None else np.asarray(mask, bool).copy()
+    for name, image in (("dark", dark), ("whitefield", whitefield)):
+        if image is not None and np.shape(image) != counts.shape[-2:]:
+            raise ShapeError(f"the {name} image {np.shape(image)} does not fit frames of {counts.shape[-2:]}",
+                             expected=counts.shape[-2:], actual=np.shape(image))
+    if dark is not None:
+        counts = np.clip(counts - np.asarray(dark, np.float32), 0, None)
+    if whitefield is not None:
+        flat = np.asarray(whitefield, np.float64) - (0 if dark is None else np.asarray(dark, np.float64))
+        dead = ~np.isfinite(flat) | (flat < min_flat * np.median(flat[np.isfinite(flat)]))
+        gain = np.where(dead, 0.0, np.mean(flat[~dead]) / np.where(dead, 1.0, flat))
+        counts = (counts * gain).astype(np.float32)
+        mask |= dead
+    return np.where(mask, 0, counts).astype(np.float32), mask
 
 
 def peak_position(intensity, mask=None, *, method="com", window=5) -> tuple:

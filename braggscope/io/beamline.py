@@ -1,0 +1,319 @@
+"""Raw rocking scans as beamlines write them, read into one type, :class:`RawScan`.
+
+- ESRF ID01 with BLISS: one HDF5 master file, frames at ``/{sample}_{scan}.1/measurement/<detector>``,
+  motors at ``instrument/positioners/{eta,phi,delta,nu,mononrj}``, the detector's calibration at
+  ``instrument/<detector>/{distance,x_pixel_size,beam_center_x,...}``; frames are often
+  bitshuffle/LZ4-compressed, so :mod:`hdf5plugin` is imported before h5py opens anything.
+- ESRF ID01 before BLISS: a SPEC file whose detector column numbers the EDF frames (read by fabio).
+- APS 34-ID-C: TIFF frames (one per rocking angle) and a SPEC file with theta, delta, gamma;
+  dark and white field images beside them.
+- CXI/.npz/.npy data (PyNX's layout, or ours).
+
+Every loader maps the diffractometer's angles onto :class:`~braggscope.geometry.Geometry`
+(z along the beam, y up, x outboard; detector elevation `delta`, azimuth `gamma`, right-handed
+rocking about x or y), and fails with a message that names what is missing.
+
+=========  ==================  =========================  ==============================
+beamline   rocking motor       detector elevation (δ)     detector azimuth (γ)
+=========  ==================  =========================  ==============================
+ID01       eta (about -x)      delta                      -nu (nu turns about -y)
+           or phi (about +y)
+34-ID-C    theta (about +y)    gamma (about -x)           delta (about +y)
+=========  ==================  =========================  ==============================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, FileFormatError, OptionalDependencyError
+from ..geometry import Geometry
+from ..simulate.detector import gap_mask
+from .cxi import _h5py, read_data
+from .spec import read_spec_scan
+
+__all__ = ["RawScan", "load_id01_bliss", "load_id01_spec", "load_34idc", "load_cxi", "load_npz_frames",
+           "detector_gaps", "binned_geometry", "DETECTOR_LAYOUTS"]
+
+# detector name → (chip gap layout of braggscope.simulate.detector, first gap pixel (row, column))
+DETECTOR_LAYOUTS = {"mpx1x4": ("maxipix", (256, 256)), "mpxgaas": ("maxipix", (256, 256)),
+                    "mpx4inr": ("maxipix", (256, 256)), "maxipix": ("maxipix", (256, 256)),
+                    "eiger2M": ("eiger", (256, 256)), "timepix": ("none", None), "34idcTIM2": ("none", None)}
+
+
+@dataclass(frozen=True)
+class RawScan:
+    """A rocking scan as measured, before any correction.
+
+    Attributes
+    ----------
+    frames : (N, Y, X) ndarray of float32
+        [counts] One detector frame per rocking angle.
+    mask : (N, Y, X) ndarray of bool
+        True = not measured (module gaps, bad pixels).
+    geometry : Geometry or None
+        The scan's geometry in braggscope's frame; None for data already gridded (a simulation
+        on the orthogonal grid), whose grid is in `config`.
+    dark, whitefield : (Y, X) ndarray or None
+        [counts] The detector's dark image and flat (white) field, where the beamline records them.
+    config : dict
+        The file's own parameters (hkl, material, q_basis, frame, ...).
+    metadata : dict
+        Where it came from: beamline, file, scan, detector, motors, beam centre.
+    """
+
+    frames: np.ndarray
+    mask: np.ndarray
+    geometry: Geometry | None
+    dark: np.ndarray | None = None
+    whitefield: np.ndarray | None = None
+    config: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+
+
+def detector_gaps(shape, detector) -> np.ndarray:
+    """(N, Y, X) mask of the chip gaps of the named `detector` (False everywhere for a detector
+    without gaps or one not in :data:`DETECTOR_LAYOUTS`)."""
+    layout, offset = DETECTOR_LAYOUTS.get(detector, ("none", None))
+    return gap_mask(shape, layout, offset)
+
+
+def _rocking_step(angles, motor):
+    angles = np.asarray(angles, float)
+    if angles.size < 2:
+        raise FileFormatError(f"the rocking motor '{motor}' has {angles.size} position(s); a rocking scan needs ≥ 2")
+    step = float(np.median(np.diff(angles)))
+    if step == 0:
+        raise FileFormatError(f"the rocking motor '{motor}' does not move during the scan")
+    return step
+
+
+def _required(values, names, where):
+    missing = [n for n, v in zip(names, values) if v is None]
+    if missing:
+        raise FileFormatError(f"{where} does not record {', '.join(missing)}: give "
+                              + ", ".join(f"`{n}`" for n in missing) + " (in the config's [geometry] section)")
+
+
+def _frames_and_mask(frames, bad_pixels, detector):
+    frames = np.asarray(frames)
+    if frames.ndim != 3:
+        raise FileFormatError(f"expected a stack of 2-D frames (N, Y, X), got shape {frames.shape}")
+    mask = detector_gaps(frames.shape, detector)
+    if bad_pixels is not None:
+        bad = np.asarray(bad_pixels).astype(bool)
+        if bad.shape != frames.shape[1:]:
+            raise FileFormatError(f"bad-pixel map {bad.shape} does not fit frames of {frames.shape[1:]}")
+        mask |= bad[None]
+    return frames.astype(np.float32), mask
+
+
+# --- ESRF ID01 -------------------------------------------------------------------------------
+
+def _bliss_entry(f, scan, sample):
+    if sample is not None:
+        entry = f"{sample}_{scan}.1"
+        if entry not in f:
+            raise FileFormatError(f"no entry '{entry}' in {f.filename} (entries: {', '.join(list(f)[:8])}…)")
+        return entry
+    matches = [k for k in f if k == f"{scan}.1" or k.endswith(f"_{scan}.1")]
+    if len(matches) != 1:
+        raise FileFormatError(f"{'no' if not matches else 'several'} entries for scan {scan} in {f.filename} "
+                              f"({', '.join(matches) or ', '.join(list(f)[:8])}); give the sample name")
+    return matches[0]
+
+
+def _bliss_detector(measurement, detector, where):
+    frames = [k for k in measurement if getattr(measurement[k], "ndim", 0) == 3]
+    if detector is None:
+        if len(frames) != 1:
+            raise FileFormatError(f"{where}/measurement has {len(frames)} frame stacks ({', '.join(frames)}); "
+                                  "name the detector")
+        return frames[0]
+    if detector not in measurement:
+        raise FileFormatError(f"{where}/measurement has no detector '{detector}' (frame stacks: "
+                              f"{', '.join(frames) or 'none'})")
+    return detector
+
+
+def _id01_geometry(motors, n_frames, *, energy, detector_distance, pixel_size, where, rocking_motor=None):
+    """ID01's eta (about -x) or phi (about +y), delta and nu (about -y) as a :class:`Geometry`."""
+    moving = [m for m in ("eta", "phi") if np.size(motors.get(m, 0.0)) == n_frames and np.ptp(motors[m]) > 0]
+    motor = rocking_motor or (moving[0] if len(moving) == 1 else None)
+    if motor not in ("eta", "phi"):
+        raise FileFormatError(f"{where}: cannot tell the rocking motor (moving: {', '.join(moving) or 'none'}); "
+                              "give rocking_motor = 'eta' or 'phi'")
+    if np.size(motors.get(motor, 0.0)) != n_frames:
+        raise FileFormatError(f"{where}: the rocking motor '{motor}' has {np.size(motors.get(motor, 0.0))} positions "
+                              f"for {n_frames} frames")
+    _required((energy, detector_distance, pixel_size), ("energy", "detector_distance", "pixel_size"), where)
+    step = _rocking_step(motors[motor], motor)
+    delta, nu = (float(np.mean(motors.get(m, 0.0))) for m in ("delta", "nu"))
+    return Geometry(energy=energy, detector_distance=detector_distance, pixel_size=pixel_size,
+                    rocking_step=-step if motor == "eta" else step, delta=delta, gamma=-nu,
+                    rocking_axis="x" if motor == "eta" else "y")
+
+
+def _value(group, key, scale=1.0):
+    return float(np.asarray(group[key][()]).ravel()[0]) * scale if key in group else None
+
+
+def load_id01_bliss(path, scan, *, sample=None, detector=None, rocking_motor=None, bad_pixels=None,
+                    flatfield=None, energy=None, detector_distance=None, pixel_size=None) -> RawScan:
+    """Scan `scan` of an ID01 BLISS master file.
+
+    Energy [keV] (positioner ``mononrj``), distance [m] and pixel size (``instrument/<detector>``,
+    stored in m, returned in µm) come from the file unless given."""
+    h5py = _h5py()
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"no such BLISS master file: {path}")
+    with h5py.File(path, "r") as f:
+        entry = _bliss_entry(f, scan, sample)
+        for part in ("measurement", "instrument/positioners"):
+            if f"{entry}/{part}" not in f:
+                raise FileFormatError(f"{path}: {entry} has no '{part}' group; is it a BLISS scan?")
+        det = _bliss_detector(f[f"{entry}/measurement"], detector, f"{path}:{entry}")
+        frames = f[f"{entry}/measurement/{det}"][()]
+        motors = {k: f[f"{entry}/instrument/positioners/{k}"][()] for k in f[f"{entry}/instrument/positioners"]}
+        calib = f.get(f"{entry}/instrument/{det}", {})
+        energy = energy if energy is not None else _value(f[f"{entry}/instrument/positioners"], "mononrj")
+        detector_distance = detector_distance if detector_distance is not None else _value(calib, "distance")
+        pixel_size = pixel_size if pixel_size is not None else _value(calib, "x_pixel_size", 1e6)
+        centre = [_value(calib, k) for k in ("beam_center_y", "beam_center_x")]
+    frames, mask = _frames_and_mask(frames, bad_pixels, det)
+    geometry = _id01_geometry(motors, len(frames), energy=energy, detector_distance=detector_distance,
+                              pixel_size=pixel_size, where=f"{path}:{entry}", rocking_motor=rocking_motor)
+    return RawScan(frames, mask, geometry, whitefield=None if flatfield is None else np.asarray(flatfield, float),
+                   metadata={"beamline": "ID01", "file": str(path), "entry": entry, "scan": int(scan),
+                             "detector": det, "beam_centre": centre,
+                             "motors": {k: np.asarray(v).tolist() for k, v in motors.items() if np.size(v) < 10000}})
+
+
+def _fabio():
+    try:
+        import fabio
+    except ImportError:
+        raise OptionalDependencyError("fabio", "beamline") from None
+    return fabio
+
+
+def load_id01_spec(spec_path, scan, *, edf_template, detector="mpx4inr", rocking_motor=None, bad_pixels=None,
+                   flatfield=None, energy=None, detector_distance=None, pixel_size=55.0) -> RawScan:
+    """Scan `scan` of an ID01 SPEC file, its frames from EDF files named by ``edf_template % number``
+    (the numbers in the SPEC column `detector`). SPEC does not record the energy [keV] or the
+    detector distance [m]: give them."""
+    fabio = _fabio()
+    spec = read_spec_scan(spec_path, scan)
+    numbers = spec.column(detector).astype(int)
+    files = [Path(edf_template % n) for n in numbers]
+    missing = [p for p in files if not p.is_file()]
+    if missing:
+        raise FileFormatError(f"{len(missing)} of {len(files)} EDF frames of scan {scan} are missing, "
+                              f"first {missing[0]}")
+    frames = np.stack([fabio.open(str(p)).data for p in files])
+    frames, mask = _frames_and_mask(frames, bad_pixels, detector)
+    motors = {m: spec.columns[m] if m in spec.columns else spec.positions.get(m, 0.0)
+              for m in ("eta", "phi", "del", "nu")}
+    motors["delta"] = motors.pop("del")
+    geometry = _id01_geometry(motors, len(frames), energy=energy, detector_distance=detector_distance,
+                              pixel_size=pixel_size, where=f"{spec_path} scan {scan}", rocking_motor=rocking_motor)
+    return RawScan(frames, mask, geometry, whitefield=None if flatfield is None else np.asarray(flatfield, float),
+                   metadata={"beamline": "ID01 (SPEC)", "file": str(spec_path), "scan": int(scan),
+                             "detector": detector, "command": spec.command, "frames": [str(p) for p in files]})
+
+
+# --- APS 34-ID-C -------------------------------------------------------------------------------
+
+def _tiff_stack(paths):
+    import tifffile
+
+    return np.stack([tifffile.imread(p) for p in paths])
+
+
+def _image(value, name):
+    """A 2-D calibration image from an array or a TIFF/.npy file."""
+    if value is None or isinstance(value, np.ndarray):
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise FileFormatError(f"no such {name} file: {path}")
+    return np.load(path) if path.suffix == ".npy" else _tiff_stack([path])[0]
+
+
+def load_34idc(spec_path, scan, *, frames, dark=None, whitefield=None, bad_pixels=None, detector="34idcTIM2",
+               energy=None, detector_distance=None, pixel_size=55.0) -> RawScan:
+    """Scan `scan` of APS 34-ID-C: the TIFF frames in the folder `frames` (or a list of files, in
+    rocking order), theta (the rocking column), delta and gamma from the SPEC file.
+
+    The energy [keV] is the SPEC motor ``Energy`` where recorded; the detector distance [m] must
+    be given (SPEC does not record it)."""
+    spec = read_spec_scan(spec_path, scan)
+    paths = sorted(Path(frames).glob("*.tif*")) if isinstance(frames, (str, Path)) else [Path(p) for p in frames]
+    if not paths:
+        raise FileFormatError(f"no TIFF frames in {frames}")
+    theta = spec.column("theta") if "theta" in spec.columns else spec.column("th")
+    if len(theta) != len(paths):
+        raise FileFormatError(f"SPEC scan {scan} has {len(theta)} theta positions but {len(paths)} TIFF frames "
+                              f"in {frames}")
+    stack, mask = _frames_and_mask(_tiff_stack(paths), _image(bad_pixels, "bad-pixel"), detector)
+    energy = energy if energy is not None else spec.positions.get("Energy")
+    where = f"{spec_path} scan {scan}"
+    _required((energy, detector_distance), ("energy", "detector_distance"), where)
+    geometry = Geometry(energy=energy, detector_distance=detector_distance, pixel_size=pixel_size,
+                        rocking_step=_rocking_step(theta, "theta"), delta=spec.motor("gamma"),
+                        gamma=spec.motor("delta"), rocking_axis="y")
+    return RawScan(stack, mask, geometry, dark=_image(dark, "dark"), whitefield=_image(whitefield, "white field"),
+                   metadata={"beamline": "34-ID-C", "file": str(spec_path), "scan": int(scan), "detector": detector,
+                             "command": spec.command, "frames": [str(p) for p in paths]})
+
+
+# --- files already in one array ----------------------------------------------------------------
+
+def load_npz_frames(path, *, geometry, detector=None) -> RawScan:
+    """Raw frames saved with numpy: ``frames`` (N, Y, X), optional ``dark``, ``whitefield``
+    (Y, X) and ``bad_pixels`` (Y, X, nonzero = bad), with the scan's `geometry` given."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"no such file: {path}")
+    if not isinstance(geometry, Geometry):
+        raise ConfigError("raw .npz frames carry no geometry: give energy, detector_distance, pixel_size, "
+                          "rocking_step, delta, gamma and rocking_axis")
+    with np.load(path) as z:
+        if "frames" not in z:
+            raise FileFormatError(f"{path} has no array 'frames' (it has {', '.join(z.files)})")
+        arrays = {k: z[k] for k in ("frames", "dark", "whitefield", "bad_pixels") if k in z}
+    frames, mask = _frames_and_mask(arrays["frames"], arrays.get("bad_pixels"), detector)
+    return RawScan(frames, mask, geometry, dark=arrays.get("dark"), whitefield=arrays.get("whitefield"),
+                   metadata={"beamline": "frames (.npz)", "file": str(path), "detector": detector})
+
+
+def load_cxi(path, *, geometry=None) -> RawScan:
+    """Diffraction data in a CXI (PyNX layout), .npz or .npy file; the geometry from the file's
+    rocking-scan parameters (energy, distance, pixel size, rocking step, delta, gamma) where it
+    has them, from `geometry` if given, else None (the file's q_basis then gives the grid)."""
+    data = read_data(path)
+    config = dict(data.config)
+    intensity = data.intensity if data.intensity.ndim == 3 else None
+    if intensity is None:
+        raise FileFormatError(f"{path} holds 2-D data; the pipeline needs a 3-D rocking scan")
+    if geometry is None and "rocking_step" in config and None not in (data.energy, data.detector_distance,
+                                                                        data.pixel_size):
+        geometry = Geometry(energy=data.energy, detector_distance=data.detector_distance, pixel_size=data.pixel_size,
+                            rocking_step=float(config["rocking_step"]), delta=float(config.get("delta", 0.0)),
+                            gamma=float(config.get("gamma", 0.0)), rocking_axis=str(config.get("rocking_axis", "x")))
+    if geometry is not None and config.get("frame") == "orthogonal":
+        geometry = None  # an orthogonal-grid simulation: its q_basis is the grid
+    return RawScan(intensity, data.mask, geometry, config=config,
+                   metadata={"beamline": "CXI", "file": str(path), "ground_truth": data.ground_truth is not None})
+
+
+def binned_geometry(geometry, bins):
+    """The geometry of data binned by `bins` (rocking frames, rows, columns): a bigger rocking
+    step and pixel (rows and columns must be binned alike)."""
+    b = np.broadcast_to(np.asarray(bins, int), (3,))
+    if b[1] != b[2]:
+        raise ConfigError(f"bin detector rows and columns alike (got {tuple(b)}): the geometry has square pixels")
+    return replace(geometry, rocking_step=geometry.rocking_step * int(b[0]), pixel_size=geometry.pixel_size * int(b[1]))
