@@ -37,17 +37,18 @@ def _on_cpu(x):
 
 def fft(obj):
     """Forward FFT over the non-batch axes (numpy sign, unnormalised). On the CPU it runs
-    scipy.fft on all cores through a shared-memory view (the issue's anchors at 128³: 0.043–0.05 s
-    per pair with scipy.fft, 0.068 s with torch)."""
+    scipy.fft through a shared-memory view (the issue's anchors at 128³: 0.043–0.05 s per pair with
+    scipy.fft, 0.068 s with torch), on as many threads as torch uses (all cores unless
+    `torch.set_num_threads` says otherwise, as on a Dask worker that shares the machine)."""
     if _on_cpu(obj):
-        return torch.from_numpy(scipy.fft.fftn(obj.numpy(), axes=_dims(obj), workers=-1))
+        return torch.from_numpy(scipy.fft.fftn(obj.numpy(), axes=_dims(obj), workers=torch.get_num_threads()))
     return torch.fft.fftn(obj, dim=_dims(obj))
 
 
 def ifft(psi):
     """Inverse FFT over the non-batch axes (1/N normalised); scipy.fft on the CPU, like :func:`fft`."""
     if _on_cpu(psi):
-        return torch.from_numpy(scipy.fft.ifftn(psi.numpy(), axes=_dims(psi), workers=-1))
+        return torch.from_numpy(scipy.fft.ifftn(psi.numpy(), axes=_dims(psi), workers=torch.get_num_threads()))
     return torch.fft.ifftn(psi, dim=_dims(psi))
 
 
