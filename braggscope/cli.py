@@ -223,6 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
     lana.add_argument("--weights", type=Path, help="network weights (default: the shipped ones)")
     _add_common(lana)
 
+    run = sub.add_parser("run", help="the whole chain over a beamtime's scans, from a TOML configuration",
+                         description="Load → prepare → classify → reconstruct → strain → identify → report for every "
+                                     "scan of the configuration, one folder per scan and a summary page; complete "
+                                     "scans are skipped, a failed one is reported and the others go on. Exit status "
+                                     "1 if a scan failed.")
+    run.add_argument("config", type=Path, help="pipeline configuration (.toml; see the README)")
+    run.add_argument("--scans", nargs="+", type=int, help="these scans instead of the configuration's")
+    run.add_argument("--cluster", choices=("serial", "local", "slurm"), help="override [cluster] kind")
+    run.add_argument("--workers", type=int, help="override [cluster] workers")
+    run.add_argument("--force", action="store_true", help="redo scans whose outputs are complete")
+    _add_common(run)
+
     demo = sub.add_parser("demo", help="run the whole chain on a built-in simulated crystal",
                           description="Simulate the built-in defective Pt crystal and write data, pictures and an "
                                       "HTML report into a folder.")
@@ -833,6 +845,28 @@ def _plan_simulate(args, reflections, instrument, budget):
     print(f"written: {args.out / 'plan.json'}, {args.out / 'planning.png'}, {args.out / 'summary.json'}")
 
 
+def _cmd_run(args):
+    from dataclasses import replace
+
+    from .pipeline import Pipeline, load_config
+
+    config = load_config(args.config)
+    changes = {k: v for k, v in (("kind", args.cluster), ("workers", args.workers)) if v is not None}
+    if changes:
+        config = replace(config, cluster=replace(config.cluster, **changes))
+
+    def report(row):
+        detail = row.get("error") or ", ".join(row.get("flags", [])) or "no flag"
+        log.info("scan %s: %s (%s)", row["scan"], row["status"], detail)
+
+    rows = Pipeline(config).run(args.scans, force=args.force, progress=report)
+    failed = [r for r in rows if r["status"] == "failed"]
+    print(f"{config.output}: {len(rows) - len(failed)} of {len(rows)} scans done "
+          f"({sum(r['status'] == 'skipped' for r in rows)} were complete already), {len(failed)} failed; "
+          f"summary.html lists them")
+    return 1 if failed else 0
+
+
 def _cmd_demo(args):
     from .demo import run_demo
 
@@ -857,7 +891,7 @@ def _cmd_bench(args):
 
 _COMMANDS = {"simulate": _cmd_simulate, "reconstruct": _cmd_reconstruct, "strain": _cmd_strain,
              "identify": _cmd_identify, "classify": _cmd_classify, "tem": _cmd_tem, "laue": _cmd_laue,
-             "plan": _cmd_plan, "demo": _cmd_demo, "bench": _cmd_bench}
+             "plan": _cmd_plan, "run": _cmd_run, "demo": _cmd_demo, "bench": _cmd_bench}
 
 
 def main(argv=None) -> int:

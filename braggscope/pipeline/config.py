@@ -1,0 +1,252 @@
+"""The pipeline's configuration: a TOML file with one table per step, defaults per beamline,
+validated before any scan is touched (an unknown key is an error that names the closest known one).
+
+>>> cfg = config_from_dict({"beamline": "34idc", "output": "out", "data": {"path": "s.spec", "frames": "f/{scan}",
+...                         "scans": [54]}, "geometry": {"detector_distance": 0.5}})
+>>> cfg.data.format, cfg.geometry.pixel_size, cfg.prepare.shape
+('34idc', 55.0, (128, 128, 128))
+>>> config_from_dict({"output": "out", "data": {"path": "x.cxi", "scans": [1]}, "reconstruct": {"run": 4}})
+Traceback (most recent call last):
+...
+braggscope.errors.ConfigError: unknown key 'run' in [reconstruct]; did you mean 'runs'?
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .._validate import check_choice
+from ..errors import ConfigError, FileFormatError
+
+__all__ = ["PipelineConfig", "load_config", "config_from_dict", "BEAMLINE_DEFAULTS"]
+
+FORMATS = {"id01", "id01_spec", "34idc", "npz", "cxi"}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """[data]: where the scans are. `path`, `frames`, `dark`, `whitefield` and `bad_pixels` may hold
+    ``{scan}`` (formatted with the scan number, e.g. ``{scan:04d}``); relative paths are relative
+    to the config file."""
+
+    path: str
+    scans: tuple
+    format: str = "cxi"
+    frames: str | None = None  # 34idc: the folder of TIFF frames; id01_spec: the EDF template (%d = frame number)
+    detector: str | None = None
+    sample: str | None = None  # id01: the sample name of the BLISS entries ({sample}_{scan}.1)
+    rocking_motor: str | None = None
+    dark: str | None = None
+    whitefield: str | None = None
+    bad_pixels: str | None = None
+
+    def __post_init__(self):
+        check_choice(self.format, "data.format", FORMATS)
+        if not self.scans:
+            raise ConfigError("[data] scans is empty: list the scan numbers to process")
+
+
+@dataclass(frozen=True)
+class GeometryConfig:
+    """[geometry]: what the files do not record, or corrections to it (keV, m, µm, degrees)."""
+
+    energy: float | None = None
+    detector_distance: float | None = None
+    pixel_size: float | None = None
+    rocking_step: float | None = None
+    delta: float | None = None
+    gamma: float | None = None
+    rocking_axis: str | None = None
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """[sample]: the material and reflection (for the report's d-spacing check and the strain)."""
+
+    material: str | None = None
+    hkl: tuple | None = None
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """[prepare]: :func:`braggscope.retrieval.prepare` after the dark and flat-field correction."""
+
+    shape: tuple | None = (128, 128, 128)
+    bin: tuple = (1, 1, 1)
+    saturation: float | None = None
+    remove_hot_pixels: bool = True
+    remove_aliens: bool = True
+
+
+@dataclass(frozen=True)
+class ReconstructConfig:
+    """[reconstruct]: the engine (torch or PyNX), runs, the network's seed, the recipe."""
+
+    backend: str = "torch"
+    runs: int = 4
+    keep: int | None = None
+    seed_net: bool | None = None  # None: where the weights are installed
+    recipe: str | None = None
+    combine: str = "mode"
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        check_choice(self.backend, "reconstruct.backend", {"torch", "pynx"})
+        if self.runs < 1 or (self.keep is not None and not 1 <= self.keep <= self.runs):
+            raise ConfigError(f"[reconstruct] needs runs ≥ 1 and 1 ≤ keep ≤ runs, got runs {self.runs}, keep {self.keep}")
+
+
+@dataclass(frozen=True)
+class StrainConfig:
+    """[strain]: the isosurface of the support, the derivative's order, the phase reference."""
+
+    isosurface: float = 0.3
+    order: int = 4
+    reference: str = "mean"
+    vti: bool = True
+
+
+@dataclass(frozen=True)
+class IdentifyConfig:
+    """[identify]: the defect finder and the pattern classifier."""
+
+    method: str = "unet"
+    classify: bool = True
+    render: bool = True  # the PyVista picture and its interactive view (where pyvista is installed)
+
+    def __post_init__(self):
+        check_choice(self.method, "identify.method", {"unet", "baseline"})
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """[cluster]: serial, a Dask LocalCluster, or dask-jobqueue's SLURMCluster (one job per worker)."""
+
+    kind: str = "serial"
+    workers: int = 2
+    threads_per_worker: int = 1
+    queue: str | None = None
+    account: str | None = None
+    cores: int = 8
+    memory: str = "32GB"
+    walltime: str = "02:00:00"
+    gpus_per_worker: int = 0
+    job_extra: tuple = ()
+
+    def __post_init__(self):
+        check_choice(self.kind, "cluster.kind", {"serial", "local", "slurm"})
+        if self.workers < 1 or self.threads_per_worker < 1:
+            raise ConfigError("[cluster] workers and threads_per_worker must be ≥ 1")
+
+
+SECTIONS = {"data": DataConfig, "geometry": GeometryConfig, "sample": SampleConfig, "prepare": PrepareConfig,
+            "reconstruct": ReconstructConfig, "strain": StrainConfig, "identify": IdentifyConfig,
+            "cluster": ClusterConfig}
+
+# what each beamline's files need and do not record
+BEAMLINE_DEFAULTS = {
+    "id01": {"data": {"format": "id01"}},
+    "id01_spec": {"data": {"format": "id01_spec", "detector": "mpx4inr"}, "geometry": {"pixel_size": 55.0}},
+    "34idc": {"data": {"format": "34idc", "detector": "34idcTIM2"}, "geometry": {"pixel_size": 55.0}},
+    "cxi": {"data": {"format": "cxi"}},
+}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The whole configuration; `source` is the file it came from (None from a dict)."""
+
+    output: str
+    data: DataConfig
+    beamline: str = "cxi"
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    reconstruct: ReconstructConfig = field(default_factory=ReconstructConfig)
+    strain: StrainConfig = field(default_factory=StrainConfig)
+    identify: IdentifyConfig = field(default_factory=IdentifyConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    source: str | None = None
+
+    def as_dict(self) -> dict:
+        """The configuration as plain data (what goes into every output file)."""
+        return json.loads(json.dumps(asdict(self), default=list))
+
+    def digest(self) -> str:
+        """A hash of everything that changes a scan's results: not the cluster, the file's name or
+        the list of scans (a beamtime's list grows, and the scans done stay done)."""
+        d = self.as_dict()
+        for k in ("cluster", "source"):
+            d.pop(k)
+        d["data"].pop("scans")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def resolve(self, template, scan) -> Path | None:
+        """`template` with ``{scan}`` filled in, relative to the config file's folder."""
+        if template is None:
+            return None
+        path = Path(str(template).format(scan=scan))
+        return path if path.is_absolute() or self.source is None else Path(self.source).parent / path
+
+
+def _unknown(key, known, where):
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(known))}"
+    return ConfigError(f"unknown key '{key}' in {where}{hint}")
+
+
+def _tuples(values):
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def _section(cls, values, name):
+    if not isinstance(values, dict):
+        raise ConfigError(f"[{name}] must be a table, got {type(values).__name__}")
+    known = [f.name for f in fields(cls)]
+    for key in values:
+        if key not in known:
+            raise _unknown(key, known, f"[{name}]")
+    try:
+        return cls(**_tuples(values))
+    except TypeError as err:  # a required key is missing
+        raise ConfigError(f"[{name}]: {str(err).split('() ', 1)[-1]}") from None
+
+
+def _merge(base, over):
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def config_from_dict(values, *, source=None) -> PipelineConfig:
+    """Validate a configuration given as nested dicts (the TOML file's tables)."""
+    top = {"output", "beamline", *SECTIONS}
+    for key in values:
+        if key not in top:
+            raise _unknown(key, sorted(top), "the top level")
+    beamline = check_choice(values.get("beamline", "cxi"), "beamline", set(BEAMLINE_DEFAULTS))
+    values = _merge(BEAMLINE_DEFAULTS[beamline], values)
+    if "output" not in values or "data" not in values:
+        raise ConfigError("the configuration needs `output` (a folder) and a [data] table (path, scans)")
+    sections = {name: _section(cls, values.get(name, {}), name) for name, cls in SECTIONS.items()}
+    return PipelineConfig(output=str(values["output"]), beamline=beamline, source=source, **sections)
+
+
+def load_config(path) -> PipelineConfig:
+    """Read and validate a pipeline configuration file (TOML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"no such configuration file: {path}")
+    try:
+        values = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    cfg = config_from_dict(values, source=str(path.resolve()))
+    output = Path(cfg.output)
+    return cfg if output.is_absolute() else PipelineConfig(**{**cfg.__dict__, "output": str(path.parent / output)})

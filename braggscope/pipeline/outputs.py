@@ -1,0 +1,123 @@
+"""The files each pipeline step leaves in a scan's folder (every one written atomically):
+
+========================  =============================================================
+data.cxi                  the prepared intensity and mask, the geometry, the preparation report
+diffraction.png           its three central slices
+pattern.json              the pattern classifier's verdict
+result.cxi                the combined reconstruction (PyNX layout), LLKs, PRTF, runs
+object.png                its amplitude and phase
+strain.h5, strain.vti     displacement and strain (HDF5; VTK image for ParaView, with pyvista)
+strain.png                the standard strain figure
+defects.json              the defect list
+defects.png, defects.html the PyVista picture and its interactive view (with pyvista)
+report.html, thumb.png    the scan's self-contained page; a strain thumbnail for the summary
+summary.json              the summary row, timings, versions, configuration (written last)
+========================  =============================================================
+
+Every file records the pipeline's configuration, and the CXI/HDF5 files the versions and seed.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..io.cxi import atomic_path
+
+__all__ = ["write_data", "classify", "write_result", "write_strain", "identify", "write_report"]
+
+
+def _provenance(config):
+    from .scan import versions
+
+    return {"pipeline_config": json.dumps(config.as_dict()), "versions": json.dumps(versions())}
+
+
+def write_data(folder, config, raw, prepared, grid_notes):
+    """data.cxi and diffraction.png of the prepared data."""
+    from ..io import write_cxi_data
+    from ..viz import diffraction_figure, save_png
+
+    geo = raw.geometry
+    grid = {k: v for k, v in raw.config.items() if k in ("frame", "q_basis", "g_vector", "hkl", "material")}
+    if geo is not None:
+        grid |= {"frame": "detector", "rocking_step": geo.rocking_step, "delta": geo.delta, "gamma": geo.gamma,
+                 "rocking_axis": geo.rocking_axis}
+    meta = {k: v for k, v in raw.metadata.items() if k in ("beamline", "file", "scan", "detector", "entry")}
+    write_cxi_data(folder / "data.cxi", prepared.intensity, mask=prepared.mask,
+                   energy=None if geo is None else geo.energy,
+                   detector_distance=None if geo is None else geo.detector_distance,
+                   pixel_size=None if geo is None else geo.pixel_size * int(np.atleast_1d(config.prepare.bin)[-1]),
+                   config=grid | {"prepare": json.dumps(prepared.report), "source": json.dumps(meta),
+                                  "grid": json.dumps(grid_notes)} | _provenance(config),
+                   sample_name=f"{meta.get('beamline')} scan {meta.get('scan', '')}")
+    save_png(diffraction_figure(prepared.intensity, prepared.mask, title="prepared data"), folder / "diffraction.png")
+
+
+def classify(folder, config, prepared, device) -> dict:
+    """pattern.json: the 3-D pattern classifier's verdict on the prepared data."""
+    from ..identify.classifier import PatternClassifier
+
+    verdict = PatternClassifier.load(dims=3, device=device).classify(prepared.intensity, prepared.mask).to_dict()
+    with atomic_path(folder / "pattern.json") as tmp:
+        tmp.write_text(json.dumps(verdict, indent=1, default=float))
+    return verdict
+
+
+def write_result(folder, config, solution, result, seeded):
+    """result.cxi (PyNX layout) and object.png."""
+    from ..io import write_cxi_result
+    from ..viz import object_figure, save_png
+
+    write_cxi_result(folder / "result.cxi", solution.obj, solution.support, llk=solution.llk,
+                     free_llk=solution.free_llk, history=result.run_history(0),
+                     config=result.config | {"seed": config.reconstruct.seed, "seed_net": seeded,
+                                             "combine": solution.method} | _provenance(config),
+                     results={"run_llk_poisson": result.llk, "run_free_llk_poisson": result.free_llk,
+                              "mode_fraction": solution.mode_fraction, "run_errors": solution.run_errors,
+                              "prtf_frequency": solution.prtf["frequency"], "prtf": solution.prtf["prtf"],
+                              "prtf_resolution": solution.prtf["resolution"]})
+    save_png(object_figure(solution.obj, solution.support, title="reconstruction (on the data's grid)"),
+             folder / "object.png")
+
+
+def write_strain(folder, config, field, g_vector):
+    """strain.h5, strain.vti (where pyvista is installed) and strain.png."""
+    from .. import strain as st
+    from ..viz import save_png, strain_figure
+
+    st.write_strain(folder / "strain.h5", field, config={"g_vector": list(map(float, g_vector)),
+                                                         **config.as_dict()["strain"], **_provenance(config)})
+    if config.strain.vti:
+        try:
+            st.write_vti(folder / "strain.vti", field)
+        except ImportError:
+            pass  # pyvista is optional (the `viz` extra); the HDF5 file has everything
+    save_png(strain_figure(field, title="strain along G"), folder / "strain.png")
+
+
+def identify(folder, config, field, device):
+    """defects.json, and where pyvista is installed defects.png and the interactive defects.html."""
+    from ..identify import find_defects
+
+    report = find_defects(field, method=config.identify.method, device=device)
+    report.metadata["pipeline_config"] = config.as_dict()
+    report.to_json(folder / "defects.json")
+    if config.identify.render:
+        try:
+            from ..identify.render import export_html, render_png
+
+            render_png(folder / "defects.png", field, report.defects)
+            export_html(folder / "defects.html", field, report.defects)
+        except ImportError:
+            pass  # the pictures need the `viz` extra; the report says so
+    return report
+
+
+def write_report(folder, config, row, timings, field, report):
+    """report.html, the scan's self-contained page, and thumb.png, its picture in the summary table."""
+    from .report import scan_page, thumbnail
+
+    thumbnail(field, folder / "thumb.png")
+    with atomic_path(folder / "report.html") as tmp:
+        tmp.write_text(scan_page(folder, config, row, timings, report), encoding="utf-8")

@@ -1,0 +1,328 @@
+"""Raw-data loaders (ID01 BLISS and SPEC/EDF, APS 34-ID-C TIFF + SPEC, CXI), the pipeline's
+configuration, one scan through the whole chain, resuming, failures, the Dask batch, the HTML
+pages in a real browser."""
+import json
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from braggscope.errors import ConfigError, FileFormatError
+from braggscope.geometry import Geometry
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+# --- writers of the beamlines' formats (the tests' own, from the formats' documentation) -------
+
+def write_bliss(path, frames, geometry, *, scan=3, sample="crystal", detector="mpx1x4", beam_centre=None):
+    """A BLISS master file as ID01 writes it: frames bitshuffle/LZ4-compressed, eta rocking
+    (about -x, so eta = -rocking angle), nu = -γ, the detector's calibration."""
+    import h5py
+    import hdf5plugin
+
+    n = len(frames)
+    eta = 10.0 - geometry.rocking_step * (np.arange(n) - n // 2)
+    centre = beam_centre or (frames.shape[1] / 2, frames.shape[2] / 2)
+    with h5py.File(path, "w") as f:
+        entry = f.create_group(f"{sample}_{scan}.1")
+        entry.create_dataset(f"measurement/{detector}", data=frames, chunks=(1, *frames.shape[1:]),
+                             **hdf5plugin.Bitshuffle(cname="lz4"))
+        pos = entry.create_group("instrument/positioners")
+        for name, value in {"eta": eta, "phi": 0.0, "delta": geometry.delta, "nu": -geometry.gamma,
+                            "mononrj": geometry.energy}.items():
+            pos[name] = value
+        det = entry.create_group(f"instrument/{detector}")
+        det.update({"distance": geometry.detector_distance, "x_pixel_size": geometry.pixel_size * 1e-6,
+                    "y_pixel_size": geometry.pixel_size * 1e-6, "beam_center_y": centre[0],
+                    "beam_center_x": centre[1]})
+
+
+def write_34idc(folder, frames, *, theta_step=0.005, delta=32.17, gamma=12.63, energy=9.0, scan=54):
+    """A 34-ID-C scan: one TIFF per rocking angle and a SPEC file with theta, delta, gamma, Energy."""
+    import tifffile
+
+    folder = Path(folder)
+    (folder / f"scan_{scan:04d}").mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames):
+        tifffile.imwrite(folder / f"scan_{scan:04d}" / f"frame_{i:05d}.tif", frame)
+    theta = theta_step * (np.arange(len(frames)) - len(frames) // 2)
+    lines = ["#F staff.spec", "#O0 delta  gamma  Energy", "", f"#S {scan}  ascan theta -0.5 0.5 200 1",
+             f"#P0 {delta} {gamma} {energy}", "#L theta  Seconds  Monitor"] + [f"{t:.5f} 1 1000" for t in theta]
+    (folder / "staff.spec").write_text("\n".join(lines) + "\n")
+    return folder / "staff.spec"
+
+
+@pytest.fixture(scope="module")
+def detector_scan():
+    """A 40 nm Pt crystal measured at 111 on a rocking scan (detector frame, 48³, 10⁸ photons)."""
+    from braggscope.simulate import Crystal, Detector, random_orientation, simulate_bcdi, truncated_octahedron
+
+    geometry = Geometry.for_reflection(d_spacing=0.3924 / np.sqrt(3), energy=9.0, detector_distance=0.06,
+                                       pixel_size=55.0, rocking_step=0.1)
+    xtal = Crystal(truncated_octahedron(40.0, random_orientation(3)), "Pt", random_orientation(3))
+    data = simulate_bcdi(xtal, [], hkl=(1, 1, 1), shape=(24,) * 3, voxel_size=3.0, data_shape=(48,) * 3,
+                         geometry=geometry, detector=Detector(photons=1e8), rng=3)
+    return data
+
+
+def assert_same_geometry(a, b):
+    from dataclasses import asdict
+
+    for key, value in asdict(b).items():
+        assert getattr(a, key) == (value if isinstance(value, str) else pytest.approx(value, rel=1e-9, abs=1e-12)), key
+
+
+# --- loaders ----------------------------------------------------------------------------------
+
+def test_id01_bliss_loader_recovers_the_geometry_and_frames(tmp_path, detector_scan):
+    from braggscope.io.beamline import load_id01_bliss
+
+    g = detector_scan.geometry
+    frames = np.zeros((48, 516, 516), np.uint32)  # a full Maxipix 2×2: the scan's frames in one corner
+    frames[:, 100:148, 300:348] = detector_scan.intensity
+    write_bliss(tmp_path / "master.h5", frames, g)
+    raw = load_id01_bliss(tmp_path / "master.h5", 3)
+    assert_same_geometry(raw.geometry, g)  # eta's sign, nu's sign and the units map back onto the simulator's geometry
+    np.testing.assert_array_equal(raw.frames[:, 100:148, 300:348], detector_scan.intensity)
+    assert raw.mask[:, 256:260, :].all() and raw.mask[:, :, 256:260].all() and not raw.mask[:, :256, :256].any()
+    assert raw.metadata["entry"] == "crystal_3.1" and raw.metadata["detector"] == "mpx1x4"
+    with pytest.raises(FileFormatError, match="no detector 'eiger2M'.*mpx1x4"):
+        load_id01_bliss(tmp_path / "master.h5", 3, detector="eiger2M")
+    with pytest.raises(FileFormatError, match="no entries for scan 4"):
+        load_id01_bliss(tmp_path / "master.h5", 4)
+
+
+def test_id01_spec_edf_loader(tmp_path, detector_scan):
+    fabio = pytest.importorskip("fabio")
+    from fabio.edfimage import EdfImage
+
+    from braggscope.io.beamline import load_id01_spec
+
+    g, frames = detector_scan.geometry, detector_scan.intensity.astype(np.int32)
+    for i, frame in enumerate(frames):
+        EdfImage(data=frame).write(str(tmp_path / f"mpx_{100 + i:05d}.edf.gz"))
+    eta = 10.0 - g.rocking_step * (np.arange(len(frames)) - len(frames) // 2)
+    lines = ["#O0 eta  del  nu  phi", "", "#S 7 ascan eta 9.5 10.5 47 1", f"#P0 10 {g.delta} {-g.gamma} 0",
+             "#L eta  mpx4inr  Monitor"] + [f"{e:.6f} {100 + i} 1000" for i, e in enumerate(eta)]
+    (tmp_path / "id01.spec").write_text("\n".join(lines) + "\n")
+    raw = load_id01_spec(tmp_path / "id01.spec", 7, edf_template=str(tmp_path / "mpx_%05d.edf.gz"), energy=9.0,
+                         detector_distance=0.06)
+    np.testing.assert_array_equal(raw.frames, frames)
+    assert_same_geometry(raw.geometry, g)
+    with pytest.raises(FileFormatError, match="detector_distance"):
+        load_id01_spec(tmp_path / "id01.spec", 7, edf_template=str(tmp_path / "mpx_%05d.edf.gz"), energy=9.0)
+    assert fabio is not None
+
+
+@pytest.mark.skipif(not (REAL / "aps34idc_scan54_raw.npz").is_file(), reason="the shared real scan is not here")
+def test_34idc_loader_and_flat_field_on_the_measured_scan(tmp_path):
+    """The real 34-ID-C scan written as TIFF frames + SPEC, read back, and flat-field corrected as
+    the shared reference crop was made (frame / W × mean W, bad pixels 0)."""
+    import tifffile
+
+    from braggscope.io.beamline import load_34idc
+    from braggscope.retrieval import correct_detector
+
+    with np.load(REAL / "aps34idc_scan54_raw.npz") as z:
+        frames, white, bad = z["frames"][:80], z["whitefield"], z["bad_pixels"]
+    spec = write_34idc(tmp_path, frames)
+    tifffile.imwrite(tmp_path / "white.tif", white)
+    raw = load_34idc(spec, 54, frames=tmp_path / "scan_0054", whitefield=tmp_path / "white.tif", bad_pixels=bad,
+                     detector_distance=0.5)
+    np.testing.assert_array_equal(raw.frames, frames)
+    assert_same_geometry(raw.geometry, Geometry(energy=9.0, detector_distance=0.5, pixel_size=55.0, rocking_step=0.005,
+                                    delta=12.63, gamma=32.17, rocking_axis="y"))  # 34-ID-C's gamma: elevation
+    assert raw.mask[:, bad > 0].all()
+    counts, mask = correct_detector(raw.frames, raw.mask, whitefield=raw.whitefield)
+    with np.load(REAL / "aps34idc_scan54_crop128.npz") as z:
+        reference, ref_mask, crop = z["iobs"], z["mask"] > 0, z["crop_slices"]
+    window = tuple(slice(a, b) for a, b in crop[1:])
+    top = crop[0][0]
+    mine, theirs = counts[top:, window[0], window[1]], reference[:80 - top]
+    use = ~mask[top:, window[0], window[1]] & ~ref_mask[:80 - top]
+    # the same per-pixel gain up to one constant (the reference took mean W over the whole
+    # 512² calibration image, of which the shared file keeps a quarter; we average the live pixels)
+    scale = np.sum(mine[use] * theirs[use]) / np.sum(theirs[use] ** 2)
+    np.testing.assert_allclose(mine[use], scale * theirs[use], rtol=1e-4, atol=1e-3)
+    assert 0.8 < scale < 1.25
+    with pytest.raises(FileFormatError, match="80 theta positions but 79 TIFF"):
+        load_34idc(spec, 54, frames=sorted((tmp_path / "scan_0054").glob("*.tif"))[:79], detector_distance=0.5)
+    with pytest.raises(FileFormatError, match="detector_distance"):
+        load_34idc(spec, 54, frames=tmp_path / "scan_0054")
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+def test_config_names_the_closest_key_and_fills_beamline_defaults(tmp_path):
+    from braggscope.pipeline import config_from_dict, load_config
+
+    base = {"output": "out", "data": {"path": "x.cxi", "scans": [1]}}
+    with pytest.raises(ConfigError, match="unknown key 'isosurfce' in \\[strain\\]; did you mean 'isosurface'"):
+        config_from_dict(base | {"strain": {"isosurfce": 0.3}})
+    with pytest.raises(ConfigError, match="unknown key 'reconstruction' in the top level; did you mean 'reconstruct'"):
+        config_from_dict(base | {"reconstruction": {}})
+    with pytest.raises(ConfigError, match="beamline"):
+        config_from_dict(base | {"beamline": "p10"})
+    with pytest.raises(ConfigError, match="backend"):
+        config_from_dict(base | {"reconstruct": {"backend": "cohere"}})
+    with pytest.raises(ConfigError, match="scans"):
+        config_from_dict({"output": "out", "data": {"path": "x.cxi", "scans": []}})
+    (tmp_path / "c.toml").write_text('beamline = "id01"\noutput = "o"\n[data]\npath = "m.h5"\nscans = [1, 2]\n')
+    cfg = load_config(tmp_path / "c.toml")
+    assert cfg.data.format == "id01" and Path(cfg.output) == tmp_path / "o" and cfg.data.scans == (1, 2)
+    assert cfg.resolve("m_{scan:03d}.h5", 7) == tmp_path / "m_007.h5"
+
+
+# --- the pipeline -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def simulated_batch(tmp_path_factory):
+    """Three small simulated CXI scans (one with a dislocation) and a config over them plus a
+    missing scan."""
+    from braggscope.io import write_simulation
+    from braggscope.simulate import Crystal, Detector, random_orientation, simulate_bcdi, truncated_octahedron
+
+    folder = tmp_path_factory.mktemp("batch")
+    for seed in (1, 2, 3):
+        o = random_orientation(seed)
+        xtal = Crystal(truncated_octahedron(45.0, o), "Pt", o)
+        defects = [xtal.dislocation(burgers=(0.5, 0.5, 0), line=(1, -1, 1), position=(0, 0, 0))] if seed == 2 else []
+        data = simulate_bcdi(xtal, defects, hkl=(1, 1, 1), shape=(24,) * 3, voxel_size=3.0, data_shape=(48,) * 3,
+                             detector=Detector(photons=1e8), rng=seed)
+        write_simulation(folder / f"sim_{seed}.cxi", data, seed=seed)
+    return folder
+
+
+def _config(folder, output, **cluster):
+    from braggscope.pipeline import config_from_dict
+
+    return config_from_dict({"output": str(folder / output), "data": {"path": str(folder / "sim_{scan}.cxi"),
+                                                                        "scans": [1, 2, 3, 9]},
+                             "prepare": {"shape": [48, 48, 48]}, "reconstruct": {"runs": 2},
+                             "identify": {"render": False}, "cluster": cluster})
+
+
+def test_pipeline_serial_resumes_and_isolates_a_failure(simulated_batch):
+    from braggscope.pipeline import Pipeline
+
+    config = _config(simulated_batch, "serial")
+    rows = Pipeline(config).run()
+    assert [r["status"] for r in rows] == ["done", "done", "done", "failed"]
+    assert "no such file" in rows[3]["error"] and (Path(rows[3]["folder"]) / "error.json").is_file()
+    for r in rows[:3]:
+        folder = Path(r["folder"])
+        assert {"data.cxi", "result.cxi", "strain.h5", "strain.png", "defects.json", "report.html",
+                "thumb.png"} <= set(r["files"]) and (folder / "summary.json").is_file()
+        assert abs(r["d_spacing_nm"] - 0.3924 / np.sqrt(3)) < 2e-4  # |G| of the file's grid
+        assert 30 < r["size_nm"] < 60 and r["llk"] < 5
+        assert not list(folder.glob(".*tmp"))  # no half-written file
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["config"]["reconstruct"]["seed"] == 0 and "torch" in summary["versions"]
+        assert set(summary["timings"]) == {"load", "prepare", "classify", "reconstruct", "strain", "identify",
+                                           "report"}
+    again = Pipeline(config).run()
+    assert [r["status"] for r in again] == ["skipped", "skipped", "skipped", "failed"]
+    (Path(rows[1]["folder"]) / "strain.h5").unlink()  # an incomplete folder is redone
+    assert [r["status"] for r in Pipeline(config).run(scans=[1, 2])] == ["skipped", "done"]
+    longer = replace(config, data=replace(config.data, scans=(1, 2, 3, 9, 10)))  # the beamtime's list grows
+    assert [r["status"] for r in Pipeline(longer).run(scans=[1, 3])] == ["skipped", "skipped"]
+    page = (Path(config.output) / "summary.html").read_text()
+    assert page.count("<tr>") == 1 + 2 and "report.html" in page
+
+
+@pytest.mark.slow
+def test_pipeline_on_a_local_dask_cluster_equals_the_serial_run(simulated_batch):
+    from braggscope.io import read_result
+    from braggscope.pipeline import Pipeline
+
+    pytest.importorskip("distributed")
+    serial = Pipeline(_config(simulated_batch, "serial_1")).run(scans=[1, 2, 3])
+    cluster = Pipeline(_config(simulated_batch, "cluster", kind="local", workers=2)).run(scans=[1, 2, 3])
+    assert [r["status"] for r in cluster] == ["done"] * 3
+    for a, b in zip(serial, cluster):
+        assert a["scan"] == b["scan"]
+        for key in ("llk", "free_llk", "strain_rms", "size_nm", "voxels"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4), key
+        assert a["defect_counts"] == b["defect_counts"]
+        obj_a, obj_b = (read_result(Path(r["folder"]) / "result.cxi")[0] for r in (a, b))
+        assert np.linalg.norm(obj_a - obj_b) <= 1e-3 * np.linalg.norm(obj_a)
+
+
+def test_pipeline_from_a_bliss_file_measures_the_lattice_and_the_crystal(tmp_path, detector_scan):
+    """The whole chain from an ID01 master file: the d-spacing from the measured peak and the
+    crystal's size on the lab grid agree with the simulation's (a wrong pixel size, distance,
+    energy or angle unit would break them; the signs are checked by the loader's test)."""
+    from braggscope.pipeline import Pipeline
+
+    write_bliss(tmp_path / "master.h5", detector_scan.intensity.astype(np.uint32), detector_scan.geometry)
+    rows = Pipeline({"beamline": "id01", "output": str(tmp_path / "out"),
+                     "data": {"path": str(tmp_path / "master.h5"), "scans": [3], "detector": "mpx1x4"},
+                     "prepare": {"shape": [48, 48, 48]}, "reconstruct": {"runs": 2},
+                     "identify": {"render": False, "classify": False}}).run()
+    row = rows[0]
+    assert row["status"] == "done", row.get("error")
+    assert row["d_spacing_nm"] == pytest.approx(0.3924 / np.sqrt(3), rel=2e-3)
+    s = detector_scan.sample
+    points = np.argwhere(s.support) * s.voxel_size  # [nm] the true crystal's voxel centres
+    truth = 2 * np.max(np.linalg.norm(points - points.mean(axis=0), axis=1))
+    assert row["size_nm"] == pytest.approx(truth, rel=0.15)
+
+
+# --- the pages in a browser --------------------------------------------------------------------
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed (.ci/run installs it)")
+def test_summary_page_loads_offline_in_chromium(simulated_batch):
+    """Chromium, headless and with the network off, runs the page's script (sorting, image count)
+    and shows the table and every picture."""
+    from braggscope.pipeline import Pipeline
+
+    config = _config(simulated_batch, "serial")
+    Pipeline(config).run()
+    page = Path(config.output) / "summary.html"
+    dom = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                          "--proxy-server=127.0.0.1:9", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert 'data-ready="yes"' in dom
+    assert 'data-images="3" data-images-loaded="3"' in dom
+    assert dom.count('href="scan_') == 3 and "failed" in dom
+
+
+def test_run_command_exit_status(simulated_batch, tmp_path):
+    """`braggscope run`: 2 for a bad configuration (one line, the closest key named), 1 when a scan
+    failed (the others done and listed)."""
+    from braggscope.cli import main
+
+    (tmp_path / "bad.toml").write_text('output = "o"\n[data]\npath = "x.cxi"\nscans = [1]\n[reconstruct]\nrun = 2\n')
+    assert main(["run", str(tmp_path / "bad.toml")]) == 2
+    good = (f'output = "{tmp_path / "o"}"\n[data]\npath = "{simulated_batch / "sim_{scan}.cxi"}"\nscans = [1, 9]\n'
+            '[prepare]\nshape = [48, 48, 48]\n[reconstruct]\nruns = 2\n[identify]\nrender = false\n')
+    (tmp_path / "good.toml").write_text(good)
+    assert main(["run", str(tmp_path / "good.toml"), "-q"]) == 1
+    rows = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert [r["status"] for r in rows] == ["done", "failed"]
+
+
+def test_slurm_cluster_job_script():
+    """The SLURM jobs a facility cluster gets: one worker process per job, its cores, memory,
+    walltime, queue, account and one GPU (built, not submitted)."""
+    pytest.importorskip("dask_jobqueue")
+    from braggscope.pipeline import config_from_dict
+    from braggscope.pipeline.batch import slurm_cluster
+
+    c = config_from_dict({"output": "o", "data": {"path": "x.cxi", "scans": [1]},
+                          "cluster": {"kind": "slurm", "queue": "gpu", "account": "ma1234", "cores": 8,
+                                      "memory": "32GB", "gpus_per_worker": 1}}).cluster
+    with slurm_cluster(c) as cluster:
+        script = cluster.job_script()
+    for line in ("#SBATCH -p gpu", "#SBATCH -A ma1234", "#SBATCH --cpus-per-task=8", "#SBATCH --gres=gpu:1",
+                 "#SBATCH -t 02:00:00"):
+        assert line in script
+    assert "--nthreads 8" in script
