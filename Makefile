@@ -40,6 +40,7 @@ bench: $(VENV)/.installed .deps/pynx $(VENV)/.lauetools
 	$(BIN)/braggscope bench pattern_classifier
 	$(BIN)/braggscope bench tem
 	$(BIN)/braggscope bench laue
+	$(BIN)/braggscope bench pipeline
 
 clean:
 	rm -rf $(VENV) demo_output *.egg-info .deps
