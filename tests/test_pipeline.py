@@ -258,14 +258,18 @@ def test_pipeline_from_a_bliss_file_measures_the_lattice_and_the_crystal(tmp_pat
     energy or angle unit would break them; the signs are checked by the loader's test)."""
     from braggscope.pipeline import Pipeline
 
-    write_bliss(tmp_path / "master.h5", detector_scan.intensity.astype(np.uint32), detector_scan.geometry)
+    frames = np.zeros((48, 516, 516), np.uint32)  # the crystal's peak off the detector's centre, on the
+    frames[:, 100:148, 300:348] = detector_scan.intensity  # pixel the direct beam hits at delta = nu = 0
+    write_bliss(tmp_path / "master.h5", frames, detector_scan.geometry, beam_centre=(124, 324))
     rows = Pipeline({"beamline": "id01", "output": str(tmp_path / "out"),
                      "data": {"path": str(tmp_path / "master.h5"), "scans": [3], "detector": "mpx1x4"},
                      "prepare": {"shape": [48, 48, 48]}, "reconstruct": {"runs": 2},
+                     "sample": {"material": "Pt", "hkl": [2, 0, 0]},  # not the measured 111: flagged
                      "identify": {"render": False, "classify": False}}).run()
     row = rows[0]
     assert row["status"] == "done", row.get("error")
     assert row["d_spacing_nm"] == pytest.approx(0.3924 / np.sqrt(3), rel=2e-3)
+    assert any(f.startswith("d-spacing +15.5 %") for f in row["flags"])  # d111 / d200 = 2/√3
     s = detector_scan.sample
     points = np.argwhere(s.support) * s.voxel_size  # [nm] the true crystal's voxel centres
     truth = 2 * np.max(np.linalg.norm(points - points.mean(axis=0), axis=1))

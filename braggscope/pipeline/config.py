@@ -61,6 +61,7 @@ class GeometryConfig:
     delta: float | None = None
     gamma: float | None = None
     rocking_axis: str | None = None
+    beam_centre: tuple | None = None  # (row, column) [pixels] of the direct beam with the detector arm at 0
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,9 @@ def scan_page(folder, config, row, timings, report) -> str:
     scalars = [("beamline", row.get("beamline")), ("crystal size", f"{row['size_nm']:.0f} nm"),
                ("voxels in the support", row["voxels"]), ("mean strain", row["strain_mean"]),
                ("RMS strain", row["strain_rms"]), ("RMS strain (bulk)", row["bulk_strain_rms"]),
-               ("d-spacing from the peak", f"{row['d_spacing_nm']:.5f} nm"), ("LLK (Poisson)", row["llk"]),
+               ("d-spacing from the peak", f"{row['d_spacing_nm']:.5f} nm"
+                + (f" ([sample]'s reflection: {row['d_spacing_expected_nm']:.5f} nm)"
+                   if row.get("d_spacing_expected_nm") else "")), ("LLK (Poisson)", row["llk"]),
                ("free LLK", row["free_llk"]), ("mode fraction of the kept runs", row["mode_fraction"]),
                ("PRTF resolution", f"{row['prtf_resolution_voxels']:.2f} voxels"), ("recipe", row["recipe"]),
                ("network seed", row["seed_net"]), ("device", row["device"]), ("masked voxels", row["prepare"])]

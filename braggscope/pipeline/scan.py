@@ -101,6 +101,8 @@ def load_scan(config, scan):
         raw = bl.load_npz_frames(path, geometry=_npz_geometry(g), detector=d.detector)
     else:
         raw = bl.load_cxi(path)
+    if g.beam_centre is not None:
+        raw = replace(raw, metadata=raw.metadata | {"beam_centre": [float(v) for v in g.beam_centre]})
     return replace(raw, geometry=_override_geometry(raw.geometry, g))
 
 
@@ -121,7 +123,7 @@ def scan_grid(raw, prepared, config):
     reconstruction of `prepared`.
 
     With a rocking-scan geometry, G is the measured q at the Bragg peak (its pixel's offset from
-    the beam centre, or from the detector's centre where the file gives none); otherwise the
+    the beam centre of the file or of [geometry], else from the frame's centre); otherwise the
     file's q_basis and g_vector (a simulation's grid)."""
     from ..geometry import object_voxel_from_q_basis
     from ..io.beamline import binned_geometry
@@ -222,9 +224,22 @@ def _flags(row, solution, field):
         flags.append("pattern out of the classifier's range")
     if row["prtf_resolution_voxels"] > 3:
         flags.append(f"PRTF resolution {row['prtf_resolution_voxels']:.1f} voxels")
+    if row.get("d_spacing_expected_nm"):
+        off = row["d_spacing_nm"] / row["d_spacing_expected_nm"] - 1
+        if abs(off) > 0.01:
+            flags.append(f"d-spacing {100 * off:+.1f} % from the [sample]'s reflection")
     if row.get("defect_counts"):
         flags.append("defects")
     return flags
+
+
+def expected_d_spacing(sample) -> float | None:
+    """[nm] d of the [sample]'s material and reflection, where both are given."""
+    from ..materials import get_material
+
+    if sample.material is None or sample.hkl is None:
+        return None
+    return float(get_material(sample.material).d_spacing(sample.hkl))
 
 
 def process_scan(config, scan, *, progress=None) -> dict:
@@ -264,6 +279,7 @@ def process_scan(config, scan, *, progress=None) -> dict:
     row |= {"status": "done", "beamline": raw.metadata.get("beamline"), "size_nm": crystal_size(field),
             "voxels": stats["voxels"], "strain_mean": stats["strain_mean"], "strain_rms": stats["strain_rms"],
             "bulk_strain_rms": stats["bulk_strain_rms"], "d_spacing_nm": float(2 * np.pi / np.linalg.norm(g_vector)),
+            "d_spacing_expected_nm": expected_d_spacing(config.sample),
             "llk": float(solution.llk), "free_llk": float(solution.free_llk),
             "mode_fraction": float(solution.mode_fraction), "prtf_resolution_voxels": solution.prtf["resolution"],
             "seed_net": bool(seeded), "recipe": result.recipe, "device": str(device),
