@@ -35,12 +35,12 @@ from .cxi import _h5py, read_data
 from .spec import read_spec_scan
 
 __all__ = ["RawScan", "load_id01_bliss", "load_id01_spec", "load_34idc", "load_cxi", "load_npz_frames",
-           "detector_gaps", "binned_geometry", "DETECTOR_LAYOUTS"]
+           "detector_gaps", "binned_geometry", "read_image", "DETECTOR_LAYOUTS"]
 
 # detector name → (chip gap layout of braggscope.simulate.detector, first gap pixel (row, column))
+# (Dectris detectors flag their gaps and dead pixels themselves, with the integer type's largest value)
 DETECTOR_LAYOUTS = {"mpx1x4": ("maxipix", (256, 256)), "mpxgaas": ("maxipix", (256, 256)),
-                    "mpx4inr": ("maxipix", (256, 256)), "maxipix": ("maxipix", (256, 256)),
-                    "eiger2M": ("eiger", (256, 256)), "timepix": ("none", None), "34idcTIM2": ("none", None)}
+                    "mpx4inr": ("maxipix", (256, 256)), "maxipix": ("maxipix", (256, 256))}
 
 
 @dataclass(frozen=True)
@@ -98,10 +98,14 @@ def _required(values, names, where):
 
 
 def _frames_and_mask(frames, bad_pixels, detector):
+    """Frames as float32 and their mask: chip gaps, the bad-pixel map, and pixels holding the
+    unsigned integer type's largest value (how Eiger and Pilatus files flag gaps and dead pixels)."""
     frames = np.asarray(frames)
     if frames.ndim != 3:
         raise FileFormatError(f"expected a stack of 2-D frames (N, Y, X), got shape {frames.shape}")
     mask = detector_gaps(frames.shape, detector)
+    if np.issubdtype(frames.dtype, np.unsignedinteger):
+        mask |= frames == np.iinfo(frames.dtype).max
     if bad_pixels is not None:
         bad = np.asarray(bad_pixels).astype(bool)
         if bad.shape != frames.shape[1:]:
@@ -161,7 +165,7 @@ def _value(group, key, scale=1.0):
 
 
 def load_id01_bliss(path, scan, *, sample=None, detector=None, rocking_motor=None, bad_pixels=None,
-                    flatfield=None, energy=None, detector_distance=None, pixel_size=None) -> RawScan:
+                    whitefield=None, energy=None, detector_distance=None, pixel_size=None) -> RawScan:
     """Scan `scan` of an ID01 BLISS master file.
 
     Energy [keV] (positioner ``mononrj``), distance [m] and pixel size (``instrument/<detector>``,
@@ -183,10 +187,10 @@ def load_id01_bliss(path, scan, *, sample=None, detector=None, rocking_motor=Non
         detector_distance = detector_distance if detector_distance is not None else _value(calib, "distance")
         pixel_size = pixel_size if pixel_size is not None else _value(calib, "x_pixel_size", 1e6)
         centre = [_value(calib, k) for k in ("beam_center_y", "beam_center_x")]
-    frames, mask = _frames_and_mask(frames, bad_pixels, det)
+    frames, mask = _frames_and_mask(frames, read_image(bad_pixels, "bad-pixel"), det)
     geometry = _id01_geometry(motors, len(frames), energy=energy, detector_distance=detector_distance,
                               pixel_size=pixel_size, where=f"{path}:{entry}", rocking_motor=rocking_motor)
-    return RawScan(frames, mask, geometry, whitefield=None if flatfield is None else np.asarray(flatfield, float),
+    return RawScan(frames, mask, geometry, whitefield=read_image(whitefield, "white field"),
                    metadata={"beamline": "ID01", "file": str(path), "entry": entry, "scan": int(scan),
                              "detector": det, "beam_centre": centre,
                              "motors": {k: np.asarray(v).tolist() for k, v in motors.items() if np.size(v) < 10000}})
@@ -201,7 +205,7 @@ def _fabio():
 
 
 def load_id01_spec(spec_path, scan, *, edf_template, detector="mpx4inr", rocking_motor=None, bad_pixels=None,
-                   flatfield=None, energy=None, detector_distance=None, pixel_size=55.0) -> RawScan:
+                   whitefield=None, energy=None, detector_distance=None, pixel_size=55.0) -> RawScan:
     """Scan `scan` of an ID01 SPEC file, its frames from EDF files named by ``edf_template % number``
     (the numbers in the SPEC column `detector`). SPEC does not record the energy [keV] or the
     detector distance [m]: give them."""
@@ -214,13 +218,13 @@ def load_id01_spec(spec_path, scan, *, edf_template, detector="mpx4inr", rocking
         raise FileFormatError(f"{len(missing)} of {len(files)} EDF frames of scan {scan} are missing, "
                               f"first {missing[0]}")
     frames = np.stack([fabio.open(str(p)).data for p in files])
-    frames, mask = _frames_and_mask(frames, bad_pixels, detector)
+    frames, mask = _frames_and_mask(frames, read_image(bad_pixels, "bad-pixel"), detector)
     motors = {m: spec.columns[m] if m in spec.columns else spec.positions.get(m, 0.0)
               for m in ("eta", "phi", "del", "nu")}
     motors["delta"] = motors.pop("del")
     geometry = _id01_geometry(motors, len(frames), energy=energy, detector_distance=detector_distance,
                               pixel_size=pixel_size, where=f"{spec_path} scan {scan}", rocking_motor=rocking_motor)
-    return RawScan(frames, mask, geometry, whitefield=None if flatfield is None else np.asarray(flatfield, float),
+    return RawScan(frames, mask, geometry, whitefield=read_image(whitefield, "white field"),
                    metadata={"beamline": "ID01 (SPEC)", "file": str(spec_path), "scan": int(scan),
                              "detector": detector, "command": spec.command, "frames": [str(p) for p in files]})
 
@@ -233,8 +237,9 @@ def _tiff_stack(paths):
     return np.stack([tifffile.imread(p) for p in paths])
 
 
-def _image(value, name):
-    """A 2-D calibration image from an array or a TIFF/.npy file."""
+def read_image(value, name):
+    """A 2-D calibration image (dark, white field, bad-pixel map) from an array or a TIFF or .npy
+    file; None stays None. `name` is what an error calls it."""
     if value is None or isinstance(value, np.ndarray):
         return value
     path = Path(value)
@@ -258,14 +263,15 @@ def load_34idc(spec_path, scan, *, frames, dark=None, whitefield=None, bad_pixel
     if len(theta) != len(paths):
         raise FileFormatError(f"SPEC scan {scan} has {len(theta)} theta positions but {len(paths)} TIFF frames "
                               f"in {frames}")
-    stack, mask = _frames_and_mask(_tiff_stack(paths), _image(bad_pixels, "bad-pixel"), detector)
+    stack, mask = _frames_and_mask(_tiff_stack(paths), read_image(bad_pixels, "bad-pixel"), detector)
     energy = energy if energy is not None else spec.positions.get("Energy")
     where = f"{spec_path} scan {scan}"
     _required((energy, detector_distance), ("energy", "detector_distance"), where)
     geometry = Geometry(energy=energy, detector_distance=detector_distance, pixel_size=pixel_size,
                         rocking_step=_rocking_step(theta, "theta"), delta=spec.motor("gamma"),
                         gamma=spec.motor("delta"), rocking_axis="y")
-    return RawScan(stack, mask, geometry, dark=_image(dark, "dark"), whitefield=_image(whitefield, "white field"),
+    return RawScan(stack, mask, geometry, dark=read_image(dark, "dark"),
+                   whitefield=read_image(whitefield, "white field"),
                    metadata={"beamline": "34-ID-C", "file": str(spec_path), "scan": int(scan), "detector": detector,
                              "command": spec.command, "frames": [str(p) for p in paths]})
 

@@ -205,13 +205,28 @@ def _tuples(values):
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "tuple": (list, tuple)}
+
+
+def _check_type(value, annotation, where):
+    """`value` against a field's annotation ('int', 'float | None', ...): a TOML value of the wrong
+    type is named here rather than failing later."""
+    names = [t.strip() for t in annotation.split("|")]
+    if value is None and "None" in names:
+        return
+    allowed = tuple(t for n in names if n != "None" for t in _TYPES.get(n, (object,)))
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        raise ConfigError(f"{where} must be {' or '.join(names)}, got {value!r}")
+
+
 def _section(cls, values, name):
     if not isinstance(values, dict):
         raise ConfigError(f"[{name}] must be a table, got {type(values).__name__}")
-    known = [f.name for f in fields(cls)]
-    for key in values:
+    known = {f.name: f.type for f in fields(cls)}
+    for key, value in values.items():
         if key not in known:
-            raise _unknown(key, known, f"[{name}]")
+            raise _unknown(key, list(known), f"[{name}]")
+        _check_type(value, known[key], f"[{name}] {key}")
     try:
         return cls(**_tuples(values))
     except TypeError as err:  # a required key is missing

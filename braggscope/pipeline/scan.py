@@ -84,13 +84,13 @@ def load_scan(config, scan):
     images = {k: config.resolve(getattr(d, k), scan) for k in ("dark", "whitefield", "bad_pixels")}
     if d.format == "id01":
         raw = bl.load_id01_bliss(path, scan, sample=d.sample, detector=d.detector, rocking_motor=d.rocking_motor,
-                                 bad_pixels=bl._image(images["bad_pixels"], "bad-pixel"),
-                                 flatfield=bl._image(images["whitefield"], "white field"), **common, **pixel)
+                                 bad_pixels=images["bad_pixels"],
+                                 whitefield=images["whitefield"], **common, **pixel)
     elif d.format == "id01_spec":
         raw = bl.load_id01_spec(path, scan, edf_template=str(config.resolve(d.frames, scan)),
                                 detector=d.detector or "mpx4inr", rocking_motor=d.rocking_motor,
-                                bad_pixels=bl._image(images["bad_pixels"], "bad-pixel"),
-                                flatfield=bl._image(images["whitefield"], "white field"), **common, **pixel)
+                                bad_pixels=images["bad_pixels"],
+                                whitefield=images["whitefield"], **common, **pixel)
     elif d.format == "34idc":
         if d.frames is None:
             raise ConfigError("[data] frames must name the folder of the scan's TIFF frames (e.g. 'scan_{scan:04d}')")
