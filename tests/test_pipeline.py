@@ -240,6 +240,22 @@ def test_pipeline_serial_resumes_and_isolates_a_failure(simulated_batch):
     assert page.count("<tr>") == 1 + 2 and "report.html" in page
 
 
+def test_pipeline_with_the_pynx_backend(simulated_batch):
+    """The network's seed refined by ESRF's PyNX instead of our engine (where PyNX is importable)."""
+    from braggscope.io import read_result
+    from braggscope.pipeline import Pipeline
+    from braggscope.retrieval import pynx_available
+
+    if not pynx_available():
+        pytest.skip("PyNX not importable: run .ci/get-pynx and put .deps/pynx on PYTHONPATH")
+    config = _config(simulated_batch, "pynx")
+    config = replace(config, reconstruct=replace(config.reconstruct, backend="pynx"))
+    row = Pipeline(config).run(scans=[1])[0]
+    assert row["status"] == "done", row.get("error")
+    _, _, _, cfg = read_result(Path(row["folder"]) / "result.cxi")
+    assert cfg["backend"] == "pynx" and row["llk"] < 5 and 30 < row["size_nm"] < 60
+
+
 @pytest.mark.slow
 def test_pipeline_on_a_local_dask_cluster_equals_the_serial_run(simulated_batch):
     from braggscope.io import read_result
