@@ -870,7 +870,7 @@ def _cmd_run(args):
 def _cmd_demo(args):
     from .demo import run_demo
 
-    bar, step = _progress(args, 10)
+    bar, step = _progress(args, 12)
     files = run_demo(args.out, seed=args.seed, device=args.device, progress=step)
     if bar is not None:
         bar.close()

@@ -7,7 +7,8 @@ neural first guess (where its weights are installed) refined by the torch phase-
 the CXI files, the pictures and the report. The strain of the reconstruction follows, then its
 defects (the U-Net's list, beside the physics baseline's, and a 3-D picture), and the next scan:
 the formula design for the crystal's measured size and the reflections that show the
-dislocations the current one cannot (G·b = 0).
+dislocations the current one cannot (G·b = 0). Then a TEM micrograph and a Laue frame of the
+same kinds of defects, and two more scans through the beamtime pipeline (batch/summary.html).
 """
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ the crystal without its outer voxel layer.</p>
 <table>{_found_rows(files['found'])}</table>{_img(files['defects_png']) if files.get('defects_png') else ''}
 <h2>TEM micrograph of the same kind of defects</h2>{_tem_text(files['tem'])}{_img(files['tem_png'])}
 <h2>Laue microdiffraction of a polycrystal</h2>{_laue_text(files['laue'])}{_img(files['laue_png'])}
+<h2>A beamtime batch</h2>{_batch_text(files['batch'])}
 <h2>Timings</h2><table>{times}</table>
 <h2>Next scan</h2><p>For the crystal's measured largest extent ({files['plan']['size']:.0f} nm), the sampling
 formulas give (at {html.escape(str(files['plan']['hkl']))}, {html.escape(files['plan']['instrument'])}):</p>
@@ -242,6 +244,46 @@ def _laue_text(t):
             f"×10⁻⁴ (against the mean strain its spots see)</th><th>largest σ ×10⁻⁴</th></tr>{rows}</table>")
 
 
+def _batch(files, out, seed, device):
+    """Two small simulated scans (a perfect Pt crystal and one with an edge dislocation visible at
+    111) through `braggscope run`'s pipeline: batch/summary.html and a folder per scan."""
+    from .pipeline import Pipeline
+    from .simulate import random_orientation
+
+    folder = out / "batch"
+    for scan in (1, 2):
+        u = random_orientation(seed + scan)
+        xtal = Crystal(truncated_octahedron(60.0, u), "Pt", u)
+        defects = [xtal.dislocation(burgers=(0.5, 0.5, 0), line=(1, -1, 1), position=(0, 0, 0))] if scan == 2 else []
+        data = simulate_bcdi(xtal, defects, hkl=(1, 1, 1), shape=(32,) * 3, voxel_size=3.0, data_shape=(64,) * 3,
+                             detector=Detector(photons=1e9), rng=seed + scan)
+        write_simulation(folder / f"scan_{scan}.cxi", data, seed=seed + scan)
+    rows = Pipeline({"output": str(folder), "data": {"path": str(folder / "scan_{scan}.cxi"), "scans": [1, 2]},
+                     "prepare": {"shape": [64, 64, 64]}, "reconstruct": {"runs": 2, "seed": seed, "device": device},
+                     "identify": {"render": False}}).run()
+    files["batch"] = [{k: r.get(k) for k in ("scan", "status", "size_nm", "strain_rms", "defect_counts", "pattern",
+                                             "flags", "error")} for r in rows]
+
+
+def _counts(counts):
+    return html.escape(", ".join(f"{n} {kind}" for kind, n in counts.items()) or "none")
+
+
+def _batch_text(rows):
+    cell = lambda r: (f"<td>{r['scan']}</td><td>{r['status']}</td><td>{r['size_nm']:.0f} nm</td>"
+                      f"<td>{r['strain_rms']:.1e}</td><td>{_counts(r['defect_counts'])}</td>"
+                      f"<td>{html.escape(str((r['pattern'] or {}).get('label')))}</td>"
+                      f"<td>{html.escape(', '.join(r['flags']))}</td>") if r["status"] != "failed" else (
+        f"<td>{r['scan']}</td><td>failed</td><td colspan=5>{html.escape(r['error'])}</td>")
+    rows_html = "".join(f"<tr>{cell(r)}</tr>" for r in rows)
+    return ("<p>Two more simulated scans, a perfect Pt crystal (scan 1) and one with an edge dislocation through its "
+            "centre (scan 2), through the beamtime pipeline (<code>braggscope run CONFIG.toml</code>: load, "
+            "prepare, classify, reconstruct, strain, identify, pages); its sortable summary is "
+            '<a href="batch/summary.html">batch/summary.html</a>, each scan\'s page <code>batch/scan_000N/'
+            "report.html</code>.</p><table><tr><th>scan</th><th>status</th><th>size</th><th>RMS strain</th>"
+            f"<th>defects</th><th>pattern classifier</th><th>flags</th></tr>{rows_html}</table>")
+
+
 def _network_start(data, files, n_runs, seed, device, truth):
     """The recipe, starting objects and support from the neural first guess when its weights are
     installed (its error alone goes into `files`); random starts and the default chain otherwise."""
@@ -325,8 +367,9 @@ def run_demo(out_dir, *, shape=(48, 48, 48), data_shape=(96, 96, 96), voxel_size
     dict
         Paths of the written files (data.cxi, result.cxi, sample.png, diffraction.png,
         reconstruction.png, strain.h5, strain.png, defects.json, defects.png, tem_micrograph.tif,
-        tem_objects.png, laue_frame.h5, laue_frame.png, report.html), the
-        figures of the reconstruction and its strain, and the defects found.
+        tem_objects.png, laue_frame.h5, laue_frame.png, report.html; the pipeline's batch/ folder with
+        summary.html), the figures of the reconstruction and its strain, the defects found, and the
+        batch's rows.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -377,6 +420,10 @@ def run_demo(out_dir, *, shape=(48, 48, 48), data_shape=(96, 96, 96), voxel_size
     files.update(laue_frame=out / "laue_frame.h5", laue_png=out / "laue_frame.png")
     _laue(files, seed)
     timings["Laue frame (simulate + read the grains)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    step("batch")
+    _batch(files, out, seed, device)
+    timings["beamtime batch (2 scans through the pipeline)"] = time.perf_counter() - t
     files["report"] = out / "report.html"
     step("report")
     _report(files["report"], data, timings, files)

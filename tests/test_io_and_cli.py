@@ -133,7 +133,8 @@ def test_cli_unknown_benchmark_is_a_user_error(capsys):
 def test_demo_writes_report_and_pictures(tmp_path):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--device", "cpu", "-q"]) == 0
     names = sorted(p.name for p in (tmp_path / "demo").iterdir())
-    assert names == ["data.cxi", "defects.json", "defects.png", "diffraction.png", "laue_frame.h5", "laue_frame.png",
+    assert names == ["batch", "data.cxi", "defects.json", "defects.png", "diffraction.png", "laue_frame.h5",
+                     "laue_frame.png",
                      "reconstruction.png", "report.html", "result.cxi", "sample.png", "strain.h5", "strain.png",
                      "tem_micrograph.tif", "tem_objects.png"]
     html = (tmp_path / "demo" / "report.html").read_text()
@@ -142,3 +143,5 @@ def test_demo_writes_report_and_pictures(tmp_path):
     assert "Next scan" in html and "oversampling 3 of the detector plane" in html and "G·b = 0" in html
     assert "Howie–Whelan" in html and "Laue microdiffraction of a Cu polycrystal" in html
     assert html.count("data:image/png;base64") == 7
+    assert "A beamtime batch" in html and (tmp_path / "demo" / "batch" / "summary.html").is_file()
+    assert html.count("<td>done</td>") == 2
