@@ -157,6 +157,24 @@ def test_34idc_loader_and_flat_field_on_the_measured_scan(tmp_path):
         load_34idc(spec, 54, frames=tmp_path / "scan_0054")
 
 
+def test_cxi_loader_takes_what_the_file_lacks_from_the_configuration(tmp_path, detector_scan):
+    """A PyNX-style CXI with energy, distance and pixel size but no rocking step: the geometry is
+    completed from [geometry], or is None (and the pipeline names what to give)."""
+    from braggscope.io import write_cxi_data
+    from braggscope.io.beamline import load_cxi
+    from braggscope.pipeline import Pipeline
+
+    g = detector_scan.geometry
+    write_cxi_data(tmp_path / "pynx.cxi", detector_scan.intensity, mask=detector_scan.mask, energy=g.energy,
+                   detector_distance=g.detector_distance, pixel_size=g.pixel_size)
+    assert load_cxi(tmp_path / "pynx.cxi").geometry is None
+    raw = load_cxi(tmp_path / "pynx.cxi", rocking_step=g.rocking_step, delta=g.delta, gamma=g.gamma)
+    assert_same_geometry(raw.geometry, g)
+    row = Pipeline({"output": str(tmp_path / "out"), "data": {"path": str(tmp_path / "pynx.cxi"), "scans": [1]},
+                    "prepare": {"shape": [48, 48, 48]}}).run()[0]
+    assert row["status"] == "failed" and "rocking_step" in row["error"]
+
+
 # --- configuration ----------------------------------------------------------------------------
 
 def test_config_names_the_closest_key_and_fills_beamline_defaults(tmp_path):

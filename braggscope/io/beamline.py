@@ -296,23 +296,27 @@ def load_npz_frames(path, *, geometry, detector=None) -> RawScan:
                    metadata={"beamline": "frames (.npz)", "file": str(path), "detector": detector})
 
 
-def load_cxi(path, *, geometry=None) -> RawScan:
-    """Diffraction data in a CXI (PyNX layout), .npz or .npy file; the geometry from the file's
-    rocking-scan parameters (energy, distance, pixel size, rocking step, delta, gamma) where it
-    has them, from `geometry` if given, else None (the file's q_basis then gives the grid)."""
+def load_cxi(path, *, energy=None, detector_distance=None, pixel_size=None, rocking_step=None, delta=None,
+             gamma=None, rocking_axis=None) -> RawScan:
+    """Diffraction data in a CXI (PyNX layout), .npz or .npy file, with the rocking scan's geometry
+    from the arguments (keV, m, µm, degrees) where given, else from the file; None where neither
+    gives the energy, distance, pixel size and rocking step, and for a simulation on the
+    orthogonal grid, whose q_basis is the grid."""
     data = read_data(path)
     config = dict(data.config)
-    intensity = data.intensity if data.intensity.ndim == 3 else None
-    if intensity is None:
+    if data.intensity.ndim != 3:
         raise FileFormatError(f"{path} holds 2-D data; the pipeline needs a 3-D rocking scan")
-    if geometry is None and "rocking_step" in config and None not in (data.energy, data.detector_distance,
-                                                                        data.pixel_size):
-        geometry = Geometry(energy=data.energy, detector_distance=data.detector_distance, pixel_size=data.pixel_size,
-                            rocking_step=float(config["rocking_step"]), delta=float(config.get("delta", 0.0)),
-                            gamma=float(config.get("gamma", 0.0)), rocking_axis=str(config.get("rocking_axis", "x")))
-    if geometry is not None and config.get("frame") == "orthogonal":
-        geometry = None  # an orthogonal-grid simulation: its q_basis is the grid
-    return RawScan(intensity, data.mask, geometry, config=config,
+    pick = lambda given, stored: given if given is not None else stored
+    values = {"energy": pick(energy, data.energy), "detector_distance": pick(detector_distance, data.detector_distance),
+              "pixel_size": pick(pixel_size, data.pixel_size), "rocking_step": pick(rocking_step,
+                                                                                    config.get("rocking_step"))}
+    geometry = None
+    if None not in values.values() and config.get("frame") != "orthogonal":
+        geometry = Geometry(**{k: float(v) for k, v in values.items()},
+                            delta=float(pick(delta, config.get("delta", 0.0))),
+                            gamma=float(pick(gamma, config.get("gamma", 0.0))),
+                            rocking_axis=str(pick(rocking_axis, config.get("rocking_axis", "x"))))
+    return RawScan(data.intensity, data.mask, geometry, config=config,
                    metadata={"beamline": "CXI", "file": str(path), "ground_truth": data.ground_truth is not None})
 
 

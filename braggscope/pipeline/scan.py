@@ -62,7 +62,8 @@ def _override_geometry(geometry, g):
     return replace(geometry, **changes) if geometry is not None and changes else geometry
 
 
-def _npz_geometry(g):
+def _given_geometry(g):
+    """The [geometry] table as a :class:`~braggscope.geometry.Geometry` (raw frames carry none)."""
     from ..geometry import Geometry
 
     values = {k: getattr(g, k) for k in ("energy", "detector_distance", "pixel_size", "rocking_step")}
@@ -98,9 +99,10 @@ def load_scan(config, scan):
                             dark=images["dark"], whitefield=images["whitefield"], bad_pixels=images["bad_pixels"],
                             **common, **pixel)
     elif d.format == "npz":
-        raw = bl.load_npz_frames(path, geometry=_npz_geometry(g), detector=d.detector)
+        raw = bl.load_npz_frames(path, geometry=_given_geometry(g), detector=d.detector)
     else:
-        raw = bl.load_cxi(path)
+        raw = bl.load_cxi(path, **{k: getattr(g, k) for k in ("energy", "detector_distance", "pixel_size",
+                                                               "rocking_step", "delta", "gamma", "rocking_axis")})
     if g.beam_centre is not None:
         raw = replace(raw, metadata=raw.metadata | {"beam_centre": [float(v) for v in g.beam_centre]})
     return replace(raw, geometry=_override_geometry(raw.geometry, g))
@@ -140,8 +142,8 @@ def scan_grid(raw, prepared, config):
         return geo.object_voxel(shape), g, "detector", {"peak_pixel": peak.tolist(), "beam_centre": centre}
     cfg = raw.config
     if "q_basis" not in cfg or "g_vector" not in cfg:
-        raise ConfigError(f"{raw.metadata.get('file')} records no scan geometry and no q_basis: give [geometry] "
-                          "energy, detector_distance, pixel_size, rocking_step, delta, gamma")
+        raise ConfigError(f"{raw.metadata.get('file')} records no scan geometry and no q_basis: give what it lacks "
+                          "of [geometry] energy, detector_distance, pixel_size, rocking_step (and delta, gamma)")
     q_basis = np.asarray(cfg["q_basis"], float) * bins[None, :]
     frame = cfg.get("frame", "orthogonal")
     return (object_voxel_from_q_basis(q_basis, shape, frame=frame), np.asarray(cfg["g_vector"], float),
