@@ -33,23 +33,22 @@ def _provenance(config):
     return {"pipeline_config": json.dumps(config.as_dict()), "versions": json.dumps(versions())}
 
 
-def write_data(folder, config, raw, prepared, grid_notes):
-    """data.cxi and diffraction.png of the prepared data."""
+def write_data(folder, config, raw, prepared, grid):
+    """data.cxi (readable by `braggscope reconstruct` and `strain`, and by PyNX) and diffraction.png
+    of the prepared data, with its `grid` (:func:`~braggscope.pipeline.scan.scan_grid`)."""
     from ..io import write_cxi_data
     from ..viz import diffraction_figure, save_png
 
-    geo = raw.geometry
-    grid = {k: v for k, v in raw.config.items() if k in ("frame", "q_basis", "g_vector", "hkl", "material")}
-    if geo is not None:
-        grid |= {"frame": "detector", "rocking_step": geo.rocking_step, "delta": geo.delta, "gamma": geo.gamma,
-                 "rocking_axis": geo.rocking_axis}
+    geo = grid.get("geometry") or {}
+    layout = {k: v for k, v in raw.config.items() if k in ("hkl", "material")}
+    layout |= {k: grid[k] for k in ("frame", "q_basis", "g_vector")}
+    layout |= {k: geo[k] for k in ("rocking_step", "delta", "gamma", "rocking_axis") if k in geo}
     meta = {k: v for k, v in raw.metadata.items() if k in ("beamline", "file", "scan", "detector", "entry")}
-    write_cxi_data(folder / "data.cxi", prepared.intensity, mask=prepared.mask,
-                   energy=None if geo is None else geo.energy,
-                   detector_distance=None if geo is None else geo.detector_distance,
-                   pixel_size=None if geo is None else geo.pixel_size * int(np.atleast_1d(config.prepare.bin)[-1]),
-                   config=grid | {"prepare": json.dumps(prepared.report), "source": json.dumps(meta),
-                                  "grid": json.dumps(grid_notes)} | _provenance(config),
+    notes = {k: v for k, v in grid.items() if k in ("peak_pixel", "beam_centre")}
+    write_cxi_data(folder / "data.cxi", prepared.intensity, mask=prepared.mask, energy=geo.get("energy"),
+                   detector_distance=geo.get("detector_distance"), pixel_size=geo.get("pixel_size"),
+                   config=layout | {"prepare": json.dumps(prepared.report), "source": json.dumps(meta),
+                                    "peak": json.dumps(notes)} | _provenance(config),
                    sample_name=f"{meta.get('beamline')} scan {meta.get('scan', '')}")
     save_png(diffraction_figure(prepared.intensity, prepared.mask, title="prepared data"), folder / "diffraction.png")
 

@@ -12,7 +12,7 @@ import json
 import platform
 import time
 import traceback
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -121,8 +121,9 @@ def prepare_scan(config, raw):
 
 
 def scan_grid(raw, prepared, config):
-    """(voxel edges [nm] (3×3 columns), G [1/nm] in the voxels' frame, frame name, notes) of the
-    reconstruction of `prepared`.
+    """(voxel edges [nm] (3×3 columns), G [1/nm] in the voxels' frame, frame name, grid) of the
+    reconstruction of `prepared`; `grid` describes the prepared data's grid for its file
+    (frame, q_basis, g_vector, and the binned scan geometry, peak pixel and beam centre).
 
     With a rocking-scan geometry, G is the measured q at the Bragg peak (its pixel's offset from
     the beam centre of the file or of [geometry], else from the frame's centre); otherwise the
@@ -139,15 +140,18 @@ def scan_grid(raw, prepared, config):
         centre = [c if c is not None else n / 2 for c, n in zip(centre, raw.frames.shape[1:])]
         offset = (peak - np.array([peak[0], *centre])) / bins  # no rocking offset: the peak is the Bragg condition
         g = geo.q_bragg + geo.q_basis() @ offset
-        return geo.object_voxel(shape), g, "detector", {"peak_pixel": peak.tolist(), "beam_centre": centre}
+        grid = {"frame": "detector", "q_basis": geo.q_basis(), "g_vector": g, "geometry": asdict(geo),
+                "peak_pixel": peak.tolist(), "beam_centre": centre}
+        return geo.object_voxel(shape), g, "detector", grid
     cfg = raw.config
     if "q_basis" not in cfg or "g_vector" not in cfg:
         raise ConfigError(f"{raw.metadata.get('file')} records no scan geometry and no q_basis: give what it lacks "
                           "of [geometry] energy, detector_distance, pixel_size, rocking_step (and delta, gamma)")
     q_basis = np.asarray(cfg["q_basis"], float) * bins[None, :]
     frame = cfg.get("frame", "orthogonal")
-    return (object_voxel_from_q_basis(q_basis, shape, frame=frame), np.asarray(cfg["g_vector"], float),
-            "detector" if frame == "detector" else "lab", {})
+    g = np.asarray(cfg["g_vector"], float)
+    grid = {"frame": frame, "q_basis": q_basis, "g_vector": g}
+    return object_voxel_from_q_basis(q_basis, shape, frame=frame), g, "detector" if frame == "detector" else "lab", grid
 
 
 def _worker_device(requested):
@@ -264,8 +268,8 @@ def process_scan(config, scan, *, progress=None) -> dict:
     raw = load_scan(config, scan)
     lap("load")
     prepared = prepare_scan(config, raw)
-    voxel, g_vector, frame, grid_notes = scan_grid(raw, prepared, config)
-    outputs.write_data(folder, config, raw, prepared, grid_notes)
+    voxel, g_vector, frame, grid = scan_grid(raw, prepared, config)
+    outputs.write_data(folder, config, raw, prepared, grid)
     lap("prepare")
     row["pattern"] = outputs.classify(folder, config, prepared, device) if config.identify.classify else None
     lap("classify")
