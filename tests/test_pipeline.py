@@ -310,6 +310,11 @@ def test_pipeline_from_a_bliss_file_measures_the_lattice_and_the_crystal(tmp_pat
     assert row["status"] == "done", row.get("error")
     assert row["d_spacing_nm"] == pytest.approx(0.3924 / np.sqrt(3), rel=2e-3)
     assert any(f.startswith("d-spacing +15.5 %") for f in row["flags"])  # d111 / d200 = 2/√3
+    from braggscope.io import read_data
+
+    data = read_data(Path(row["folder"]) / "data.cxi")  # the prepared data's own grid, for other tools
+    assert data.config["frame"] == "detector" and data.config["rocking_step"] == pytest.approx(0.1)
+    np.testing.assert_allclose(data.config["q_basis"], detector_scan.geometry.q_basis(), rtol=1e-9)
     s = detector_scan.sample
     points = np.argwhere(s.support) * s.voxel_size  # [nm] the true crystal's voxel centres
     truth = 2 * np.max(np.linalg.norm(points - points.mean(axis=0), axis=1))
