@@ -7,7 +7,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from ..errors import OptionalDependencyError
-from .scan import run_scan
+from .scan import failed_row, run_scan
 
 __all__ = ["run_batch", "slurm_cluster"]
 
@@ -67,6 +67,12 @@ def run_batch(config, scans, *, force=False, progress=None) -> list:
     threads = c.threads_per_worker if c.kind == "local" else c.cores
     with _cluster(c) as cluster, distributed.Client(cluster) as client:
         futures = client.map(run_scan, [config] * len(scans), scans, force=force, threads=threads, pure=False)
+        scan_of, rows = {f.key: scan for f, scan in zip(futures, scans)}, {}
         for future in distributed.as_completed(futures):
-            step(future.result())
-        return client.gather(futures)
+            try:
+                row = future.result()
+            except Exception as err:  # the worker itself died (killed for memory, ...): that scan failed
+                row = failed_row(config, scan_of[future.key], err)
+            rows[future.key] = row
+            step(row)
+        return [rows[f.key] for f in futures]

@@ -126,7 +126,9 @@ class IdentifyConfig:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """[cluster]: serial, a Dask LocalCluster, or dask-jobqueue's SLURMCluster (one job per worker)."""
+    """[cluster]: serial, a Dask LocalCluster, or dask-jobqueue's SLURMCluster (one job per worker).
+    A worker runs one scan at a time, with `threads_per_worker` torch threads (local) or `cores`
+    (SLURM)."""
 
     kind: str = "serial"
     workers: int = 2

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..io.cxi import atomic_path
 
-__all__ = ["run_scan", "process_scan", "scan_folder", "load_scan", "is_complete", "STEPS"]
+__all__ = ["run_scan", "failed_row", "process_scan", "scan_folder", "load_scan", "is_complete", "STEPS"]
 
 STEPS = ("load", "prepare", "classify", "reconstruct", "strain", "identify", "report")
 
@@ -326,7 +326,12 @@ def run_scan(config, scan, *, force=False, threads=None) -> dict:
     try:
         return process_scan(config, scan)
     except Exception as err:  # one scan's failure is reported and does not stop the batch
-        row = {"scan": scan, "status": "failed", "folder": str(scan_folder(config, scan)),
-               "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=6)}
-        _write_json(scan_folder(config, scan) / "error.json", row)
-        return row
+        return failed_row(config, scan, err)
+
+
+def failed_row(config, scan, err) -> dict:
+    """The row of a scan that failed with `err`, also written to its folder's ``error.json``."""
+    row = {"scan": scan, "status": "failed", "folder": str(scan_folder(config, scan)),
+           "error": f"{type(err).__name__}: {err}", "traceback": "".join(traceback.format_exception(err, limit=6))}
+    _write_json(scan_folder(config, scan) / "error.json", row)
+    return row
