@@ -36,14 +36,24 @@ class Pipeline:
             self.config = load_config(config)
 
     def run(self, scans=None, *, force=False, progress=None) -> list:
-        """Process `scans` (default: the config's), write ``summary.html`` and ``summary.json`` in
-        the output folder, and return the rows (status 'done', 'skipped' or 'failed')."""
+        """Process `scans` (default: the config's) and return their rows (status 'done', 'skipped'
+        or 'failed'); ``summary.html`` and ``summary.json`` in the output folder list these and
+        every other scan of the configuration that has a result or an error there."""
         scans = list(self.config.data.scans if scans is None else scans)
         rows = run_batch(self.config, scans, force=force, progress=progress)
+        table = rows + [row for scan in self.config.data.scans if scan not in scans
+                        and (row := self._earlier(scan)) is not None]
         out = Path(self.config.output)
         with atomic_path(out / "summary.json") as tmp:
-            tmp.write_text(json.dumps([{k: v for k, v in r.items() if k != "config"} for r in rows], indent=1,
+            tmp.write_text(json.dumps([{k: v for k, v in r.items() if k != "config"} for r in table], indent=1,
                                       default=str))
         with atomic_path(out / "summary.html") as tmp:
-            tmp.write_text(summary_page(rows, out), encoding="utf-8")
+            tmp.write_text(summary_page(table, out), encoding="utf-8")
         return rows
+
+    def _earlier(self, scan):
+        """The row an earlier run left for `scan`: its complete result, or its error; None if neither."""
+        if (row := is_complete(self.config, scan)) is not None:
+            return row | {"status": "skipped"}
+        error = scan_folder(self.config, scan) / "error.json"
+        return json.loads(error.read_text()) if error.is_file() else None
