@@ -19,5 +19,5 @@ __all__ = ["DEFAULT_RECIPE", "Reconstruction", "autocorrelation_support", "best_
            "first_guess", "starts_from_guess", "ER", "HIO",
            "OPERATORS", "PSF", "RAAR", "Operator", "Power", "RetrievalState", "Sequence", "ShrinkWrap", "parse_recipe",
            "Solution", "centre_object", "combine_runs", "flip_twin", "prtf", "remove_phase_ramp", "PreparedData",
-           "bin_pixels", "correct_detector", "crop_around_peak", "find_aliens", "hot_pixels", "peak_position", "prepare",
-           "pynx_available"]
+           "bin_pixels", "correct_detector", "crop_around_peak", "find_aliens", "hot_pixels", "peak_position",
+           "prepare", "pynx_available"]

@@ -26,8 +26,8 @@ from braggscope._validate import check_choice
 from braggscope.errors import ConfigError, ShapeError
 from braggscope.io.cxi import validate_intensity
 
-__all__ = ["PreparedData", "correct_detector", "peak_position", "crop_around_peak", "bin_pixels", "hot_pixels", "find_aliens",
-           "prepare"]
+__all__ = ["PreparedData", "correct_detector", "peak_position", "crop_around_peak", "bin_pixels", "hot_pixels",
+           "find_aliens", "prepare"]
 
 
 @dataclass(frozen=True)

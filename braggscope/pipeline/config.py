@@ -99,7 +99,8 @@ class ReconstructConfig:
     def __post_init__(self):
         check_choice(self.backend, "reconstruct.backend", {"torch", "pynx"})
         if self.runs < 1 or (self.keep is not None and not 1 <= self.keep <= self.runs):
-            raise ConfigError(f"[reconstruct] needs runs ≥ 1 and 1 ≤ keep ≤ runs, got runs {self.runs}, keep {self.keep}")
+            raise ConfigError(f"[reconstruct] needs runs ≥ 1 and 1 ≤ keep ≤ runs, got runs {self.runs}, "
+                              f"keep {self.keep}")
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,8 @@ def scan_page(folder, config, row, timings, report) -> str:
 <h2>Pattern classifier</h2><p>{html.escape(_verdict(row.get('pattern')))}</p>
 <h2>Reconstruction</h2>{_img(folder / 'object.png', 'reconstruction')}
 <h2>Strain</h2>{_img(folder / 'strain.png', 'strain figure')}
-<h2>Defects ({html.escape(report.method)})</h2><table>{_defect_rows(report.defects) or '<tr><td>none found</td></tr>'}</table>
+<h2>Defects ({html.escape(report.method)})</h2>
+<table>{_defect_rows(report.defects) or '<tr><td>none found</td></tr>'}</table>
 {_img(folder / 'defects.png', 'PyVista picture')}
 <h3>Interactive view</h3>{_interactive(folder / 'defects.html')}
 <h2>Timings</h2>{_table(times)}
