@@ -323,10 +323,8 @@ def _cmd_simulate(args):
 
 
 def _cmd_reconstruct(args):
-    from .io import read_data, write_cxi_result
-    from .retrieval import DEFAULT_RECIPE, combine_runs, prepare, reconstruct
-    from .retrieval.engine import default_chain
-    from .retrieval.neural import SEEDED_CYCLES
+    from .io import read_data
+    from .retrieval import combine_runs, network_start, prepare, reconstruct, write_solution
 
     if args.out.resolve() == args.data.resolve():
         raise ConfigError("--out must not be the input file (an input is never overwritten)")
@@ -339,25 +337,25 @@ def _cmd_reconstruct(args):
         prepared = prepare(intensity, mask)
         intensity, mask, report = prepared.intensity, prepared.mask, prepared.report
         log.info("prepare: masked %s", ", ".join(f"{n} {k}" for k, n in report["masked_voxels"].items()))
-    obj, support, seeded = _net_start(args, intensity, mask)
-    recipe = args.algorithm or (default_chain(SEEDED_CYCLES) if seeded else DEFAULT_RECIPE)
-    bar, progress = _cycle_progress(args, recipe)
+    start, guess = network_start(intensity, mask, n_runs=args.runs, seed_net=args.seed_net, rng=args.seed,
+                                 device=args.device)
+    seeded = guess is not None
+    if seeded:
+        log.info("seed-net: the network's guess (window binned %s, %d voxels in its support) starts every run, in "
+                 "%.2f s", "×".join(map(str, guess.frame.bins)), int(guess.support.sum()), guess.seconds)
+    if args.algorithm:
+        start["recipe"] = args.algorithm
+    bar, progress = _cycle_progress(args, start["recipe"])
     try:
-        result = reconstruct(intensity, recipe, mask=mask, n_runs=args.runs, rng=args.seed, device=args.device,
-                             backend=args.backend, progress=progress, obj=obj, support=support)
+        result = reconstruct(intensity, mask=mask, n_runs=args.runs, rng=args.seed, device=args.device,
+                             backend=args.backend, progress=progress, **start)
     finally:
         if bar is not None:
             bar.close()
     sol = combine_runs(result, intensity, mask, keep=keep, method=args.combine)
-    write_cxi_result(args.out, sol.obj, sol.support, llk=sol.llk, free_llk=sol.free_llk, history=result.run_history(0),
-                     config=result.config | _grid_config(data) | {"seed": args.seed, "data": str(args.data),
-                                                                 "keep": keep, "combine": args.combine,
-                                                                 "prepare": report, "seed_net": seeded},
-                     results={"run_llk_poisson": result.llk, "run_free_llk_poisson": result.free_llk,
-                              "mode_fraction": sol.mode_fraction, "run_errors": sol.run_errors,
-                              "twins_flipped": sol.twins_flipped, "phase_ramp": list(sol.phase_ramp),
-                              "prtf_frequency": sol.prtf["frequency"], "prtf": sol.prtf["prtf"],
-                              "prtf_resolution": sol.prtf["resolution"]})
+    write_solution(args.out, sol, result, config=_grid_config(data) | {"seed": args.seed, "data": str(args.data),
+                                                                        "keep": keep, "combine": args.combine,
+                                                                        "prepare": report, "seed_net": seeded})
     start = "the network's guess" if seeded else "random"
     print(f"{args.out}: {result.recipe} on {args.backend}/{result.config['device']} from {start} starts, best {keep} "
           f"of {args.runs} runs "
@@ -452,19 +450,6 @@ def _grid_config(data):
     grid = {k: data.config[k] for k in keys if k in data.config}
     scan = {"energy": data.energy, "detector_distance": data.detector_distance, "pixel_size": data.pixel_size}
     return grid | {k: v for k, v in scan.items() if v is not None}
-
-
-def _net_start(args, intensity, mask):
-    """(starting objects, support, True) from the neural first guess when --seed-net asks for it
-    (or, by default, when weights for the data's dimension exist); else (None, None, False)."""
-    from .retrieval.neural import default_weights_path, first_guess, starts_from_guess
-
-    if args.seed_net is False or (args.seed_net is None and not default_weights_path(intensity.ndim).is_file()):
-        return None, None, False
-    guess = first_guess(intensity, mask, device=args.device)
-    log.info("seed-net: the network's guess (window binned %s, %d voxels in its support) starts every run, in "
-             "%.2f s", "×".join(map(str, guess.frame.bins)), int(guess.support.sum()), guess.seconds)
-    return starts_from_guess(guess, args.runs, rng=args.seed), guess.support, True
 
 
 def _cycle_progress(args, recipe):

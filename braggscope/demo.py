@@ -12,7 +12,6 @@ same kinds of defects, and two more scans through the beamtime pipeline (batch/s
 """
 from __future__ import annotations
 
-import base64
 import html
 import json
 import time
@@ -24,6 +23,7 @@ from ._backend import resolve_device
 from .errors import ConfigError
 from .io import write_simulation
 from .io.cxi import atomic_path
+from .pipeline.report import defect_rows, img_tag, ranked_classes
 from .simulate import Crystal, Detector, simulate_bcdi, truncated_octahedron
 from .viz import diffraction_figure, sample_figure, save_png, strain_figure
 
@@ -47,10 +47,6 @@ def demo_crystal():
     return xtal, defects
 
 
-def _img(path):
-    return f'<img src="data:image/png;base64,{base64.b64encode(Path(path).read_bytes()).decode()}" style="max-width:100%">'
-
-
 def _report(path, data, timings, files):
     s = data.sample
     rows = "".join(f"<tr><td>{html.escape(d['type'])}</td><td><code>{html.escape(json.dumps(d, default=float))}</code></td></tr>"
@@ -58,29 +54,31 @@ def _report(path, data, timings, files):
     times = "".join(f"<tr><td>{k}</td><td>{v:.2f} s</td></tr>" for k, v in timings.items())
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>braggscope demo</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}td{{padding:2px 8px;vertical-align:top}}
-code{{font-size:80%}}</style></head><body>
+code{{font-size:80%}}img{{max-width:100%}}</style></head><body>
 <h1>braggscope demo: a simulated defective Pt nanocrystal</h1>
 <p>{s.material}, reflection {s.hkl}, |G| = {np.linalg.norm(s.g_vector):.3f} nm⁻¹, grid {s.obj.shape} of
 {s.voxel_size} nm voxels, {int(s.support.sum())} voxels in the crystal; data {data.intensity.shape}
 ({data.frame} frame, {data.model} model), {data.intensity.sum():.3g} photons, {int(data.mask.sum())} masked pixels.</p>
-<h2>Ground truth</h2>{_img(files['sample_png'])}
-<h2>Diffraction pattern</h2>{_img(files['diffraction_png'])}
+<h2>Ground truth</h2>{img_tag(files['sample_png'], 'ground truth')}
+<h2>Diffraction pattern</h2>{img_tag(files['diffraction_png'], 'diffraction pattern')}
 <h2>Pattern classifier</h2>{_verdict_text(files['pattern_verdict'])}
 <h2>Phase retrieval</h2><p>{html.escape(files['recipe'])}, {files['runs']} runs from {html.escape(files['start'])}; best run
 (lowest free LLK): LLK {files['llk']:.3f}, free LLK {files['free_llk']:.3f}; against the truth after removing the twin,
 shift and global phase: normalised error {files['error']:.3f}, phase RMS {files['phase_rms']:.3f} rad
 (inner {files['phase_rms_inner']:.3f} rad), support {files['support_ratio']:.2f}× the true one.</p>
-{_img(files['reconstruction_png'])}
+{img_tag(files['reconstruction_png'], 'reconstruction')}
 <h2>Strain</h2><p>Strain along G of the reconstruction (ramp and offset removed, wrap-free gradient): RMS error
 {files['strain_rms_error']:.2e} against the closed-form truth (whose RMS is {files['strain_rms_truth']:.2e}) inside
 the crystal without its outer voxel layer.</p>
-{_img(files['strain_png'])}
+{img_tag(files['strain_png'], 'strain')}
 <h2>Defects</h2><p>The simulator's defects:</p><table>{rows}</table>
 <p>Found in the reconstruction by the U-Net ({files['unet_counts']}) and by the physics baseline
 ({files['baseline_counts']}); the U-Net's list is <code>defects.json</code>:</p>
-<table>{_found_rows(files['found'])}</table>{_img(files['defects_png']) if files.get('defects_png') else ''}
-<h2>TEM micrograph of the same kind of defects</h2>{_tem_text(files['tem'])}{_img(files['tem_png'])}
-<h2>Laue microdiffraction of a polycrystal</h2>{_laue_text(files['laue'])}{_img(files['laue_png'])}
+<table>{defect_rows(files['found'])}</table>
+{img_tag(files['defects_png'], 'defects') if files.get('defects_png') else ''}
+<h2>TEM micrograph of the same kind of defects</h2>{_tem_text(files['tem'])}
+{img_tag(files['tem_png'], 'TEM micrograph')}
+<h2>Laue microdiffraction of a polycrystal</h2>{_laue_text(files['laue'])}{img_tag(files['laue_png'], 'Laue frame')}
 <h2>A beamtime batch</h2>{_batch_text(files['batch'])}
 <h2>Timings</h2><table>{times}</table>
 <h2>Next scan</h2><p>For the crystal's measured largest extent ({files['plan']['size']:.0f} nm), the sampling
@@ -92,14 +90,6 @@ formulas give (at {html.escape(str(files['plan']['hkl']))}, {html.escape(files['
 </body></html>"""
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
-
-
-def _found_rows(defects):
-    keys = ("centre_nm", "line_direction", "plane_normal", "length_nm", "area_nm2", "winding", "confidence")
-    fmt = lambda v: np.array2string(np.asarray(v), precision=2) if isinstance(v, (list, np.ndarray)) else (
-        f"{v:.2f}" if isinstance(v, float) else str(v))
-    return "".join(f"<tr><td>{html.escape(d['type'])}</td><td>" + ", ".join(
-        f"{k} {fmt(d[k])}" for k in keys if d.get(k) is not None) + "</td></tr>" for d in defects)
 
 
 def _plan_rows(plan):
@@ -116,10 +106,10 @@ def _plan(files, field, sample):
     """The next scan: the formula design for the reconstructed crystal's largest extent, and the
     reflections that show the a/2<110> dislocations the sample's reflection cannot."""
     from .acquisition import Instrument, beam_time, formula_design, rank_reflections, visible
+    from .strain import crystal_size
 
     hkl, instrument = sample.hkl, Instrument()
-    points = np.argwhere(field.support) @ np.asarray(field.voxel).T  # [nm] voxel centres
-    size = float(2 * np.max(np.linalg.norm(points - points.mean(axis=0), axis=1)))
+    size = crystal_size(field)
     design = formula_design(size, sample.material, hkl, instrument)
     b110 = [b for b in np.array([[1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1], [0, 1, 1], [0, 1, -1]]) / 2]
     hidden = [b for b in b110 if not visible(hkl, burgers=b)]
@@ -161,7 +151,7 @@ def _classify(files, data, device):
 
 
 def _verdict_text(v):
-    ranked = ", ".join(f"{k} {p:.2f}" for k, p in sorted(v["probabilities"].items(), key=lambda kv: -kv[1]))
+    ranked = ranked_classes(v)
     unknown = "" if v["known"] else (f" The pattern lies outside the training distribution (score {v['ood_score']:.0f} "
                                      f"above {v['ood_threshold']:.0f}), so the verdict is <b>unknown</b>.")
     return (f"<p>From the diffraction pattern alone (the 3-D network on the 64³ crop around the peak): {ranked}; "
@@ -288,18 +278,16 @@ def _network_start(data, files, n_runs, seed, device, truth):
     """The recipe, starting objects and support from the neural first guess when its weights are
     installed (its error alone goes into `files`); random starts and the default chain otherwise."""
     from .metrics import reconstruction_error
-    from .retrieval.engine import DEFAULT_RECIPE, default_chain
-    from .retrieval.neural import SEEDED_CYCLES, default_weights_path, first_guess, starts_from_guess
+    from .retrieval.neural import network_start
 
-    if not default_weights_path(3).is_file():
+    start, guess = network_start(data.intensity, data.mask, n_runs=n_runs, rng=seed, device=device)
+    if guess is None:
         files["start"] = "random starts"
-        return {"recipe": DEFAULT_RECIPE}
-    guess = first_guess(data.intensity, data.mask, device=device)
+        return start
     files["net_error"] = reconstruction_error(guess.obj, truth)["error"]
     files["start"] = (f"the network's first guess (error {files['net_error']:.3f} alone, {guess.seconds:.2f} s), "
                       "spread by small random phases")
-    return {"recipe": default_chain(SEEDED_CYCLES), "obj": starts_from_guess(guess, n_runs, rng=seed),
-            "support": guess.support}
+    return start
 
 
 def _reconstruct(data, files, n_runs, seed, device):

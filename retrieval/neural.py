@@ -33,7 +33,7 @@ from .prepare import bin_pixels, crop_around_peak
 
 __all__ = ["NET_SIZE", "PhaseNet", "network_input", "object_from_output", "NetworkFrame", "network_frame",
            "to_data_grid", "FirstGuess", "first_guess", "default_weights_path", "load_phase_net",
-           "estimate_oversampling", "starts_from_guess", "SEEDED_CYCLES"]
+           "estimate_oversampling", "starts_from_guess", "network_start", "SEEDED_CYCLES"]
 
 NET_SIZE = 64  # [pixels] side of the network's diffraction window; it predicts NET_SIZE // 2 voxels per axis
 SEEDED_CYCLES = 200  # cycles of the default chain's shape run from the guess (benchmarks/neural_retrieval.py)
@@ -257,6 +257,23 @@ def starts_from_guess(guess: FirstGuess, n_runs, *, rng=None, spread=0.3) -> np.
         phase *= spread / max(float(phase[guess.support].std()), 1e-12)
         starts.append(guess.obj * np.exp(1j * phase).astype(np.complex64))
     return np.stack(starts).astype(np.complex64)
+
+
+def network_start(intensity, mask=None, *, n_runs, seed_net=None, rng=None, device="auto"):
+    """How the iterative chain starts: (keywords for :func:`~braggscope.retrieval.reconstruct`,
+    the network's guess or None).
+
+    With the guess (`seed_net` True, or None where weights for the data's dimension are
+    installed) the keywords are the default chain's shape run for SEEDED_CYCLES ('recipe'),
+    `n_runs` starts spread around the guess ('obj', :func:`starts_from_guess`) and its support;
+    without it, random starts and DEFAULT_RECIPE."""
+    from .engine import DEFAULT_RECIPE, default_chain
+
+    if seed_net is False or (seed_net is None and not default_weights_path(np.ndim(intensity)).is_file()):
+        return {"recipe": DEFAULT_RECIPE}, None
+    guess = first_guess(intensity, mask, device=device)
+    return {"recipe": default_chain(SEEDED_CYCLES), "obj": starts_from_guess(guess, n_runs, rng=rng),
+            "support": guess.support}, guess
 
 
 def default_weights_path(spatial_dims=3) -> Path:

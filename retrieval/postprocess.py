@@ -25,7 +25,7 @@ from braggscope.simulate.diffraction import continuum_intensity
 from .engine import best_runs
 from .functional import convolve_intensity, poisson_llk
 
-__all__ = ["Solution", "combine_runs", "centre_object", "remove_phase_ramp", "flip_twin", "prtf"]
+__all__ = ["Solution", "combine_runs", "centre_object", "remove_phase_ramp", "flip_twin", "prtf", "write_solution"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,3 +200,19 @@ def _llk(obj, intensity, mask, result):
         calc = convolve_intensity(calc, torch.fft.rfftn(tensor(result.psf[0]), dim=tuple(range(1, calc.ndim))))
     llk = lambda pixels: float(poisson_llk(calc, iobs, tensor(pixels, bool))[0])
     return llk(~mask & ~free), (llk(free) if free.any() else float("nan"))
+
+
+def write_solution(path, solution: Solution, result, *, config=None):
+    """Write the combined object of a reconstruction as PyNX does (:func:`~braggscope.io.write_cxi_result`):
+    its LLKs, the best run's LLK history, every run's LLKs, the mode fraction, the kept runs'
+    distances, twins flipped, the removed ramp and the PRTF, with the engine's configuration and
+    `config` (the caller's parameters)."""
+    from braggscope.io import write_cxi_result
+
+    return write_cxi_result(path, solution.obj, solution.support, llk=solution.llk, free_llk=solution.free_llk,
+                            history=result.run_history(0), config=result.config | (config or {}),
+                            results={"run_llk_poisson": result.llk, "run_free_llk_poisson": result.free_llk,
+                                     "mode_fraction": solution.mode_fraction, "run_errors": solution.run_errors,
+                                     "twins_flipped": solution.twins_flipped, "phase_ramp": list(solution.phase_ramp),
+                                     "prtf_frequency": solution.prtf["frequency"], "prtf": solution.prtf["prtf"],
+                                     "prtf_resolution": solution.prtf["resolution"]})

@@ -5,9 +5,11 @@
 from .average import average_strain
 from .corrections import apodize
 from .export import read_strain, write_strain, write_vti
-from .field import StrainField, strain_field, support_from_amplitude, surface_layers, unwrap_phase, voxel_matrix
+from .field import (StrainField, crystal_size, strain_field, support_from_amplitude, surface_layers, unwrap_phase,
+                    voxel_matrix)
 from .frames import crystal_rotation, resample, rotation_to_axis, to_orthogonal
 from .gradient import phase_gradient, phase_steps
 
-__all__ = ["average_strain", "apodize", "read_strain", "write_strain", "write_vti", "StrainField", "strain_field", "support_from_amplitude", "surface_layers", "unwrap_phase", "voxel_matrix",
+__all__ = ["average_strain", "apodize", "read_strain", "write_strain", "write_vti", "StrainField", "strain_field",
+           "support_from_amplitude", "surface_layers", "unwrap_phase", "voxel_matrix", "crystal_size",
            "crystal_rotation", "resample", "rotation_to_axis", "to_orthogonal", "phase_gradient", "phase_steps"]

@@ -21,7 +21,7 @@ from braggscope.retrieval.postprocess import remove_phase_ramp
 from .gradient import phase_gradient
 
 __all__ = ["StrainField", "strain_field", "voxel_matrix", "unwrap_phase", "support_from_amplitude",
-           "surface_layers"]
+           "surface_layers", "crystal_size"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -248,3 +248,10 @@ def strain_field(obj, support, *, g_vector, voxel_size, remove_ramp=True, refere
                        displacement=(unwrapped / g_norm).astype(np.float32), strain=strain, support=support,
                        voxel=a, g_vector=np.asarray(g_vector, dtype=float), frame=frame, phase_ramp=tuple(ramp),
                        ramp_strain=float(weights @ np.asarray(ramp)))
+
+
+def crystal_size(field) -> float:
+    """[nm] The largest extent of the crystal: twice the largest distance of a support voxel from
+    the support's centroid."""
+    points = np.argwhere(field.support) @ np.asarray(field.voxel).T
+    return float(2 * np.max(np.linalg.norm(points - points.mean(axis=0), axis=1))) if len(points) else 0.0

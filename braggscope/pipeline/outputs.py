@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 
 from ..io.cxi import atomic_path
 
@@ -65,17 +64,12 @@ def classify(folder, config, prepared, device) -> dict:
 
 def write_result(folder, config, solution, result, seeded):
     """result.cxi (PyNX layout) and object.png."""
-    from ..io import write_cxi_result
+    from ..retrieval import write_solution
     from ..viz import object_figure, save_png
 
-    write_cxi_result(folder / "result.cxi", solution.obj, solution.support, llk=solution.llk,
-                     free_llk=solution.free_llk, history=result.run_history(0),
-                     config=result.config | {"seed": config.reconstruct.seed, "seed_net": seeded,
-                                             "combine": solution.method} | _provenance(config),
-                     results={"run_llk_poisson": result.llk, "run_free_llk_poisson": result.free_llk,
-                              "mode_fraction": solution.mode_fraction, "run_errors": solution.run_errors,
-                              "prtf_frequency": solution.prtf["frequency"], "prtf": solution.prtf["prtf"],
-                              "prtf_resolution": solution.prtf["resolution"]})
+    write_solution(folder / "result.cxi", solution, result,
+                   config={"seed": config.reconstruct.seed, "seed_net": seeded, "combine": solution.method}
+                   | _provenance(config))
     save_png(object_figure(solution.obj, solution.support, title="reconstruction (on the data's grid)"),
              folder / "object.png")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["scan_page", "summary_page", "thumbnail"]
+__all__ = ["scan_page", "summary_page", "thumbnail", "img_tag", "defect_rows", "ranked_classes"]
 
 _STYLE = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}
 td,th{padding:2px 8px;vertical-align:top;text-align:left}th{cursor:pointer;background:#eee}
@@ -20,7 +20,8 @@ tr:nth-child(even){background:#f7f7f7}.flag{color:#a40}.failed{color:#c00}code{f
 img{max-width:100%}"""
 
 
-def _img(path, alt, style=""):
+def img_tag(path, alt, style=""):
+    """The PNG at `path` inlined as an <img> (base64), or a line saying it was not made."""
     path = Path(path)
     if not path.is_file():
         return f"<p><i>{html.escape(alt)}: not made (see the scan's notes)</i></p>"
@@ -49,16 +50,23 @@ def _table(rows):
     return "<table>" + "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in rows) + "</table>"
 
 
+def ranked_classes(verdict) -> str:
+    """The pattern classifier's classes, most probable first, with their probabilities."""
+    return ", ".join(f"{k} {p:.2f}" for k, p in sorted(verdict["probabilities"].items(), key=lambda kv: -kv[1]))
+
+
 def _verdict(v):
     if not v:
         return "not run"
-    ranked = ", ".join(f"{k} {p:.2f}" for k, p in sorted(v["probabilities"].items(), key=lambda kv: -kv[1]))
+    ranked = ranked_classes(v)
     return (f"{v['label']} ({ranked}; a defect this reflection cannot show: {v['hidden_defect']:.2f}"
             + ("" if v["known"] else f"; outside the training distribution, score {v['ood_score']:.0f}") + ")")
 
 
-def _defect_rows(defects):
-    keys = ("centre_nm", "line_direction", "plane_normal", "length_nm", "area_nm2", "confidence")
+def defect_rows(defects) -> str:
+    """Table rows of a defect list (:class:`~braggscope.identify.DefectReport`'s): type, then where
+    it is, its direction or plane, size, winding and confidence."""
+    keys = ("centre_nm", "line_direction", "plane_normal", "length_nm", "area_nm2", "winding", "confidence")
     cell = lambda v: np.array2string(np.asarray(v), precision=2) if isinstance(v, list) else _fmt(v)
     return "".join(f"<tr><td>{html.escape(d['type'])}</td><td>" + ", ".join(
         f"{k} {cell(d[k])}" for k in keys if d.get(k) is not None) + "</td></tr>" for d in defects)
@@ -84,13 +92,13 @@ def scan_page(folder, config, row, timings, report) -> str:
 <style>{_STYLE}</style></head><body>
 <h1>Scan {html.escape(str(row['scan']))}</h1><p>Quality flags: <span class="flag">{html.escape(flags)}</span></p>
 {_table(scalars)}
-<h2>Diffraction pattern</h2>{_img(folder / 'diffraction.png', 'prepared data')}
+<h2>Diffraction pattern</h2>{img_tag(folder / 'diffraction.png', 'prepared data')}
 <h2>Pattern classifier</h2><p>{html.escape(_verdict(row.get('pattern')))}</p>
-<h2>Reconstruction</h2>{_img(folder / 'object.png', 'reconstruction')}
-<h2>Strain</h2>{_img(folder / 'strain.png', 'strain figure')}
+<h2>Reconstruction</h2>{img_tag(folder / 'object.png', 'reconstruction')}
+<h2>Strain</h2>{img_tag(folder / 'strain.png', 'strain figure')}
 <h2>Defects ({html.escape(report.method)})</h2>
-<table>{_defect_rows(report.defects) or '<tr><td>none found</td></tr>'}</table>
-{_img(folder / 'defects.png', 'PyVista picture')}
+<table>{defect_rows(report.defects) or '<tr><td>none found</td></tr>'}</table>
+{img_tag(folder / 'defects.png', 'PyVista picture')}
 <h3>Interactive view</h3>{_interactive(folder / 'defects.html')}
 <h2>Timings</h2>{_table(times)}
 <h2>Parameters</h2><pre><code>{params}</code></pre>
@@ -151,7 +159,7 @@ def _summary_row(row, output):
     defects = sum(row["defect_counts"].values())
     pattern = row.get("pattern") or {}
     return ("<tr>" + _cell(scan, f'<a href="{link}/report.html">{html.escape(str(scan))}</a>')
-            + _cell(row["status"]) + _cell(None, _img(Path(output) / link / "thumb.png", f"scan {scan}"))
+            + _cell(row["status"]) + _cell(None, img_tag(Path(output) / link / "thumb.png", f"scan {scan}"))
             + _cell(round(row["size_nm"], 1)) + _cell(row["strain_mean"]) + _cell(row["strain_rms"])
             + _cell(defects, _fmt(row["defect_counts"]) if defects else "none")
             + _cell(pattern.get("label"), html.escape(str(pattern.get("label", "not run"))))

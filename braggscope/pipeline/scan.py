@@ -175,22 +175,16 @@ def _worker_device(requested):
 
 def reconstruct_scan(config, prepared, device):
     """(combined :class:`~braggscope.retrieval.Solution`, Reconstruction, seeded) of the prepared data."""
-    from ..retrieval import DEFAULT_RECIPE, combine_runs, reconstruct
-    from ..retrieval.engine import default_chain
-    from ..retrieval.neural import SEEDED_CYCLES, default_weights_path, first_guess, starts_from_guess
+    from ..retrieval import combine_runs, network_start, reconstruct
 
     r = config.reconstruct
     intensity, mask = prepared.intensity, prepared.mask
-    seeded = r.seed_net if r.seed_net is not None else default_weights_path(intensity.ndim).is_file()
-    start = {}
-    if seeded:
-        guess = first_guess(intensity, mask, device=device)
-        start = {"obj": starts_from_guess(guess, r.runs, rng=r.seed), "support": guess.support}
-    recipe = r.recipe or (default_chain(SEEDED_CYCLES) if seeded else DEFAULT_RECIPE)
-    result = reconstruct(intensity, recipe, mask=mask, n_runs=r.runs, rng=r.seed, device=device, backend=r.backend,
-                         **start)
+    start, guess = network_start(intensity, mask, n_runs=r.runs, seed_net=r.seed_net, rng=r.seed, device=device)
+    if r.recipe:
+        start["recipe"] = r.recipe
+    result = reconstruct(intensity, mask=mask, n_runs=r.runs, rng=r.seed, device=device, backend=r.backend, **start)
     keep = r.keep if r.keep is not None else max(1, r.runs // 2)
-    return combine_runs(result, intensity, mask, keep=keep, method=r.combine), result, seeded
+    return combine_runs(result, intensity, mask, keep=keep, method=r.combine), result, guess is not None
 
 
 def strain_scan(config, solution, voxel, g_vector, frame):
@@ -203,13 +197,6 @@ def strain_scan(config, solution, voxel, g_vector, frame):
     field = st.strain_field(solution.obj, support, g_vector=g_vector, voxel_size=voxel, reference=s.reference,
                             order=s.order, frame=frame)
     return st.resample(field) if frame == "detector" else field
-
-
-def crystal_size(field) -> float:
-    """[nm] The largest extent of the crystal: twice the largest distance of a support voxel from
-    the support's centroid."""
-    points = np.argwhere(field.support) @ np.asarray(field.voxel).T
-    return float(2 * np.max(np.linalg.norm(points - points.mean(axis=0), axis=1))) if len(points) else 0.0
 
 
 # --- the scan -----------------------------------------------------------------------------------
@@ -250,6 +237,7 @@ def expected_d_spacing(sample) -> float | None:
 
 def process_scan(config, scan, *, progress=None) -> dict:
     """Run every step on `scan`, write its files, and return its summary row."""
+    from .. import strain as st
     from . import outputs
 
     folder = scan_folder(config, scan)
@@ -282,7 +270,7 @@ def process_scan(config, scan, *, progress=None) -> dict:
     report = outputs.identify(folder, config, field, device)
     lap("identify")
     stats = field.summary()
-    row |= {"status": "done", "beamline": raw.metadata.get("beamline"), "size_nm": crystal_size(field),
+    row |= {"status": "done", "beamline": raw.metadata.get("beamline"), "size_nm": st.crystal_size(field),
             "voxels": stats["voxels"], "strain_mean": stats["strain_mean"], "strain_rms": stats["strain_rms"],
             "bulk_strain_rms": stats["bulk_strain_rms"], "d_spacing_nm": float(2 * np.pi / np.linalg.norm(g_vector)),
             "d_spacing_expected_nm": expected_d_spacing(config.sample),
