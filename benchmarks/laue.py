@@ -12,11 +12,11 @@ tilted detector), and lauetools_set_mismatch the spots only one code puts on the
 band (excluding those within 1 eV of the band's edges, where LaueTools' coarser h·c decides).
 
 Network: the held-out grains from TEST_SEED on (simulate_grain: Cu, Ni, Au, Pt, UO₂; perfect,
-stored dislocations, geometrically necessary ones, twin), never trained on. strain_rmse_1e4 is the
+stored dislocations, geometrically necessary ones, twin, stacking faults), never trained on. strain_rmse_1e4 is the
 RMS error of the six deviatoric components (×10⁻⁴), beside the classical peer measured on the same
 frames: the least-squares fit of strain and rotation to the spot centroids (what LaueTools' strain
 refinement does), which needs eight spots with SNR ≥ 3 and so reads only a share of the grains
-(centroid_fit_grains_fitted; its errors and the network's on those grains, RMS and median). defect_accuracy is the four-class accuracy, with the expected calibration error,
+(centroid_fit_grains_fitted; its errors and the network's on those grains, RMS and median). defect_accuracy is the five-class accuracy, with the expected calibration error,
 the RMS error of log₁₀ ρ on the dislocated grains and the share of strain errors within the
 predicted 1σ (0.68 if calibrated). inference_s_per_image is the network's reading of every
 illuminated grain of the forward-model frame (6 grains), beside the time of laue_pattern itself.
@@ -102,9 +102,9 @@ def polycrystal_frame(seed=0, structure="Cu"):
     poly = voronoi_polycrystal((20, 24, 24), 100.0, 6, structure=structure, seed=seed)
     rng = np.random.default_rng(seed + 1)
     box = np.array(poly.grain_map.shape) * poly.voxel_size
-    contents = [GRAIN_CONTENTS[(i + seed) % 4] for i in range(len(poly.grains))]
+    contents = [GRAIN_CONTENTS[(i + seed) % len(GRAIN_CONTENTS)] for i in range(len(poly.grains))]
     grains = [Grain(g.orientation, g.structure, strain=g.strain,
-                    defects=grain_defects(c, g.orientation, g.structure, box, rng))
+                    defects=grain_defects(c, g.orientation, g.structure, box, rng, beam_axis=Beam().axis_in_sample))
               for c, g in zip(contents, poly.grains)]
     return Polycrystal(poly.grain_map, poly.voxel_size, tuple(grains)), contents
 

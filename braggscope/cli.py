@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     lsim.add_argument("--texture", type=float, nargs=4, metavar=("H", "K", "L", "SPREAD"),
                       help="fibre texture: crystal direction along the surface normal, spread [deg]")
     lsim.add_argument("--content", default="mixed", help="defects of every grain: perfect, dislocations, gnd, "
-                                                         "twin, or mixed (drawn per grain)")
+                                                         "twin, faults, or mixed (drawn per grain)")
     lsim.add_argument("--band", type=float, nargs=2, default=[5.0, 25.0], metavar=("EMIN", "EMAX"), help="[keV]")
     lsim.add_argument("--beam-fwhm", type=float, default=300.0, help="[nm] focal spot")
     lsim.add_argument("--calibration", type=float, nargs=5, default=[77.0, 1009.0, 1008.0, 0.0, 0.0],
@@ -636,7 +636,8 @@ def _laue_simulate(args):
     for g in poly.grains:
         content = GRAIN_CONTENTS[rng.integers(len(GRAIN_CONTENTS))] if args.content == "mixed" else args.content
         grains.append(Grain(g.orientation, g.structure, strain=g.strain,
-                            defects=grain_defects(content, g.orientation, g.structure, box, rng)))
+                            defects=grain_defects(content, g.orientation, g.structure, box, rng,
+                                                 beam_axis=beam.axis_in_sample)))
     poly = Polycrystal(poly.grain_map, poly.voxel_size, tuple(grains))
     pattern = laue_pattern(poly, detector, beam)
     frame = record(pattern, peak_counts=args.peak_counts, seed=args.seed)

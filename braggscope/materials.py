@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["Material", "get_material", "MATERIALS"]
+__all__ = ["Material", "get_material", "MATERIALS", "voigt_poisson_ratio"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,9 +58,8 @@ class Material:
 
     @property
     def poisson_ratio(self) -> float:
-        """Voigt-average Poisson ratio ν = (3K - 2G) / (2 (3K + G))."""
-        k, g = self.bulk_modulus, self.shear_modulus
-        return (3 * k - 2 * g) / (2 * (3 * k + g))
+        """Voigt-average Poisson ratio (:func:`voigt_poisson_ratio`)."""
+        return voigt_poisson_ratio(self.c11, self.c12, self.c44)
 
     @property
     def zener_anisotropy(self) -> float:
@@ -71,6 +70,13 @@ class Material:
         """[nm] Spacing of the (hkl) lattice planes, a / sqrt(h² + k² + l²)."""
         h = np.asarray(hkl, dtype=float)
         return self.lattice_parameter / float(np.sqrt(h @ h))
+
+
+def voigt_poisson_ratio(c11, c12, c44) -> float:
+    """Voigt-average Poisson ratio ν = (3K - 2G) / (2 (3K + G)) of a cubic crystal with elastic
+    constants C11, C12, C44 (any one unit), K = (C11 + 2 C12) / 3, G = (C11 - C12 + 3 C44) / 5."""
+    k, g = (c11 + 2 * c12) / 3, (c11 - c12 + 3 * c44) / 5
+    return (3 * k - 2 * g) / (2 * (3 * k + g))
 
 
 MATERIALS = {

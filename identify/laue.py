@@ -4,15 +4,17 @@ Given a recorded frame, the grain's crystal structure and its indexed orientatio
 or any indexing), the network reads the patches around the grain's strongest predicted spots
 (with, for each, how the spot moves per unit of each deviatoric strain and rotation component,
 and its measured centroid shift, signal-to-noise ratio and shape), a coarse view of the whole
-frame, how much of each {111} twin variant's own spots the frame shows, and the classical
+frame, how much of each {111} twin variant's own spots the frame shows, how much the spots that
+faults on each {111} plane would streak are elongated along their streaks, and the classical
 centroid fit, and returns
 
 * the deviatoric strain tensor (sample frame) as the centroid fit plus a learnt correction, with a
   standard deviation per component (heteroscedastic Gaussian output, scaled on held-out grains so
   that the errors match it);
 * the defect content: perfect (elastic strain only), statistically stored dislocations,
-  geometrically necessary dislocations (a lattice curvature: streaked spots) or a twin, with
-  temperature-scaled probabilities, and the dislocation density (log₁₀ ρ [1/m²]) with its σ.
+  geometrically necessary dislocations (a lattice curvature: streaked spots), a twin or random
+  stacking faults on one {111} family (the spots with G·R ∉ 2πℤ streaked along the fault
+  normal), with temperature-scaled probabilities, and the dislocation density (log₁₀ ρ [1/m²]) with its σ.
 
 The classical reading, a least-squares fit of the deviatoric strain and rotation to the spot
 centroids' shifts (what LaueTools' strain refinement does), is :func:`fit_strain_from_centroids`;
@@ -29,7 +31,7 @@ from scipy.spatial.transform import Rotation
 from torch import nn
 
 from braggscope.errors import ConfigError, FileFormatError
-from braggscope.simulate.laue import Beam, LaueDetector, laue_pattern, laue_spots, record, spot_positions
+from braggscope.simulate.laue import Beam, LaueDetector, laue_pattern, laue_spots, node_pixels, record, spot_positions
 from braggscope.simulate.polycrystal import GRAIN_CONTENTS, Grain, Polycrystal, dislocation_density, grain_defects
 from braggscope.simulate.structure import get_structure
 
@@ -38,7 +40,7 @@ from .unet import ConvBlock
 
 __all__ = ["DEFECT_CLASSES", "DEVIATORIC_BASIS", "simulate_grain", "spot_inputs", "LaueNet", "LaueAnalyser",
            "GrainEstimate", "fit_strain_from_centroids", "centroid_fit", "grain_features", "patch_inputs",
-           "twin_evidence", "pooled_frame", "deviatoric_components", "laue_weights_path"]
+           "twin_evidence", "fault_evidence", "pooled_frame", "deviatoric_components", "laue_weights_path"]
 
 DEFECT_CLASSES = GRAIN_CONTENTS
 STRUCTURES = ("Cu", "Ni", "Au", "Pt", "UO2")
@@ -108,7 +110,8 @@ def simulate_grain(seed, *, detector: LaueDetector | None = None, beam: Beam | N
     true = Rotation.from_rotvec(rng.normal(0, np.radians(0.03), 3)).as_matrix() @ indexed
     e = rng.normal(0, rng.uniform(0.2, 1.5) * 1e-3, (3, 3))
     box = np.array(GRID) * VOXEL_NM
-    grain = Grain(true, structure, strain=(e + e.T) / 2, defects=tuple(grain_defects(label, true, structure, box, rng)))
+    grain = Grain(true, structure, strain=(e + e.T) / 2, defects=tuple(grain_defects(label, true, structure, box, rng,
+                                                                          beam_axis=beam.axis_in_sample)))
     poly = Polycrystal(np.zeros(GRID, np.int32), VOXEL_NM, (grain,))
     pattern = laue_pattern(poly, detector, beam)
     frame = record(pattern, peak_counts=10 ** rng.uniform(3.3, 4.8), background=rng.uniform(20, 200), seed=rng)
@@ -178,8 +181,8 @@ def spot_inputs(counts, structure, orientation, *, detector: LaueDetector | None
         offset of the predicted spot in its patch (2), energy / 25 keV.
     overview : (2, rows // POOL, cols // POOL) float32
         The frame max-pooled, and the grain's predicted spots at the same scale.
-    twins : (4,) float32
-        :func:`twin_evidence`.
+    planar : (8,) float32
+        :func:`twin_evidence` and :func:`fault_evidence`.
     """
     detector, beam = detector or LaueDetector(), beam or Beam()
     counts = np.asarray(counts)
@@ -199,9 +202,10 @@ def spot_inputs(counts, structure, orientation, *, detector: LaueDetector | None
         raw.append(p)
         offsets.append((dx, dy, spots.energy[i] / 25.0))
     features = np.concatenate([motion, np.array(offsets)], axis=1)
-    twins = twin_evidence(counts, structure, orientation, detector, parent=spots)
+    planar = np.concatenate([twin_evidence(counts, structure, orientation, detector, parent=spots),
+                             fault_evidence(raw, structure, orientation, hkl, detector, offsets=offsets)])
     pooled = pooled_frame(counts, detector) if pooled is None else pooled
-    return np.stack(raw), features.astype(np.float32), np.stack([pooled, _predicted_map(spots, pooled.shape)]), twins
+    return np.stack(raw), features.astype(np.float32), np.stack([pooled, _predicted_map(spots, pooled.shape)]), planar
 
 
 def patch_inputs(raw, geometry):
@@ -286,6 +290,39 @@ def twin_evidence(counts, structure, orientation, detector, *, parent=None, spot
     return np.sort(out)[::-1].astype(np.float32)
 
 
+def _streak_geometry(structure, orientation, hkl, detector, plane):
+    """For faults on the {111} `plane` (crystal frame) of a grain of `orientation` (crystal → lab):
+    per reflection `hkl` (n, 3) the angle ψ [rad] of the streak on the detector (where a node's
+    move along the fault normal takes the spot) and the visibility (1 - cos G·R)/1.5 averaged
+    over the plane's three Shockley fault vectors R (0: never streaked; 1: by every one)."""
+    n = orientation @ (np.asarray(plane, float) / np.sqrt(3))
+    g = structure.g_vectors(hkl) @ orientation.T
+    step = 1e-3 * np.linalg.norm(g, axis=1, keepdims=True) * n
+    move = np.stack(node_pixels(g + step, detector), -1) - np.stack(node_pixels(g - step, detector), -1)
+    shockley = np.stack([np.roll([1.0, 1.0, -2.0], k) * plane / 6 for k in range(3)])
+    visibility = np.mean(1 - np.cos(2 * np.pi * np.asarray(hkl, float) @ shockley.T), axis=1) / 1.5
+    return np.arctan2(move[:, 1], move[:, 0]), visibility
+
+
+def fault_evidence(raw, structure, orientation, hkl, detector, *, offsets) -> np.ndarray:
+    """For each of the four {111} fault planes of a grain, how much more the spots that faults on
+    it would streak are elongated along their predicted streak than the spots they would leave
+    sharp: Σ v·e / Σ v - Σ (1 - v)·e / Σ (1 - v), with v the spot's visibility and e = (major -
+    minor RMS extent [pixel]) · cos 2(φ - ψ), φ the measured major axis and ψ the predicted
+    streak (:func:`_streak_geometry`); sorted, largest first. Geometrically necessary dislocations
+    streak every spot alike and cancel; random faults on one plane do not.
+    `raw`: the patches of the spots `hkl`; `offsets`: their predicted sub-pixel (dx, dy, ...)."""
+    structure = get_structure(structure)
+    measures = np.array([_spot_measures(p, o[0], o[1]) for p, o in zip(raw, offsets)])
+    elongation = measures[:, 3] - measures[:, 4]
+    out = []
+    for plane in ((1, 1, 1), (1, 1, -1), (1, -1, 1), (-1, 1, 1)):
+        psi, v = _streak_geometry(structure, orientation, hkl, detector, np.array(plane, float))
+        e = elongation * (measures[:, 5] * np.cos(2 * psi) + measures[:, 6] * np.sin(2 * psi))
+        out.append(np.sum(v * e) / (v.sum() + 1e-6) - np.sum((1 - v) * e) / ((1 - v).sum() + 1e-6))
+    return np.sort(out)[::-1].astype(np.float32)
+
+
 def centroid_fit(features, *, min_snr=3.0, rounds=5, min_spots=8):
     """Least squares of the five deviatoric coefficients and three rotations (×STEP) on the spots'
     centroid shifts (features 19–20) through their motions (features 0–15), over the spots with a
@@ -316,13 +353,13 @@ def fit_strain_from_centroids(features, **kwargs) -> np.ndarray:
     return deviatoric_components(np.tensordot(coeff[:5] * STEP, DEVIATORIC_BASIS, axes=1))
 
 
-def grain_features(features, twins) -> np.ndarray:
-    """(12,) grain-level inputs: the twin evidence (4), the centroid fit's five strain coefficients
-    (0 where it cannot fit), whether it fitted, the share of the spots it used and its RMS residual
-    [pixel] (capped at 3)."""
+def grain_features(features, planar) -> np.ndarray:
+    """(16,) grain-level inputs: the twin and fault evidence (8, :func:`spot_inputs`), the centroid
+    fit's five strain coefficients (0 where it cannot fit), whether it fitted, the share of the
+    spots it used and its RMS residual [pixel] (capped at 3)."""
     coeff, used, residual = centroid_fit(features)
     ok = bool(np.isfinite(coeff).all())
-    return np.concatenate([twins, np.nan_to_num(coeff[:5]), [float(ok), used / len(features),
+    return np.concatenate([planar, np.nan_to_num(coeff[:5]), [float(ok), used / len(features),
                                                              min(residual, 3.0) if ok else 3.0]]).astype(np.float32)
 
 
@@ -334,7 +371,7 @@ class LaueNet(nn.Module):
     deviatoric strain (5 coefficients on DEVIATORIC_BASIS, ×10⁻³) and their log-variances,
     log₁₀ density and its log-variance, defect-class logits."""
 
-    def __init__(self, width=8, n_features=26, n_grain_features=12):
+    def __init__(self, width=8, n_features=26, n_grain_features=16):
         super().__init__()
         w = width
         self.patch = nn.Sequential(ConvBlock(2, 1, w), nn.MaxPool2d(2), ConvBlock(2, w, 2 * w), nn.MaxPool2d(2),
@@ -349,7 +386,7 @@ class LaueNet(nn.Module):
 
     def forward(self, patches, features, overview, grain):
         """patches (B, S, P, P), features (B, S, F), overview (B, 2, H, W), grain features (B, 12)
-        (:func:`grain_features`) → (B, 16) raw outputs. The strain coefficients are the centroid
+        (:func:`grain_features`) → (B, 12 + classes) raw outputs. The strain coefficients are the centroid
         fit's (where it fitted) plus the network's correction."""
         b, s = patches.shape[:2]
         per_spot = self.patch(patches.reshape(b * s, 1, *patches.shape[2:])).reshape(b, s, -1)
@@ -427,7 +464,7 @@ class LaueAnalyser:
         return self.model(t[0], _scale_features(t[1]), t[2], t[3])
 
     def decode(self, out) -> list:
-        """GrainEstimates from raw outputs (B, 16)."""
+        """GrainEstimates from raw outputs (B, 12 + classes)."""
         out = out.double().numpy()
         coeff, log_var = out[:, :5] * STEP, out[:, 5:10]
         sigma_c = np.exp(0.5 * log_var) * STEP * self.sigma_scale
@@ -454,10 +491,10 @@ class LaueAnalyser:
 
     def analyse(self, counts, structure, orientation, *, detector=None, beam=None, pooled=None) -> GrainEstimate:
         """Strain and defect content of the grain of `orientation` (crystal → lab) in the frame `counts`."""
-        raw, geometry, overview, twins = spot_inputs(counts, structure, orientation, detector=detector, beam=beam,
+        raw, geometry, overview, planar = spot_inputs(counts, structure, orientation, detector=detector, beam=beam,
                                                      pooled=pooled)
         patches, features = patch_inputs(raw, geometry)
-        grain = grain_features(features, twins)
+        grain = grain_features(features, planar)
         return self.decode(self.raw(patches[None], features[None], overview[None], grain[None]))[0]
 
 

@@ -1,6 +1,6 @@
 """Train the Laue grain network (:mod:`.laue`) on simulated frames.
 
-    python -m braggscope.identify.laue_training [--examples 4000] [--steps 4000] [--out PATH]
+    python -m braggscope.identify.laue_training [--examples 5000] [--steps 4000] [--out PATH]
 
 Grains from seeds 0…N-1 (:func:`braggscope.identify.laue.simulate_grain`) are simulated once and
 their network inputs cached in out/laue_train/. The validation grains start at seed 500 000 (they
@@ -77,7 +77,7 @@ def train(data, validation, *, steps=4000, batch=32, lr=2e-3, seed=0, log_every=
     """Train a LaueNet; return the calibrated LaueAnalyser and the validation history."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    config = {"width": 8, "n_features": 26, "n_grain_features": 12}
+    config = {"width": 8, "n_features": 26, "n_grain_features": 16}
     model = LaueNet(**config)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
@@ -107,7 +107,7 @@ def train(data, validation, *, steps=4000, batch=32, lr=2e-3, seed=0, log_every=
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--examples", type=int, default=4000)
+    parser.add_argument("--examples", type=int, default=5000)
     parser.add_argument("--validation", type=int, default=300)
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--workers", type=int, default=2)

@@ -25,11 +25,12 @@ from .polycrystal import dislocation_density
 from .structure import CrystalStructure, get_structure
 
 __all__ = ["LaueDetector", "Spectrum", "Beam", "LaueSpots", "LauePattern", "LaueFrame", "laue_spots",
-           "spot_positions", "laue_pattern", "record", "atomistic_spot", "reflections_within", "spot_intensity",
+           "spot_positions", "node_pixels", "laue_pattern", "record", "atomistic_spot", "reflections_within", "spot_intensity",
            "BEAM", "POLARISATION"]
 
 BEAM = np.array([1.0, 0.0, 0.0])  # incident beam direction
 POLARISATION = np.array([0.0, 1.0, 0.0])  # electric field of the (horizontally polarised) beam
+ROD_SAMPLES = 32  # nodes along a stacking-fault streak (its Lorentzian's quantiles)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,6 +197,13 @@ def _kinematics(g_lab):
     return HC_KEV_NM * k / (2 * np.pi), uf, two_theta, chi
 
 
+def node_pixels(g, detector: LaueDetector, source=None):
+    """Pixel (x, y) where the white beam diffracts off reciprocal-space nodes `g` (..., 3) [rad/nm,
+    lab frame], wherever they are (a lattice's or a point of a streak); NaN where g points downstream."""
+    _, uf, _, _ = _kinematics(np.asarray(g, dtype=float))
+    return detector.project(uf, source)
+
+
 def spot_intensity(structure: CrystalStructure, hkl, energy, uf, spectrum: Spectrum, *, f2=None) -> np.ndarray:
     """Relative integrated intensity of Laue reflections (kinematical, per unit crystal volume).
 
@@ -282,6 +290,11 @@ class Beam:
     spectrum: Spectrum = field(default_factory=Spectrum)
 
     @property
+    def axis_in_sample(self) -> np.ndarray:
+        """The beam's direction in the sample frame (z, y, x): down into the sample at the incidence."""
+        return self.sample_to_lab.T @ BEAM
+
+    @property
     def sample_to_lab(self) -> np.ndarray:
         """(3, 3) matrix taking sample-frame (z, y, x) components to lab (x, y, z) ones: sample z
         is the surface normal (-sin α, 0, cos α), sample x runs downstream along the surface
@@ -342,9 +355,27 @@ def _candidates(structure, orientation_lab, detector, spectrum, margin=0.05):
     return hkl, np.abs(structure.structure_factor(hkl, energy)) ** 2
 
 
-def _domain_spots(structure, orientation_lab, beta_lab, sources_mm, weights, depths, detector, beam, image):
+def _rod_nodes(g0, faults, samples=ROD_SAMPLES):
+    """The nodes `g0` (m, 3) spread along each fault family's streak (:meth:`FaultedStacking.rod`)
+    at `samples` quantiles of its Lorentzian: (reflection index (n,), node (n, 3), weight (n,)),
+    the weights of each reflection summing to 1; a reflection the faults leave sharp keeps its node."""
+    index, nodes, weight = np.arange(len(g0)), g0, np.ones(len(g0))
+    quantiles = np.tan(np.pi * ((np.arange(samples) + 0.5) / samples - 0.5))
+    for fault in faults:
+        centre, hwhm = fault.rod(nodes)
+        streak = hwhm > 1e-9 * np.linalg.norm(nodes, axis=-1)
+        offsets = centre[streak, None] + hwhm[streak, None] * quantiles
+        index = np.concatenate([index[~streak], np.repeat(index[streak], samples)])
+        weight = np.concatenate([weight[~streak], np.repeat(weight[streak], samples) / samples])
+        nodes = np.concatenate([nodes[~streak], (nodes[streak, None, :] + offsets[..., None] * fault.normal).reshape(-1, 3)])
+    return index, nodes, weight
+
+
+def _domain_spots(structure, orientation_lab, beta_lab, sources_mm, weights, depths, detector, beam, image,
+                  faults=()):
     """Splat the spots of one orientation domain's voxels onto `image`; return per reflection
-    (hkl, Σw, Σw·E, Σw·x, Σw·y). `beta_lab`: (n, 3, 3) distortions; `weights`: beam × volume."""
+    (hkl, Σw, Σw·E, Σw·x, Σw·y). `beta_lab`: (n, 3, 3) distortions; `weights`: beam × volume;
+    `faults`: FaultedStacking in the lab frame, which streak the nodes (:func:`_rod_nodes`)."""
     spectrum = beam.spectrum
     hkl, f2 = _candidates(structure, orientation_lab, detector, spectrum)
     sums = np.zeros((len(hkl), 4))
@@ -352,8 +383,8 @@ def _domain_spots(structure, orientation_lab, beta_lab, sources_mm, weights, dep
         return hkl, sums
     normal = beam.sample_to_lab[:, 0]
     sin_in = np.sin(np.radians(beam.incidence))
-    g0 = structure.g_vectors(hkl) @ orientation_lab.T
-    chunk = max(1, 400_000 // len(hkl))
+    reflection, g0, share = _rod_nodes(structure.g_vectors(hkl) @ orientation_lab.T, faults)
+    chunk = max(1, 400_000 // len(g0))
     for start in range(0, len(weights), chunk):
         part = slice(start, start + chunk)
         transform = np.linalg.inv(np.eye(3) + beta_lab[part]).transpose(0, 2, 1)
@@ -362,13 +393,14 @@ def _domain_spots(structure, orientation_lab, beta_lab, sources_mm, weights, dep
         x, y = detector.project(uf, sources_mm[part, None, :])
         cos_out = uf @ normal
         ok = (energy >= spectrum.emin) & (energy <= spectrum.emax) & detector.on_frame(x, y) & (cos_out > 0)
-        v, m = np.nonzero(ok)
-        e, u = energy[v, m], uf[v, m]
-        path = depths[part][v] * (1 / sin_in + 1 / cos_out[v, m])
-        w = (weights[part][v] * np.exp(-structure.linear_attenuation(e) * path)
+        v, n = np.nonzero(ok)
+        m = reflection[n]
+        e, u = energy[v, n], uf[v, n]
+        path = depths[part][v] * (1 / sin_in + 1 / cos_out[v, n])
+        w = (weights[part][v] * share[n] * np.exp(-structure.linear_attenuation(e) * path)
              * spot_intensity(structure, hkl[m], e, u, spectrum, f2=f2[m]))
-        _splat(image, x[v, m], y[v, m], w)
-        for col, value in enumerate((w, w * e, w * x[v, m], w * y[v, m])):
+        _splat(image, x[v, n], y[v, n], w)
+        for col, value in enumerate((w, w * e, w * x[v, n], w * y[v, n])):
             sums[:, col] += np.bincount(m, value, minlength=len(hkl))
     return hkl, sums
 
@@ -422,7 +454,8 @@ def laue_pattern(polycrystal, detector: LaueDetector, beam: Beam | None = None) 
             d = domain_of == domain
             u_lab = to_lab @ grain.domain_orientation(int(domain))
             hkl, sums = _domain_spots(grain.structure, u_lab, beta_lab[d], r_lab[:, sel][:, d].T * 1e-6,
-                                      profile[sel][d] * volume, -pts[0, d], detector, beam, image)
+                                      profile[sel][d] * volume, -pts[0, d], detector, beam, image,
+                                      faults=[f.rotated(to_lab) for f in grain.faults])
             for h, (w, we, wx, wy) in zip(hkl, sums):
                 if w > 0:
                     spots.append({"grain": gi, "domain": int(domain), "hkl": [int(v) for v in h],

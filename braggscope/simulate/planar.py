@@ -6,6 +6,10 @@ partial R = a/6<112> lying in the {111} plane, or a Frank partial R = a/3<111> n
 its displacement is the loop's (Burgers formula) and jumps by R across the fault: the object's
 phase jumps by G·R, 0 or ±2π/3 modulo 2π depending on the reflection.
 
+Many parallel faults across a grain (:class:`FaultedStacking`) are described by their spacing
+alone; what they do to diffraction is their ensemble average, a streak of every reflection with
+non-integer G·R/2π along the fault normal.
+
 A coherent {111} twin turns the lattice on one side into its mirror image through the plane.
 The twinned domain scatters into the Bragg peak G only if G is also a reciprocal-lattice vector of
 the twin (G mirrored through the plane is an fcc reflection: all indices odd or all even), as for
@@ -22,7 +26,8 @@ from .._validate import check_vector
 from ..errors import ConfigError
 from .dislocations import DislocationLoop, StraightDislocation
 
-__all__ = ["StackingFault", "SplitDislocation", "TwinBoundary", "twin_shares_reflection", "equilibrium_separation"]
+__all__ = ["StackingFault", "FaultedStacking", "SplitDislocation", "TwinBoundary", "twin_shares_reflection",
+           "equilibrium_separation"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +61,65 @@ class StackingFault:
         return {"type": "stacking_fault", "kind": self.kind, "fault_vector_nm": d["burgers_nm"],
                 "position_nm": d["position_nm"], "plane_normal": d["plane_normal"],
                 "radius_nm": d["radius_nm"], "area_nm2": d["area_nm2"]}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FaultedStacking:
+    """Parallel stacking faults across a whole grain at random heights along their normal (a
+    Poisson process of mean spacing `spacing`), as heavy deformation or growth leaves them in
+    low-fault-energy fcc metals. Too many to place one by one in a voxel model, they enter the
+    diffraction through their ensemble average: each reflection's node becomes a streak along the
+    normal (:meth:`rod`). They bend nothing, so they add no distortion β.
+
+    Attributes
+    ----------
+    normal : (3,) ndarray
+        Unit normal of the fault planes (sample frame).
+    fault_vector : (3,) ndarray
+        [nm] R, the displacement of the crystal on the +normal side of each fault relative to the
+        other side (a Shockley a/6<112> in the plane for an intrinsic fault).
+    spacing : float
+        [nm] Mean distance between faults along the normal (the fault probability per {111}
+        layer is d₁₁₁ / spacing).
+    plane_hkl : (3,) ndarray
+        The fault planes' Miller indices in the crystal frame.
+    """
+
+    normal: np.ndarray
+    fault_vector: np.ndarray
+    spacing: float
+    plane_hkl: np.ndarray
+
+    def __post_init__(self):
+        n = check_vector(self.normal, "fault normal", nonzero=True)
+        object.__setattr__(self, "normal", n / np.linalg.norm(n))
+        object.__setattr__(self, "fault_vector", check_vector(self.fault_vector, "fault vector", nonzero=True))
+        object.__setattr__(self, "plane_hkl", check_vector(self.plane_hkl, "fault plane hkl", nonzero=True))
+        if not float(self.spacing) > 0:
+            raise ConfigError(f"the mean fault spacing must be positive [nm], got {self.spacing}")
+
+    def rod(self, g):
+        """The streak the faults make of the node `g` (..., 3) [rad/nm, same frame]: a Lorentzian
+        along the normal, (centre, half width at half maximum) (...,) [rad/nm].
+
+        A column along the normal that crosses N faults carries the phase e^{-iNα}, α = G·R; with
+        N Poisson over a length Δ, the pair correlation is exp(-|Δ|(1 - cos α)/L - iΔ sin α/L)
+        (L the spacing), whose Fourier transform along the normal is a Lorentzian centred at
+        -sin α / L with half width (1 - cos α) / L (Warren, X-ray Diffraction, ch. 13). A
+        reflection with G·R ∈ 2πℤ stays sharp."""
+        alpha = np.asarray(g, dtype=float) @ self.fault_vector
+        return -np.sin(alpha) / self.spacing, (1 - np.cos(alpha)) / self.spacing
+
+    def rotated(self, rotation) -> "FaultedStacking":
+        """The same faults with their vectors in another frame (`rotation` (3, 3) maps to it)."""
+        m = np.asarray(rotation, dtype=float)
+        return FaultedStacking(normal=m @ self.normal, fault_vector=m @ self.fault_vector, spacing=self.spacing,
+                               plane_hkl=self.plane_hkl)
+
+    def describe(self) -> dict:
+        """JSON-able ground truth entry."""
+        return {"type": "faulted_stacking", "plane_hkl": self.plane_hkl.tolist(), "plane_normal": self.normal.tolist(),
+                "fault_vector_nm": self.fault_vector.tolist(), "mean_spacing_nm": float(self.spacing)}
 
 
 def equilibrium_separation(partial_burgers, character_deg, *, shear_modulus, poisson_ratio, fault_energy) -> float:

@@ -17,13 +17,13 @@ from scipy.spatial.transform import Rotation
 from .._validate import check_grid_shape, check_positive
 from ..errors import ConfigError
 from .dislocations import StraightDislocation, straight_dislocation_derivatives
-from .planar import TwinBoundary
+from .planar import FaultedStacking, TwinBoundary
 from .structure import CrystalStructure, get_structure
 
 __all__ = ["Grain", "Polycrystal", "voronoi_polycrystal", "random_dislocations", "twin_operation",
            "dislocation_density", "grain_defects", "GRAIN_CONTENTS"]
 
-GRAIN_CONTENTS = ("perfect", "dislocations", "gnd", "twin")
+GRAIN_CONTENTS = ("perfect", "dislocations", "gnd", "twin", "faults")
 
 _B110 = np.array([[1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1], [0, 1, 1], [0, 1, -1]], float) / 2
 _N111 = np.array([[1, 1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1]], float) / np.sqrt(3)
@@ -41,17 +41,18 @@ class Grain:
     strain : (3, 3) ndarray
         Uniform elastic strain of the grain (sample frame, symmetric), e.g. from the neighbours.
     defects : tuple
-        Simulator defects (dislocations, loops, dilatation centres, twin boundaries; sample frame, nm).
-    poisson_ratio : float
-        ν of the isotropic fields of the defects (0.34 unless given, a typical fcc value, whatever
-        the structure; the shipped Laue network was trained with it).
+        Simulator defects (dislocations, loops, dilatation centres, twin boundaries, faulted
+        stacking; sample frame, nm).
+    poisson_ratio : float, optional
+        ν of the isotropic fields of the defects; the structure's own (Voigt average of its
+        elastic constants) unless given.
     """
 
     orientation: np.ndarray
     structure: CrystalStructure | str = "Cu"
     strain: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))
     defects: tuple = ()
-    poisson_ratio: float = 0.34
+    poisson_ratio: float | None = None
 
     def __post_init__(self):
         u = np.asarray(self.orientation, dtype=float)
@@ -64,10 +65,16 @@ class Grain:
         object.__setattr__(self, "strain", eps)
         object.__setattr__(self, "structure", get_structure(self.structure))
         object.__setattr__(self, "defects", tuple(self.defects))
+        if self.poisson_ratio is None:
+            object.__setattr__(self, "poisson_ratio", self.structure.poisson_ratio)
 
     @property
     def twins(self) -> tuple:
         return tuple(d for d in self.defects if isinstance(d, TwinBoundary))
+
+    @property
+    def faults(self) -> tuple:
+        return tuple(d for d in self.defects if isinstance(d, FaultedStacking))
 
     def distortion(self, points) -> np.ndarray:
         """Lattice distortion β = ∇u (..., 3, 3) [dimensionless], β_ij = ∂u_i/∂r_j in the sample
@@ -79,7 +86,7 @@ class Grain:
             grad = straight_dislocation_derivatives(lines, p.reshape(3, -1), np.eye(3), poisson_ratio=self.poisson_ratio)
             beta += np.transpose(grad, (2, 1, 0)).reshape(p.shape[1:] + (3, 3))
         for defect in self.defects:
-            if isinstance(defect, (TwinBoundary, StraightDislocation)):
+            if isinstance(defect, (TwinBoundary, StraightDislocation, FaultedStacking)):
                 continue
             for j in range(3):
                 axis = np.eye(3)[j]
@@ -233,20 +240,33 @@ def random_dislocations(orientation, lattice_parameter, density_m2, box_nm, *, r
     return out
 
 
+def _path_in_box(axis, box):
+    """[nm] Where the ray from the surface's centre along `axis` (sample frame, pointing into the
+    sample) leaves the box `box` (z ∈ [-box_z, 0], y and x centred)."""
+    a = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
+    if a[0] >= 0:
+        raise ConfigError(f"the beam axis {a} does not point into the sample (its z component must be negative)")
+    reach = np.array([box[0], box[1] / 2, box[2] / 2]) / np.maximum(np.abs(a), 1e-12)
+    return a * reach.min()
+
+
 def _random_in_plane(normal, rng):
     v = np.cross(normal, rng.normal(size=3))
     return v / np.linalg.norm(v)
 
 
-def grain_defects(content, orientation, structure, box_nm, rng) -> list:
+def grain_defects(content, orientation, structure, box_nm, rng, *, beam_axis=None) -> list:
     """Random defects of one `content` (see GRAIN_CONTENTS) for a grain of `orientation`
     (crystal → sample) filling the box `box_nm` (z below the surface): 'perfect' none;
     'dislocations' stored ones at ρ log-uniform in 10¹³–3·10¹⁴ m⁻²; 'gnd' geometrically necessary
-    ones at 3·10¹²–3·10¹³ m⁻² on 10¹²–10¹³ m⁻² stored ones; 'twin' a {111} twin boundary at
-    30–70 % of the box's depth. (Below about 10¹³ m⁻² stored dislocations hardly change the spots
-    of a 100 nm voxel model.)"""
-    from .planar import TwinBoundary
-
+    ones at 3·10¹²–3·10¹³ m⁻² on 10¹²–10¹³ m⁻² stored ones; 'twin' a {111} twin boundary through
+    the beam's axis at 30–70 % of the axis's path through the box (`beam_axis`: the beam's
+    direction in the sample frame, the axis entering at the surface's centre; without it, through
+    the box's central line at 30–70 % of its depth), so that both domains are in the beam; 'faults' intrinsic stacking faults (a Shockley a/6<112> fault
+    vector) on one {111} family at a mean spacing log-uniform in 5–50 nm (fault probabilities of
+    0.4–4 % per layer, a heavily faulted low-fault-energy metal: sparser faults streak the spots
+    by less than a pixel). (Below about 10¹³ m⁻² stored dislocations hardly change the spots of a
+    100 nm voxel model.)"""
     structure = get_structure(structure)
     a = structure.lattice[0]
     box = np.asarray(box_nm, dtype=float)
@@ -258,9 +278,14 @@ def grain_defects(content, orientation, structure, box_nm, rng) -> list:
                                             geometrically_necessary=True)
     if content == "twin":
         plane = np.array([1.0, 1.0, 1.0]) * rng.choice([-1, 1], 3)
-        depth = rng.uniform(0.3, 0.7) * box[0]
-        return [TwinBoundary(normal=orientation @ plane / np.sqrt(3), point=np.array([-depth, 0.0, 0.0]),
+        point = np.array([-box[0], 0.0, 0.0]) if beam_axis is None else _path_in_box(beam_axis, box)
+        return [TwinBoundary(normal=orientation @ plane / np.sqrt(3), point=rng.uniform(0.3, 0.7) * point,
                              plane_hkl=plane)]
+    if content == "faults":
+        plane = np.array([1.0, 1.0, 1.0]) * rng.choice([-1, 1], 3)
+        shockley = np.roll([1.0, 1.0, -2.0], rng.integers(3)) * plane / 6
+        return [FaultedStacking(normal=orientation @ plane / np.sqrt(3), fault_vector=orientation @ shockley * a,
+                                spacing=10 ** rng.uniform(np.log10(5.0), np.log10(50.0)), plane_hkl=plane)]
     if content != "perfect":
         raise ConfigError(f"unknown grain content {content!r}; choose one of {', '.join(GRAIN_CONTENTS)}")
     return []

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._validate import check_positive, check_vector
 from ..errors import ConfigError
-from ..materials import MATERIALS
+from ..materials import MATERIALS, voigt_poisson_ratio
 
 __all__ = ["CrystalStructure", "fcc_structure", "fluorite_structure", "get_structure", "STRUCTURES"]
 
@@ -42,12 +42,16 @@ class CrystalStructure:
         ((element, (x, y, z)), ...): every atom of the cell, positions in fractions of a, b, c.
     b_factor : float
         [nm²] Isotropic Debye–Waller factor B (the intensity falls as e^{-2B s²}, s in 1/nm).
+    poisson_ratio : float
+        ν of the isotropic elastic fields of defects in this crystal (the structures below: the
+        Voigt average of their cubic elastic constants).
     """
 
     name: str
     lattice: tuple
     basis: tuple
     b_factor: float = 0.005
+    poisson_ratio: float = 0.3
 
     def __post_init__(self):
         if len(self.lattice) != 6:
@@ -157,21 +161,26 @@ def fcc_structure(material) -> CrystalStructure:
 
     mat = get_material(material)
     a = mat.lattice_parameter
-    return CrystalStructure(mat.name, (a, a, a, 90.0, 90.0, 90.0), tuple((mat.name, x) for x in _FCC))
+    return CrystalStructure(mat.name, (a, a, a, 90.0, 90.0, 90.0), tuple((mat.name, x) for x in _FCC),
+                            poisson_ratio=mat.poisson_ratio)
 
 
-def fluorite_structure(name, cation, anion, lattice_parameter) -> CrystalStructure:
-    """A fluorite-type (CaF₂, Fm-3m) crystal: cations on the fcc sites, anions at (¼,¼,¼) + fcc."""
+def fluorite_structure(name, cation, anion, lattice_parameter, elastic_constants) -> CrystalStructure:
+    """A fluorite-type (CaF₂, Fm-3m) crystal: cations on the fcc sites, anions at (¼,¼,¼) + fcc;
+    `elastic_constants` (C11, C12, C44) [GPa] give its Poisson ratio."""
     a = float(lattice_parameter)
     anions = tuple((anion, tuple(np.add(x, s) % 1.0)) for x in _FCC for s in ((0.25,) * 3, (0.75,) * 3))
-    return CrystalStructure(name, (a, a, a, 90.0, 90.0, 90.0), tuple((cation, x) for x in _FCC) + anions)
+    return CrystalStructure(name, (a, a, a, 90.0, 90.0, 90.0), tuple((cation, x) for x in _FCC) + anions,
+                            poisson_ratio=voigt_poisson_ratio(*elastic_constants))
 
 
 STRUCTURES = {name: fcc_structure(name) for name in MATERIALS} | {
-    # a at room temperature [nm]: UO2 0.5470, CeO2 0.5411, cubic ZrO2 (as the Y-stabilised phase) 0.5135
-    "UO2": fluorite_structure("UO2", "U", "O", 0.5470),
-    "CeO2": fluorite_structure("CeO2", "Ce", "O", 0.5411),
-    "ZrO2": fluorite_structure("ZrO2", "Zr", "O", 0.5135),
+    # a at room temperature [nm]: UO2 0.5470, CeO2 0.5411, cubic ZrO2 (as the Y-stabilised phase) 0.5135;
+    # C11, C12, C44 [GPa]: UO2 from Wachtman et al., J. Nucl. Mater. 16, 39 (1965); CeO2 from Nakajima et
+    # al., Phys. Rev. B 50, 13297 (1994); round values typical of Y-stabilised cubic zirconia
+    "UO2": fluorite_structure("UO2", "U", "O", 0.5470, (396.0, 121.0, 64.1)),
+    "CeO2": fluorite_structure("CeO2", "Ce", "O", 0.5411, (403.0, 105.0, 60.0)),
+    "ZrO2": fluorite_structure("ZrO2", "Zr", "O", 0.5135, (400.0, 100.0, 60.0)),
 }
 
 
