@@ -20,7 +20,8 @@ Prints one JSON object on its last line:
 The crystals are simulate_pattern(TEST_SEED + 50_000 + i), never seen in training: Pt, Au, Ni, Cu,
 perfect, smoothly strained or with 1–3 defects, 10⁶, 10⁷, 10⁸, 10⁹ photons in turn, Maxipix gaps
 on every other one, 64³ patterns.
-Run: python benchmarks/neural_retrieval.py [--quick]
+With --ndim 2 the same figures for the 2-D network on 2-D crystals (64² patterns; no measured scan).
+Run: python benchmarks/neural_retrieval.py [--quick] [--ndim 2]
 """
 from __future__ import annotations
 
@@ -49,9 +50,9 @@ BUDGETS = (10, 20, 50, 100, 200, 500, 1000)
 FIRST = TEST_SEED + 50_000
 
 
-def crystal(i):
+def crystal(i, ndim=3):
     """Held-out pattern i: photons 10⁶…10⁹ in turn, gaps on every other one."""
-    p = simulate_pattern(FIRST + i, photons=10.0 ** (6 + i % 4), gaps=bool(i % 2))
+    p = simulate_pattern(FIRST + i, ndim=ndim, photons=10.0 ** (6 + i % 4), gaps=bool(i % 2))
     p["band_limited"] = band_limited(p["truth"], p["counts"].shape)
     p["defective"] = any(k != "smooth_strain" for k in p["defects"])
     return p
@@ -59,7 +60,7 @@ def crystal(i):
 
 def run_crystal(i, net, budgets, random_runs):
     """Errors of the guess, of the seeded runs per budget and of the random starts."""
-    p = crystal(i)
+    p = crystal(i, net.config["spatial_dims"])
     error = lambda obj: reconstruction_error(obj, p["band_limited"])["error"]
     guess = first_guess(p["counts"], p["mask"], net=net, device="cpu")
     row = {"seed": FIRST + i, "photons": p["photons"], "defective": p["defective"], "defects": p["defects"],
@@ -101,7 +102,7 @@ def real_scan(net, cycles):
 
 
 def inference_time(net):
-    p = crystal(0)
+    p = crystal(0, net.config["spatial_dims"])
     x = torch.from_numpy(network_input(p["counts"], p["mask"]))[None]
     with torch.no_grad():
         forward = best_time(lambda: net(x), 5)[0]
@@ -112,9 +113,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="8 crystals, cycles up to 200, no real scan")
     parser.add_argument("--crystals", type=int, default=None, help="held-out crystals (default 52, quick 8)")
+    parser.add_argument("--ndim", type=int, default=3, choices=(2, 3),
+                        help="3: 64³ patterns and the measured scan; 2: the 2-D network on 64² central slices")
     args = parser.parse_args()
     torch.manual_seed(0)
-    net = load_phase_net(3)
+    net = load_phase_net(args.ndim)
     count = args.crystals or (8 if args.quick else 52)
     budgets = tuple(n for n in BUDGETS if n <= (200 if args.quick else RANDOM_CYCLES))
     t0 = time.perf_counter()
@@ -130,7 +133,7 @@ def main():
     factor, within_100, within_1000 = reduction(rows, budgets)
     out = Path(__file__).resolve().parents[1] / "out"
     out.mkdir(exist_ok=True)
-    (out / "neural_retrieval_rows.json").write_text(json.dumps(rows, default=float))
+    (out / f"neural_retrieval_rows{'_2d' if args.ndim == 2 else ''}.json").write_text(json.dumps(rows, default=float))
     result = {
         "net_error": float(np.median(net_err)), "net_error_perfect": float(np.median(net_err[~defective])),
         "net_error_defective": float(np.median(net_err[defective])),
@@ -143,11 +146,11 @@ def main():
         "final_error_random_best": float(np.median([r["random_best"] for r in rows])),
         "median_seeded_error_by_cycles": {n: float(np.median([r["seeded"][n] for r in rows])) for n in budgets},
         "seeded_cycles": SEEDED_CYCLES, "random_cycles": RANDOM_CYCLES, "random_runs_per_crystal": 2,
-        "crystals": count, "defective_crystals": int(defective.sum()), "pattern_shape": [64, 64, 64],
+        "crystals": count, "defective_crystals": int(defective.sum()), "ndim": args.ndim, "pattern_shape": [64] * args.ndim,
         "test_seeds": [FIRST, FIRST + count - 1], "crystal_seconds": (time.perf_counter() - t0) / count,
     }
-    result |= real_scan(net, SEEDED_CYCLES) if not args.quick else {"real_scan54_llk_seeded": None,
-                                                                       "real_scan54_llk_random": None}
+    result |= real_scan(net, SEEDED_CYCLES) if not args.quick and args.ndim == 3 else {
+        "real_scan54_llk_seeded": None, "real_scan54_llk_random": None}
     result["inference_s_64"], result["net_forward_s_64"] = inference_time(net)
     result["device"] = device()
     emit(result)

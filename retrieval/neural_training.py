@@ -75,13 +75,16 @@ def simulate_pattern(seed, *, ndim=3, photons=None, gaps=None) -> dict:
     phase ramp the re-centring puts on it), 'support' (bool), and 'photons', 'defects' (kinds).
     """
     rng = np.random.default_rng(seed)
-    crystal = random_crystal(rng, size=(40.0, 200.0))
-    defects = _defects(crystal, rng)
-    hkl = REFLECTIONS[rng.integers(len(REFLECTIONS))]
     n = NET_SIZE // 2
-    reach = 2 * float(crystal.shape.radial_extent(np.eye(3)).max())
-    voxel = reach / (rng.uniform(0.45, 0.85) * n)
-    sample = simulate_sample(crystal, defects, shape=(n,) * ndim, voxel_size=voxel, hkl=hkl)
+    while True:  # drawn again where twin domains dark at G cover the whole (2-D) object
+        crystal = random_crystal(rng, size=(40.0, 200.0))
+        defects = _defects(crystal, rng)
+        hkl = REFLECTIONS[rng.integers(len(REFLECTIONS))]
+        reach = 2 * float(crystal.shape.radial_extent(np.eye(3)).max())
+        voxel = reach / (rng.uniform(0.45, 0.85) * n)
+        sample = simulate_sample(crystal, defects, shape=(n,) * ndim, voxel_size=voxel, hkl=hkl)
+        if np.abs(sample.obj).max() > 0:
+            break
     photons = float(10 ** rng.uniform(6, 9)) if photons is None else float(photons)
     gaps = (rng.uniform() < 0.5) if gaps is None else gaps
     offset = tuple(int(o) for o in rng.integers(NET_SIZE // 2 + 4, NET_SIZE - 4, size=2))

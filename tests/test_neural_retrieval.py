@@ -130,18 +130,20 @@ def test_fine_tuning_on_a_measurement_lowers_its_poisson_loss(pattern):
 needs_weights = pytest.mark.skipif(not default_weights_path(3).is_file(), reason="no shipped 3-D weights")
 
 
-@needs_weights
-def test_shipped_network_guesses_held_out_crystals():
+@pytest.mark.parametrize("ndim, limit", [(3, 0.6), (2, 0.45)])  # benchmark medians: 0.40 (3-D), 0.26 (2-D)
+def test_shipped_network_guesses_held_out_crystals(ndim, limit):
     """The network alone on 6 held-out patterns (never in training): the DESIGN.md error, and its
     support against the true one."""
-    net = load_phase_net(3)
+    if not default_weights_path(ndim).is_file():
+        pytest.skip(f"no shipped {ndim}-D weights")
+    net = load_phase_net(ndim)
     errors, ratios = [], []
     for i in range(6):
-        p = simulate_pattern(TEST_SEED + 200 + i, photons=10.0 ** (7 + i % 3))
+        p = simulate_pattern(TEST_SEED + 200 + i, ndim=ndim, photons=10.0 ** (7 + i % 3))
         guess = first_guess(p["counts"], p["mask"], net=net, device="cpu")
         errors.append(reconstruction_error(guess.obj, band_limited(p["truth"], p["counts"].shape))["error"])
         ratios.append(guess.net_support.sum() / p["support"].sum())
-    assert np.median(errors) < 0.6
+    assert np.median(errors) < limit
     assert 0.7 < np.median(ratios) < 1.4
 
 
