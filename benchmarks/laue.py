@@ -104,7 +104,8 @@ def polycrystal_frame(seed=0, structure="Cu"):
     box = np.array(poly.grain_map.shape) * poly.voxel_size
     contents = [GRAIN_CONTENTS[(i + seed) % len(GRAIN_CONTENTS)] for i in range(len(poly.grains))]
     grains = [Grain(g.orientation, g.structure, strain=g.strain,
-                    defects=grain_defects(c, g.orientation, g.structure, box, rng, beam_axis=Beam().axis_in_sample))
+                    defects=grain_defects(c, g.orientation, g.structure, box, rng,
+                                          beam_axis=Beam().axis_in_sample))
               for c, g in zip(contents, poly.grains)]
     return Polycrystal(poly.grain_map, poly.voxel_size, tuple(grains)), contents
 

@@ -146,7 +146,8 @@ def main():
         "final_error_random_best": float(np.median([r["random_best"] for r in rows])),
         "median_seeded_error_by_cycles": {n: float(np.median([r["seeded"][n] for r in rows])) for n in budgets},
         "seeded_cycles": SEEDED_CYCLES, "random_cycles": RANDOM_CYCLES, "random_runs_per_crystal": 2,
-        "crystals": count, "defective_crystals": int(defective.sum()), "ndim": args.ndim, "pattern_shape": [64] * args.ndim,
+        "crystals": count, "defective_crystals": int(defective.sum()), "ndim": args.ndim,
+        "pattern_shape": [64] * args.ndim,
         "test_seeds": [FIRST, FIRST + count - 1], "crystal_seconds": (time.perf_counter() - t0) / count,
     }
     result |= real_scan(net, SEEDED_CYCLES) if not args.quick and args.ndim == 3 else {

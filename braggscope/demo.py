@@ -200,8 +200,8 @@ def _laue(files, seed):
     rng = np.random.default_rng(seed)
     box = np.array(poly.grain_map.shape) * poly.voxel_size
     contents = [GRAIN_CONTENTS[i % len(GRAIN_CONTENTS)] for i in range(len(poly.grains))]
-    grains = [Grain(g.orientation, g.structure, strain=g.strain, defects=grain_defects(c, g.orientation, g.structure,
-                                                                                       box, rng, beam_axis=beam.axis_in_sample))
+    grains = [Grain(g.orientation, g.structure, strain=g.strain,
+                    defects=grain_defects(c, g.orientation, g.structure, box, rng, beam_axis=beam.axis_in_sample))
               for g, c in zip(poly.grains, contents)]
     poly = Polycrystal(poly.grain_map, poly.voxel_size, tuple(grains))
     pattern = laue_pattern(poly, detector, beam)

@@ -25,7 +25,8 @@ from .polycrystal import dislocation_density
 from .structure import CrystalStructure, get_structure
 
 __all__ = ["LaueDetector", "Spectrum", "Beam", "LaueSpots", "LauePattern", "LaueFrame", "laue_spots",
-           "spot_positions", "node_pixels", "laue_pattern", "record", "atomistic_spot", "reflections_within", "spot_intensity",
+           "spot_positions", "node_pixels", "laue_pattern", "record", "atomistic_spot", "reflections_within",
+           "spot_intensity",
            "BEAM", "POLARISATION"]
 
 BEAM = np.array([1.0, 0.0, 0.0])  # incident beam direction
@@ -367,7 +368,8 @@ def _rod_nodes(g0, faults, samples=ROD_SAMPLES):
         offsets = centre[streak, None] + hwhm[streak, None] * quantiles
         index = np.concatenate([index[~streak], np.repeat(index[streak], samples)])
         weight = np.concatenate([weight[~streak], np.repeat(weight[streak], samples) / samples])
-        nodes = np.concatenate([nodes[~streak], (nodes[streak, None, :] + offsets[..., None] * fault.normal).reshape(-1, 3)])
+        spread = nodes[streak, None, :] + offsets[..., None] * fault.normal
+        nodes = np.concatenate([nodes[~streak], spread.reshape(-1, 3)])
     return index, nodes, weight
 
 

@@ -260,13 +260,13 @@ def grain_defects(content, orientation, structure, box_nm, rng, *, beam_axis=Non
     (crystal → sample) filling the box `box_nm` (z below the surface): 'perfect' none;
     'dislocations' stored ones at ρ log-uniform in 10¹³–3·10¹⁴ m⁻²; 'gnd' geometrically necessary
     ones at 3·10¹²–3·10¹³ m⁻² on 10¹²–10¹³ m⁻² stored ones; 'twin' a {111} twin boundary through
-    the beam's axis at 30–70 % of the axis's path through the box (`beam_axis`: the beam's
-    direction in the sample frame, the axis entering at the surface's centre; without it, through
-    the box's central line at 30–70 % of its depth), so that both domains are in the beam; 'faults' intrinsic stacking faults (a Shockley a/6<112> fault
-    vector) on one {111} family at a mean spacing log-uniform in 5–50 nm (fault probabilities of
-    0.4–4 % per layer, a heavily faulted low-fault-energy metal: sparser faults streak the spots
-    by less than a pixel). (Below about 10¹³ m⁻² stored dislocations hardly change the spots of a
-    100 nm voxel model.)"""
+    the beam's axis at 30–70 % of the axis's path through the box, so that both domains are in the
+    beam (`beam_axis`: the beam's direction in the sample frame, the axis entering at the
+    surface's centre; without it, through the box's central line at 30–70 % of its depth);
+    'faults' intrinsic stacking faults (a Shockley a/6<112> fault vector) on one {111} family at a
+    mean spacing log-uniform in 5–50 nm (fault probabilities of 0.4–4 % per layer, a heavily
+    faulted low-fault-energy metal: sparser faults streak the spots by less than a pixel). (Below
+    about 10¹³ m⁻² stored dislocations hardly change the spots of a 100 nm voxel model.)"""
     structure = get_structure(structure)
     a = structure.lattice[0]
     box = np.asarray(box_nm, dtype=float)
