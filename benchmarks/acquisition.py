@@ -17,7 +17,7 @@ Prints one JSON object on its last line:
   levels 1/4 and 3/4 of each of the four search coordinates, the 8 points of a 2⁴⁻¹ fractional
   factorial, those that keep to the constraints);
 - formula_J, default_J: median J of the formula design and of the default (1° over 64 frames,
-  1 s per frame, 0.5 m);
+  1 s per frame, 0.5 m), each measured REMEASURES times like the recommendations (mean J);
 - calls_to_formula_J: median number of planner calls until its best J is at or below the formula
   design's J (measured apart; the planner's own first call is the formula design); calls >
   CALLS count as CALLS + 1;
@@ -35,6 +35,7 @@ Run: python benchmarks/acquisition.py [--quick] [--seeds N] [--workers W]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import multiprocessing
 import sys
@@ -69,6 +70,14 @@ def _best(observations):
     return min(observations, key=lambda o: o[1].efficiency)
 
 
+def _measured(beamline, scan):
+    """`scan` measured REMEASURES times, as one ScanResult with the geometric mean error, so that its J
+    (log10(error² × beam time), the beam time fixed by the scan) is the mean J."""
+    results = [beamline(scan) for _ in range(REMEASURES)]
+    error = float(np.exp(np.mean([np.log(r.displacement_error) for r in results])))
+    return dataclasses.replace(results[0], displacement_error=error)
+
+
 def _search(beamline, scans):
     """Measure every scan: [(scan, result)]."""
     return [(s, beamline(s)) for s in scans]
@@ -80,8 +89,8 @@ def run_seed(seed, calls):
 
     beamline, planner = _setup(seed)
     space = planner.space
-    formula = beamline(planner.formula_design().scan)
-    default = beamline(DEFAULT_SCAN)
+    formula = _measured(beamline, planner.formula_design().scan)
+    default = _measured(beamline, DEFAULT_SCAN)
     # the planner
     planned, suggest_s, violations = [], [], 0
     for _ in range(calls):

@@ -16,7 +16,7 @@ stored dislocations, geometrically necessary ones, twin, stacking faults), never
 RMS error of the six deviatoric components (×10⁻⁴), beside the classical peer measured on the same
 frames: the least-squares fit of strain and rotation to the spot centroids (what LaueTools' strain
 refinement does), which needs eight spots with SNR ≥ 3 and so reads only a share of the grains
-(centroid_fit_grains_fitted; its errors and the network's on those grains, RMS and median). defect_accuracy is the five-class accuracy, with the expected calibration error,
+(centroid_fit_grains_fitted; its errors and the network's on those grains, RMS and median). defect_accuracy is the five-class accuracy (defect_confusion: rows true, columns found), with the expected calibration error,
 the RMS error of log₁₀ ρ on the dislocated grains and the share of strain errors within the
 predicted 1σ (0.68 if calibrated). inference_s_per_image is the network's reading of every
 illuminated grain of the forward-model frame (6 grains), beside the time of laue_pattern itself.
@@ -172,6 +172,8 @@ def network_scores(analyser, data):
     log_rho = np.array([e.log_density for e in estimates])
     per_class = {c: float((probs.argmax(1) == labels)[labels == k].mean()) for k, c in enumerate(DEFECT_CLASSES)
                  if (labels == k).any()}
+    confusion = np.zeros((len(DEFECT_CLASSES),) * 2, dtype=int)
+    np.add.at(confusion, (labels, probs.argmax(1)), 1)
     by_structure = {s: float(np.sqrt(np.mean(err[data["structure"] == s] ** 2)) * 1e4)
                     for s in np.unique(data["structure"])}
     return {"strain_rmse_1e4": float(np.sqrt(np.mean(err**2)) * 1e4),
@@ -184,7 +186,7 @@ def network_scores(analyser, data):
             "strain_rmse_1e4_by_structure": by_structure,
             "strain_within_1sigma": float(np.mean(np.abs(err) < sig)),
             "defect_accuracy": float(np.mean(probs.argmax(1) == labels)), "defect_accuracy_by_class": per_class,
-            "defect_ece": ece,
+            "defect_confusion": {"classes": list(DEFECT_CLASSES), "true_by_found": confusion.tolist()}, "defect_ece": ece,
             "log_density_rmse": float(np.sqrt(np.mean((log_rho - data["log_density"])[dislocated] ** 2))),
             "test_grains": int(len(labels))}
 
