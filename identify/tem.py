@@ -7,9 +7,13 @@ The chain: background flattening (:func:`prepare_micrograph`, a wide Gaussian fr
 its edge; the objects are the watershed basins (scikit-image) of that distance seeded by its
 cores; each is classified by its mean probabilities and measured with ``regionprops``
 (diameter; for loops the largest Feret diameter less the outline's rim, the projected loop's
-true diameter, and the habit: orientation and inclination from the axis ratio). The network works at 0.5 nm per pixel; other
-pixel sizes are resampled to it and back. Denoising is learned: the network is trained on
-shot noise from 50 to 3000 electrons per pixel.
+true diameter, and the habit: orientation and inclination from the axis ratio).
+
+The network is trained with the background's cross-entropy weighted down (CLASS_WEIGHTS), which
+tilts its softmax towards the objects; :meth:`TEMSegmenter.predict` divides that weight back
+out, so that an object's outline is where the object becomes the likelier class. The network
+works at 0.5 nm per pixel; other pixel sizes are resampled to it and back. Denoising is
+learned: the network is trained on shot noise from 50 to 3000 electrons per pixel.
 
 >>> from braggscope.identify.tem import distance_target
 >>> import numpy as np
@@ -32,12 +36,15 @@ from braggscope.simulate.tem import LOOP_RIM_NM, TEM_CLASSES
 from .unet import UNet, fuse_batchnorm, predict_tiled
 
 __all__ = ["TEMSegmenter", "TEMResult", "prepare_micrograph", "distance_target", "instances", "match_objects",
-           "measure_objects", "score_micrographs", "default_tem_weights_path", "NETWORK_PIXEL_NM", "overlay_png"]
+           "measure_objects", "score_micrographs", "default_tem_weights_path", "NETWORK_PIXEL_NM", "CLASS_WEIGHTS",
+           "overlay_png"]
 
 #: [nm] The pixel size the network was trained at.
 NETWORK_PIXEL_NM = 0.5
 _BACKGROUND_SIGMA_NM = 24.0
 _MIN_AREA_PX = 6
+#: Weights of the classes (background, loop, precipitate, cavity) in the training cross-entropy.
+CLASS_WEIGHTS = (0.2, 1.0, 1.0, 1.0)
 
 
 def default_tem_weights_path() -> Path:
@@ -120,8 +127,9 @@ def measure_objects(labels, prob, pixel_nm) -> list:
         cls = TEM_CLASSES[k]
         obj = {"id": int(region.label), "class": cls, "probability": round(float(mean_p[k - 1] / mean_p.sum()), 3),
                "centre_px": [round(float(c), 2) for c in region.centroid], "area_nm2": float(region.area * pixel_nm**2)}
-        if cls == "loop":  # the outline is the projected loop grown by LOOP_RIM_NM: take the rim off
-            major = max(region.feret_diameter_max * pixel_nm - 2 * LOOP_RIM_NM, pixel_nm)
+        if cls == "loop":  # the outline is the projected loop grown by LOOP_RIM_NM: take the rim off, and the
+            # pixel by which the Feret diameter (between the outline's pixel edges) exceeds the centres' extent
+            major = max((region.feret_diameter_max - 1) * pixel_nm - 2 * LOOP_RIM_NM, pixel_nm)
             minor = max(region.axis_minor_length * pixel_nm - 2 * LOOP_RIM_NM, 0.0)
             obj["diameter_nm"] = float(major)
             obj["orientation_deg"] = round(float(np.degrees(region.orientation)), 1)
@@ -203,11 +211,14 @@ class TEMSegmenter:
 
     def predict(self, image):
         """Class probabilities (4, ny, nx) and distance map (ny, nx) of a micrograph in counts
-        at the network's pixel size."""
+        at the network's pixel size. The probabilities are the softmax with the training's class
+        weights divided out (a network trained with weights w_c learns p(c) w_c / Σ w p)."""
         k = len(TEM_CLASSES)
+        unweight = torch.tensor(CLASS_WEIGHTS, dtype=torch.float32).view(1, k, 1, 1) ** -1
 
         def activation(logits):
-            return torch.cat([torch.softmax(logits[:, :k], dim=1), torch.sigmoid(logits[:, k:])], dim=1)
+            prob = torch.softmax(logits[:, :k], dim=1) * unweight.to(logits.device)
+            return torch.cat([prob / prob.sum(dim=1, keepdim=True), torch.sigmoid(logits[:, k:])], dim=1)
 
         x = prepare_micrograph(image)[None]
         out = predict_tiled(fuse_batchnorm(self.net), x, tile=2048, overlap=64, device=self.device,
@@ -315,9 +326,9 @@ def score_micrographs(segmenter, micrographs) -> dict:
     """Object F1 per class (IoU ≥ 0.5, class must agree), the median relative size error of the
     matched objects (all, and per class), the median relative error of the object count (number
     density) per micrograph, the median error of the matched loops' inclination [degrees], the
-    share of loops found by size and inclination, and the pixel accuracy per class (true pixels of the class predicted as it). Objects the
-    noiseless image does not show (contrast below MIN_CONTRAST) count neither as misses nor,
-    when found, as false."""
+    share of loops found by size and inclination, and the pixel accuracy per class (true pixels
+    of the class predicted as it). Objects the noiseless image does not show (contrast below
+    MIN_CONTRAST) count neither as misses nor, when found, as false."""
     k = len(TEM_CLASSES)
     t = {"tp": np.zeros(k), "fp": np.zeros(k), "fn": np.zeros(k), "pixels": np.zeros(k), "hits": np.zeros(k),
          "size": [], "tilt": [], "count": [], "loops": []}

@@ -21,8 +21,8 @@ import torch
 
 from braggscope.simulate.tem import TEM_CLASSES, Microscope, camera, random_micrograph
 
-from .tem import (NETWORK_PIXEL_NM, TEMSegmenter, default_tem_weights_path, distance_target, prepare_micrograph,
-                  score_micrographs)
+from .tem import (CLASS_WEIGHTS, NETWORK_PIXEL_NM, TEMSegmenter, default_tem_weights_path, distance_target,
+                  prepare_micrograph, score_micrographs)
 
 VALIDATION_SEED = 500_000
 TEST_SEED = 1_000_000
@@ -81,10 +81,10 @@ def training_batch(data, rng, batch=8, crop=CROP):
 
 
 def segmentation_loss(out, classes, distance):
-    """Cross-entropy of the class logits (background weighted 0.2, invisible loops ignored)
-    plus 5 × the squared error of the sigmoid distance channel."""
+    """Cross-entropy of the class logits (weighted by CLASS_WEIGHTS: background 0.2; invisible
+    loops ignored) plus 5 × the squared error of the sigmoid distance channel."""
     k = len(TEM_CLASSES)
-    weight = torch.tensor([0.2] + [1.0] * (k - 1))
+    weight = torch.tensor(CLASS_WEIGHTS, dtype=torch.float32)
     ce = torch.nn.functional.cross_entropy(out[:, :k], classes, weight=weight, ignore_index=255)
     known = classes != 255
     mse = ((torch.sigmoid(out[:, k]) - distance) ** 2)[known].mean()
