@@ -310,6 +310,11 @@ def save_weights(net, path, *, scores, recipe):
                     "recipe": json.dumps(recipe)}, tmp)
 
 
+def _recipe(path):
+    """The recipe stored with the weights at `path` (a dict; see :func:`save_weights`)."""
+    return json.loads(torch.load(path, map_location="cpu", weights_only=True)["recipe"])
+
+
 def main(argv=None):
     from .neural import default_weights_path
 
@@ -323,13 +328,20 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, help="weights file (default: the shipped one)")
+    p.add_argument("--init", type=Path, help="start from these weights (a further training stage; use another "
+                                             "--seed so that it sees new patterns)")
     args = p.parse_args(argv)
-    net = PhaseNet(features=args.features, spatial_dims=args.ndim)
+    if args.init:
+        from .neural import load_phase_net
+        net, earlier = load_phase_net(args.ndim, args.init), _recipe(args.init)
+    else:
+        net, earlier = PhaseNet(features=args.features, spatial_dims=args.ndim), None
     train(net, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, ndim=args.ndim, device=args.device)
     scores = {k: v for k, v in evaluate(net, make_dataset(range(TEST_SEED, TEST_SEED + args.test), ndim=args.ndim),
                                         device=args.device).items() if k != "errors"}
     print(json.dumps(scores), flush=True)
-    recipe = vars(args) | {"out": None, "test_seed": TEST_SEED}
+    recipe = vars(args) | {"out": None, "init": earlier, "features": list(net.config["features"]),
+                           "test_seed": TEST_SEED}
     save_weights(net, args.out or default_weights_path(args.ndim), scores=scores, recipe=recipe)
 
 
