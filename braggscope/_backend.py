@@ -1,10 +1,11 @@
-"""Device and dtype resolution for the torch compute parts (chosen per call, never globally)."""
+"""Device and dtype resolution for the torch compute parts (chosen per call, never globally), the
+training loop and checkpoints the networks share, and the cache of their simulated training sets."""
 from __future__ import annotations
 
 from ._validate import check_choice
 from .errors import DeviceError
 
-__all__ = ["resolve_device", "one_cycle_training", "load_checkpoint"]
+__all__ = ["resolve_device", "one_cycle_training", "load_checkpoint", "source_fingerprint", "simulated_set"]
 
 
 def resolve_device(device="auto"):
@@ -62,3 +63,49 @@ def load_checkpoint(path, what, how_to_make):
     if not Path(path).is_file():
         raise ConfigError(f"no {what} at {path}; {how_to_make}")
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def source_fingerprint(modules) -> str:
+    """SHA-256 (hex) of the source files of `modules` (importable names; a package counts with
+    all its .py files), in a fixed order: it changes whenever the code that made something does."""
+    import hashlib
+    import importlib.util
+    from pathlib import Path
+
+    digest = hashlib.sha256()
+    for name in sorted(modules):
+        spec = importlib.util.find_spec(name)
+        files = ([Path(spec.origin)] if not spec.submodule_search_locations else
+                 sorted(f for root in spec.submodule_search_locations for f in Path(root).rglob("*.py")))
+        for f in files:
+            digest.update(f.name.encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def simulated_set(simulate_one, seeds, keys, path=None, *, sources, workers=2, chunksize=8) -> dict:
+    """The rows ``simulate_one(seed)`` (tuples, one item per key) of every seed, stacked per key,
+    simulated in `workers` processes. With `path` they are cached in that npz file together with
+    the seeds and :func:`source_fingerprint` of `sources` (the modules whose code made them): a
+    cache of other seeds or made by other code is simulated again, never reused."""
+    from concurrent.futures import ProcessPoolExecutor
+    from pathlib import Path
+
+    import numpy as np
+
+    seeds = np.asarray(list(seeds), dtype=np.int64)
+    stamp = source_fingerprint(sources)
+    if path is not None and Path(path).is_file():
+        with np.load(path) as f:
+            if "seeds" in f and np.array_equal(f["seeds"], seeds) and str(f["fingerprint"]) == stamp:
+                return {k: f[k] for k in keys}
+        print(f"{path}: made from other seeds or other code; simulating again", flush=True)
+    with ProcessPoolExecutor(workers) as pool:
+        rows = list(pool.map(simulate_one, seeds.tolist(), chunksize=chunksize))
+    data = {k: np.stack([r[i] for r in rows]) for i, k in enumerate(keys)}
+    if path is not None:
+        from .io.cxi import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, seeds=seeds, fingerprint=np.array(stamp), **data)
+    return data

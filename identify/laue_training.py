@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import argparse
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from braggscope._backend import simulated_set
 
 from .laue import (DEFECT_CLASSES, LaueAnalyser, LaueNet, _scale_features, calibrate, grain_features,
                    laue_weights_path, patch_inputs, simulate_grain, spot_inputs, strain_coefficients, training_loss)
 
 VALIDATION_SEED = 500_000
 TEST_SEED = 1_000_000
+
+
+_SOURCES = ("braggscope.simulate", "braggscope.identify.laue")  # the code that makes a grain's inputs
 
 
 def _one(seed):
@@ -33,22 +37,11 @@ def _one(seed):
 
 def make_examples(seeds, path=None, *, workers=2) -> dict:
     """Network inputs and truths of the grains of `seeds`: the raw patches and geometric features
-    (cached in the npz file `path` when given), then the normalised patches and all features
+    (cached in the npz file `path` when given, and simulated again where the seeds or the code
+    differ: :func:`~braggscope._backend.simulated_set`), then the normalised patches and all features
     (:func:`~braggscope.identify.laue.patch_inputs`)."""
-    if path is not None and Path(path).is_file():
-        with np.load(path) as f:
-            data = dict(f)
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            rows = list(pool.map(_one, seeds, chunksize=4))
-        keys = ("raw", "geometry", "overview", "twins", "label", "strain", "log_density", "structure")
-        data = {k: np.stack([r[i] for r in rows]) for i, k in enumerate(keys)}
-        if path is not None:
-            from braggscope.io.cxi import atomic_path
-
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp, open(tmp, "wb") as f:
-                np.savez(f, **data)
+    keys = ("raw", "geometry", "overview", "twins", "label", "strain", "log_density", "structure")
+    data = simulated_set(_one, seeds, keys, path, workers=workers, chunksize=4, sources=_SOURCES)
     inputs = [patch_inputs(r, g) for r, g in zip(data["raw"], data["geometry"])]
     data["patches"] = np.stack([p for p, _ in inputs]).astype(np.float16)
     data["features"] = np.stack([f for _, f in inputs])

@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from braggscope._backend import one_cycle_training
+from braggscope._backend import one_cycle_training, simulated_set
 
 from .classifier import (PatternClassifier, PatternNet, expected_calibration_error, fit_temperature, mahalanobis_fit,
                          mahalanobis_score, pattern_input, pattern_weights_path)
@@ -32,6 +31,9 @@ LOG_FLOOR = 1e-14  # patterns are stored as float16 log10(expected + LOG_FLOOR)
 PHOTONS = (1e5, 1e9)  # the range of total counts trained on
 
 
+_SOURCES = ("braggscope.simulate", "braggscope.identify.patterns")  # the code that makes a pattern
+
+
 def _one(seed):
     p = simulate_pattern(seed)
     return (np.log10(p.expected + LOG_FLOOR).astype(np.float16), p.label, p.invisible, p.position)
@@ -39,20 +41,10 @@ def _one(seed):
 
 def make_patterns(seeds, path=None, *, workers=2) -> dict:
     """The noiseless patterns of `seeds` as 'log' (N, 64, 64, 64) float16 log10 intensities and
-    'label', 'hidden', 'position' arrays; cached in the npz file `path` when given."""
-    if path is not None and Path(path).is_file():
-        with np.load(path) as f:
-            return dict(f)
-    with ProcessPoolExecutor(workers) as pool:
-        rows = list(pool.map(_one, seeds, chunksize=32))
-    data = {"log": np.stack([r[0] for r in rows]), "label": np.array([r[1] for r in rows], np.int64),
-            "hidden": np.array([r[2] for r in rows], bool), "position": np.array([r[3] for r in rows], np.int64)}
-    if path is not None:
-        from braggscope.io.cxi import atomic_path
-
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **data)
-    return data
+    'label', 'hidden', 'position' arrays; cached in the npz file `path` when given (and simulated
+    again where the seeds or the simulator's code differ: :func:`~braggscope._backend.simulated_set`)."""
+    return simulated_set(_one, seeds, ("log", "label", "hidden", "position"), path, workers=workers, chunksize=32,
+                         sources=_SOURCES)
 
 
 def centre_on_peak(data) -> dict:

@@ -1,56 +1,64 @@
 """Train the micrograph U-Net (:mod:`.tem`) on synthetic two-beam micrographs.
 
     python -m braggscope.identify.tem_training [--images 700] [--steps 1500] [--out PATH]
+                                               [--init WEIGHTS --seed 1]
 
 Micrographs from seeds 0…N-1 (:func:`braggscope.simulate.tem.random_micrograph`) are simulated
-once without noise (cached in out/tem_train/); every batch draws the camera afresh (dose
+once without noise (cached in out/tem_train/ in blocks of 100 seeds, so that a larger set
+simulates only its new blocks); every batch draws the camera afresh (dose
 50–3000 electrons per pixel, blur, illumination gradient), crops 128² pixels, rotates and
 flips. The validation micrographs start at seed 500 000 and the benchmark's test micrographs
 at 1 000 000, so neither is ever trained on. The object F1 on the validation set is recorded
 against the training time, from which the benchmark reads the time to 95 % of the final F1.
+``--init`` continues from earlier weights (a further stage): their record is kept and the new
+stage's steps and seconds count on from theirs.
 """
 from __future__ import annotations
 
 import argparse
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from braggscope._backend import simulated_set
 from braggscope.simulate.tem import TEM_CLASSES, Microscope, camera, random_micrograph
 
 from .tem import (CLASS_WEIGHTS, NETWORK_PIXEL_NM, TEMSegmenter, default_tem_weights_path, distance_target,
                   prepare_micrograph, score_micrographs)
 
+BLOCK = 100  # micrographs per cache file
 VALIDATION_SEED = 500_000
 TEST_SEED = 1_000_000
 CROP = 128
 
 
+_SOURCES = ("braggscope.simulate", "braggscope.identify.tem")  # the code that makes a training micrograph
+
+
 def _one(seed):
     m = random_micrograph(seed)
-    return m.intensity, m.class_map(), distance_target(m.labels)
+    return m.intensity, m.class_map(), distance_target(m.labels).astype(np.float16)
 
 
 def make_micrographs(seeds, path=None, *, workers=2) -> dict:
     """Noiseless micrographs of `seeds`: 'intensity' (N, 256, 256) float32, 'classes' uint8
     (255 on invisible objects), 'distance' float16 (the per-object normalised distance to the
-    edge); cached in the npz file `path` when given."""
-    if path is not None and Path(path).is_file():
-        with np.load(path) as f:
-            return dict(f)
-    with ProcessPoolExecutor(workers) as pool:
-        rows = list(pool.map(_one, seeds, chunksize=8))
-    data = {"intensity": np.stack([r[0] for r in rows]), "classes": np.stack([r[1] for r in rows]),
-            "distance": np.stack([r[2] for r in rows]).astype(np.float16)}
-    if path is not None:
-        from braggscope.io.cxi import atomic_path
+    edge); cached in the npz file `path` when given (and simulated again where the seeds or the
+    code differ: :func:`~braggscope._backend.simulated_set`)."""
+    return simulated_set(_one, seeds, ("intensity", "classes", "distance"), path, workers=workers, sources=_SOURCES)
 
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **data)
-    return data
+
+def training_micrographs(count, cache_dir, *, workers=2) -> dict:
+    """:func:`make_micrographs` of seeds 0…count-1, cached in blocks of BLOCK seeds
+    (``seeds_<first>-<last>_<pixel>nm.npz`` in `cache_dir`)."""
+    blocks = []
+    for first in range(0, int(count), BLOCK):
+        last = min(first + BLOCK, int(count)) - 1
+        path = Path(cache_dir) / f"seeds_{first}-{last}_{NETWORK_PIXEL_NM:g}nm.npz"
+        blocks.append(make_micrographs(range(first, last + 1), path, workers=workers))
+    return {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}
 
 
 def random_camera(rng, dose=None) -> Microscope:
@@ -102,15 +110,19 @@ def validation_set(seeds, dose=300.0):
     return out
 
 
-def train(data, validation, *, steps=1500, lr=3e-3, batch=8, seed=0, features=(8, 16, 32, 64, 128), every=150):
-    """Train a fresh :class:`~.tem.TEMSegmenter`; returns it with its history (step, seconds,
-    loss, validation F1 per class and their mean)."""
+def train(data, validation, *, steps=1500, lr=3e-3, batch=8, seed=0, features=(8, 16, 32, 64, 128), every=150,
+          init=None):
+    """Train a fresh :class:`~.tem.TEMSegmenter`, or continue `init` (a loaded one); returns it
+    with its history (step, seconds, loss, validation F1 per class and their mean; after an
+    `init`, its history first, and steps and seconds counted on from its end)."""
     from braggscope._backend import one_cycle_training
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    seg = TEMSegmenter.new(features=features)
-    history, t0, losses = [], time.time(), []
+    seg = TEMSegmenter.new(features=features) if init is None else init
+    earlier = dict(init.meta) if init is not None else {}
+    history, losses = list(earlier.pop("history", [])), []
+    step0, t0 = (history[-1]["step"], time.time() - history[-1]["seconds"]) if history else (0, time.time())
 
     def batch_loss(step):
         x, c, d = training_batch(data, rng, batch)
@@ -120,7 +132,7 @@ def train(data, validation, *, steps=1500, lr=3e-3, batch=8, seed=0, features=(8
             seg.net.eval()
             scores = score_micrographs(seg, validation)
             seg.net.train()
-            history.append({"step": step + 1, "seconds": time.time() - t0, "loss": float(np.mean(losses[-every:])),
+            history.append({"step": step0 + step + 1, "seconds": time.time() - t0, "loss": float(np.mean(losses[-every:])),
                             **{f"{c}_f1": scores[f"{c}_f1"] for c in TEM_CLASSES[1:]}, "mean_f1": scores["mean_f1"]})
             print(history[-1], flush=True)
         return loss
@@ -128,7 +140,7 @@ def train(data, validation, *, steps=1500, lr=3e-3, batch=8, seed=0, features=(8
     one_cycle_training(seg.net, batch_loss, steps=steps, lr=lr, log_every=every, label="tem ")
     seg.meta = {"seed": seed, "steps": steps, "batch": batch, "crop": CROP, "lr": lr, "images": len(data["intensity"]),
                 "validation_seeds": [VALIDATION_SEED, VALIDATION_SEED + len(validation)], "history": history,
-                "train_seconds": history[-1]["seconds"] if history else 0.0}
+                "train_seconds": history[-1]["seconds"] if history else 0.0, "init": earlier or None}
     return seg
 
 
@@ -140,11 +152,15 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--cache", type=Path, default=Path("out/tem_train"))
     parser.add_argument("--out", type=Path, default=default_tem_weights_path())
+    parser.add_argument("--init", type=Path, help="continue from these weights (give another --seed)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the batches and the initialisation")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    data = make_micrographs(range(args.images), args.cache / f"train_{args.images}_{NETWORK_PIXEL_NM:g}nm.npz")
+    data = training_micrographs(args.images, args.cache)
     validation = validation_set(range(VALIDATION_SEED, VALIDATION_SEED + args.validation))
-    seg = train(data, validation, steps=args.steps, lr=args.lr, every=max(150, args.steps // 20))
+    init = TEMSegmenter.load(args.init) if args.init else None
+    seg = train(data, validation, steps=args.steps, lr=args.lr, seed=args.seed, every=max(150, args.steps // 20),
+                init=init)
     seg.save(args.out)
     print(f"saved {args.out}: validation mean F1 {seg.meta['history'][-1]['mean_f1']:.3f}")
 

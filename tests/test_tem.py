@@ -259,3 +259,49 @@ def test_cli_tem_simulate_refuses_another_pixel_size(tmp_path):
     image = tmp_path / "m.tif"
     assert main(["tem", str(image), "--simulate", "1", "--size", "64", "--pixel-size", "1"]) == 2
     assert not image.exists() and not list(tmp_path.iterdir())
+
+
+def _numbered_micrograph(seed):
+    """A stand-in for tem_training._one: a 4 × 4 'micrograph' that reads its seed."""
+    return np.full((4, 4), seed, np.float32), np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.float32)
+
+
+def _no_simulation(seed):
+    raise AssertionError(f"seed {seed} simulated although it is cached")
+
+
+def _numbered_from_four(seed):
+    assert seed >= 4, f"seed {seed} simulated although it is cached"
+    return _numbered_micrograph(seed)
+
+
+def test_training_micrographs_are_cached_in_blocks(tmp_path, monkeypatch):
+    import braggscope.identify.tem_training as tt
+
+    monkeypatch.setattr(tt, "BLOCK", 2)
+    monkeypatch.setattr(tt, "_one", _numbered_micrograph)
+    data = tt.training_micrographs(5, tmp_path, workers=1)
+    assert data["intensity"][:, 0, 0].tolist() == [0, 1, 2, 3, 4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"seeds_{a}_0.5nm.npz" for a in ("0-1", "2-3", "4-4")]
+    monkeypatch.setattr(tt, "_one", _no_simulation)  # the cached blocks are read, not simulated again
+    assert tt.training_micrographs(4, tmp_path, workers=1)["intensity"][:, 0, 0].tolist() == [0, 1, 2, 3]
+    monkeypatch.setattr(tt, "_one", _numbered_from_four)  # a larger set simulates its new last block only
+    assert tt.training_micrographs(6, tmp_path, workers=1)["intensity"][:, 0, 0].tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_training_stage_continues_the_earlier_record():
+    import torch
+
+    from braggscope.identify.tem import TEMSegmenter
+    from braggscope.identify.tem_training import train
+
+    torch.manual_seed(0)
+    earlier = TEMSegmenter.new(features=(4, 8))
+    earlier.meta = {"steps": 10, "history": [{"step": 10, "seconds": 5.0, "mean_f1": 0.5}]}
+    rng = np.random.default_rng(0)
+    data = {"intensity": rng.uniform(50, 150, (2, 128, 128)).astype(np.float32),
+            "classes": np.zeros((2, 128, 128), np.uint8), "distance": np.zeros((2, 128, 128), np.float16)}
+    seg = train(data, [], steps=2, batch=2, every=1, seed=1, init=earlier)
+    assert [h["step"] for h in seg.meta["history"]] == [10, 11, 12]
+    assert seg.meta["history"][1]["seconds"] > 5.0
+    assert seg.meta["init"] == {"steps": 10} and seg.meta["steps"] == 2
