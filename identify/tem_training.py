@@ -132,7 +132,8 @@ def train(data, validation, *, steps=1500, lr=3e-3, batch=8, seed=0, features=(8
             seg.net.eval()
             scores = score_micrographs(seg, validation)
             seg.net.train()
-            history.append({"step": step0 + step + 1, "seconds": time.time() - t0, "loss": float(np.mean(losses[-every:])),
+            history.append({"step": step0 + step + 1, "seconds": time.time() - t0,
+                            "loss": float(np.mean(losses[-every:])),
                             **{f"{c}_f1": scores[f"{c}_f1"] for c in TEM_CLASSES[1:]}, "mean_f1": scores["mean_f1"]})
             print(history[-1], flush=True)
         return loss

@@ -323,7 +323,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--features", type=int, nargs=4, default=(16, 32, 64, 128))
+    p.add_argument("--features", type=int, nargs=4, default=(16, 32, 64, 128),
+                   help="channel widths of a fresh network (with --init, those of the weights)")
     p.add_argument("--test", type=int, default=100, help="held-out patterns (seeds TEST_SEED …)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -333,7 +334,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.init:
         from .neural import load_phase_net
+
         net, earlier = load_phase_net(args.ndim, args.init), _recipe(args.init)
+        if net.config["spatial_dims"] != args.ndim:
+            p.error(f"--init {args.init} holds a {net.config['spatial_dims']}-D network, not {args.ndim}-D")
     else:
         net, earlier = PhaseNet(features=args.features, spatial_dims=args.ndim), None
     train(net, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, ndim=args.ndim, device=args.device)
