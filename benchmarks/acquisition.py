@@ -112,9 +112,8 @@ def run_seed(seed, calls):
     ok = space.feasible(levels, np.zeros(len(levels), int), budget=BUDGET)
     grid = _search(beamline, [space.scan(p, 0) for p in levels[ok]])
     # the planner recommends by its model's posterior mean; random search and the grid by the best J seen
-    again = {name: float(np.mean([beamline(scan).efficiency for _ in range(REMEASURES)]))
-             for name, scan in (("planner", planner.recommend().scan), ("random", _best(randoms)[0]),
-                                ("grid", _best(grid)[0]))}
+    recommended = {"planner": planner.recommend().scan, "random": _best(randoms)[0], "grid": _best(grid)[0]}
+    again = {name: _measured(beamline, scan).efficiency for name, scan in recommended.items()}
     best_so_far = np.minimum.accumulate([r.efficiency for _, r in planned])
     reached = np.flatnonzero(best_so_far <= formula.efficiency)
     matching = [r.beam_time for _, r in planned if r.displacement_error <= default.displacement_error]

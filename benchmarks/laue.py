@@ -12,14 +12,16 @@ tilted detector), and lauetools_set_mismatch the spots only one code puts on the
 band (excluding those within 1 eV of the band's edges, where LaueTools' coarser h·c decides).
 
 Network: the held-out grains from TEST_SEED on (simulate_grain: Cu, Ni, Au, Pt, UO₂; perfect,
-stored dislocations, geometrically necessary ones, twin, stacking faults), never trained on. strain_rmse_1e4 is the
-RMS error of the six deviatoric components (×10⁻⁴), beside the classical peer measured on the same
-frames: the least-squares fit of strain and rotation to the spot centroids (what LaueTools' strain
-refinement does), which needs eight spots with SNR ≥ 3 and so reads only a share of the grains
-(centroid_fit_grains_fitted; its errors and the network's on those grains, RMS and median). defect_accuracy is the five-class accuracy (defect_confusion: rows true, columns found), with the expected calibration error,
-the RMS error of log₁₀ ρ on the dislocated grains and the share of strain errors within the
-predicted 1σ (0.68 if calibrated). inference_s_per_image is the network's reading of every
-illuminated grain of the forward-model frame (6 grains), beside the time of laue_pattern itself.
+stored dislocations, geometrically necessary ones, twin, stacking faults), never trained on.
+strain_rmse_1e4 is the RMS error of the six deviatoric components (×10⁻⁴), beside the classical
+peer measured on the same frames: the least-squares fit of strain and rotation to the spot
+centroids (what LaueTools' strain refinement does), which needs eight spots with SNR ≥ 3 and so
+reads only a share of the grains (centroid_fit_grains_fitted; its errors and the network's on
+those grains, RMS and median). defect_accuracy is the five-class accuracy (defect_confusion:
+rows true, columns found), with the expected calibration error, the RMS error of log₁₀ ρ on the
+dislocated grains and the share of strain errors within the predicted 1σ (0.68 if calibrated).
+inference_s_per_image is the network's reading of every illuminated grain of the forward-model
+frame (6 grains), beside the time of laue_pattern itself.
 poly_*: the same readings on the grains lit by ≥ 5 % of the largest lit volume in 12 polycrystal
 frames (Cu, Ni, Au, Pt; contents in turn), whose neighbours' spots enter the patches, against the
 mean strain each grain's spots see.
@@ -186,7 +188,8 @@ def network_scores(analyser, data):
             "strain_rmse_1e4_by_structure": by_structure,
             "strain_within_1sigma": float(np.mean(np.abs(err) < sig)),
             "defect_accuracy": float(np.mean(probs.argmax(1) == labels)), "defect_accuracy_by_class": per_class,
-            "defect_confusion": {"classes": list(DEFECT_CLASSES), "true_by_found": confusion.tolist()}, "defect_ece": ece,
+            "defect_confusion": {"classes": list(DEFECT_CLASSES), "true_by_found": confusion.tolist()},
+            "defect_ece": ece,
             "log_density_rmse": float(np.sqrt(np.mean((log_rho - data["log_density"])[dislocated] ** 2))),
             "test_grains": int(len(labels))}
 

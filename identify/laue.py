@@ -110,8 +110,8 @@ def simulate_grain(seed, *, detector: LaueDetector | None = None, beam: Beam | N
     true = Rotation.from_rotvec(rng.normal(0, np.radians(0.03), 3)).as_matrix() @ indexed
     e = rng.normal(0, rng.uniform(0.2, 1.5) * 1e-3, (3, 3))
     box = np.array(GRID) * VOXEL_NM
-    grain = Grain(true, structure, strain=(e + e.T) / 2, defects=tuple(grain_defects(label, true, structure, box, rng,
-                                                                          beam_axis=beam.axis_in_sample)))
+    defects = grain_defects(label, true, structure, box, rng, beam_axis=beam.axis_in_sample)
+    grain = Grain(true, structure, strain=(e + e.T) / 2, defects=tuple(defects))
     poly = Polycrystal(np.zeros(GRID, np.int32), VOXEL_NM, (grain,))
     pattern = laue_pattern(poly, detector, beam)
     frame = record(pattern, peak_counts=10 ** rng.uniform(3.3, 4.8), background=rng.uniform(20, 200), seed=rng)
@@ -385,7 +385,7 @@ class LaueNet(nn.Module):
                                   nn.Linear(128, 10 + 2 + len(DEFECT_CLASSES)))
 
     def forward(self, patches, features, overview, grain):
-        """patches (B, S, P, P), features (B, S, F), overview (B, 2, H, W), grain features (B, 12)
+        """patches (B, S, P, P), features (B, S, F), overview (B, 2, H, W), grain features (B, 16)
         (:func:`grain_features`) → (B, 12 + classes) raw outputs. The strain coefficients are the centroid
         fit's (where it fitted) plus the network's correction."""
         b, s = patches.shape[:2]

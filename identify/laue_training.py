@@ -30,8 +30,8 @@ _SOURCES = ("braggscope.simulate", "braggscope.identify.laue")  # the code that 
 
 def _one(seed):
     g = simulate_grain(seed)
-    raw, geometry, overview, twins = spot_inputs(g["counts"], g["structure"], g["orientation"])
-    return (raw.astype(np.uint16), geometry, overview.astype(np.float16), twins, g["label"],
+    raw, geometry, overview, planar = spot_inputs(g["counts"], g["structure"], g["orientation"])
+    return (raw.astype(np.uint16), geometry, overview.astype(np.float16), planar, g["label"],
             strain_coefficients(g["strain"]).astype(np.float32), np.float32(g["log_density"]), g["structure"])
 
 
@@ -40,12 +40,12 @@ def make_examples(seeds, path=None, *, workers=2) -> dict:
     (cached in the npz file `path` when given, and simulated again where the seeds or the code
     differ: :func:`~braggscope._backend.simulated_set`), then the normalised patches and all features
     (:func:`~braggscope.identify.laue.patch_inputs`)."""
-    keys = ("raw", "geometry", "overview", "twins", "label", "strain", "log_density", "structure")
+    keys = ("raw", "geometry", "overview", "planar", "label", "strain", "log_density", "structure")
     data = simulated_set(_one, seeds, keys, path, workers=workers, chunksize=4, sources=_SOURCES)
     inputs = [patch_inputs(r, g) for r, g in zip(data["raw"], data["geometry"])]
     data["patches"] = np.stack([p for p, _ in inputs]).astype(np.float16)
     data["features"] = np.stack([f for _, f in inputs])
-    data["grain"] = np.stack([grain_features(f, t) for f, t in zip(data["features"], data["twins"])])
+    data["grain"] = np.stack([grain_features(f, t) for f, t in zip(data["features"], data["planar"])])
     return data
 
 

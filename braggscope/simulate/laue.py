@@ -26,8 +26,7 @@ from .structure import CrystalStructure, get_structure
 
 __all__ = ["LaueDetector", "Spectrum", "Beam", "LaueSpots", "LauePattern", "LaueFrame", "laue_spots",
            "spot_positions", "node_pixels", "laue_pattern", "record", "atomistic_spot", "reflections_within",
-           "spot_intensity",
-           "BEAM", "POLARISATION"]
+           "spot_intensity", "BEAM", "POLARISATION"]
 
 BEAM = np.array([1.0, 0.0, 0.0])  # incident beam direction
 POLARISATION = np.array([0.0, 1.0, 0.0])  # electric field of the (horizontally polarised) beam
