@@ -65,21 +65,54 @@ def load_checkpoint(path, what, how_to_make):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _package_imports(name, origin) -> set:
+    """Names of the modules of the same top-level package that the module `name` (source file
+    `origin`) imports anywhere in its code, found by reading it (relative imports resolved; for
+    ``from P import x`` the submodule P.x where there is one, else P)."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    top, package = name.split(".")[0], name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(Path(origin).read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level \
+                else node.module
+            for a in node.names:
+                sub = f"{base}.{a.name}"
+                found.add(sub if base.split(".")[0] == top and importlib.util.find_spec(base).submodule_search_locations
+                          and importlib.util.find_spec(sub) else base)
+    return {m for m in found if m == top or m.startswith(top + ".")}
+
+
 def source_fingerprint(modules) -> str:
-    """SHA-256 (hex) of the source files of `modules` (importable names; a package counts with
-    all its .py files), in a fixed order: it changes whenever the code that made something does."""
+    """SHA-256 (hex) of the source files of `modules` (importable names), in a fixed order: it
+    changes whenever the code that made something does. A package counts with all its .py files;
+    a module with the modules of its own top-level package that it imports, directly or through
+    them (a package so imported counts whole), so that code it never runs does not count."""
     import hashlib
     import importlib.util
     from pathlib import Path
 
-    digest = hashlib.sha256()
-    for name in sorted(modules):
+    files, todo, seen = set(), list(modules), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
         spec = importlib.util.find_spec(name)
-        files = ([Path(spec.origin)] if not spec.submodule_search_locations else
-                 sorted(f for root in spec.submodule_search_locations for f in Path(root).rglob("*.py")))
-        for f in files:
-            digest.update(f.name.encode())
-            digest.update(f.read_bytes())
+        if spec.submodule_search_locations:
+            files.update(f for root in spec.submodule_search_locations for f in Path(root).rglob("*.py"))
+        else:
+            files.add(Path(spec.origin))
+            todo.extend(_package_imports(name, spec.origin))
+    digest = hashlib.sha256()
+    for f in sorted(files):
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
     return digest.hexdigest()
 
 

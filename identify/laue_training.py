@@ -25,7 +25,7 @@ VALIDATION_SEED = 500_000
 TEST_SEED = 1_000_000
 
 
-_SOURCES = ("braggscope.simulate", "braggscope.identify.laue")  # the code that makes a grain's inputs
+_SOURCES = ("braggscope.identify.laue",)  # the code that makes a grain's inputs (with what it imports)
 
 
 def _one(seed):

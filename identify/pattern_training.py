@@ -31,7 +31,7 @@ LOG_FLOOR = 1e-14  # patterns are stored as float16 log10(expected + LOG_FLOOR)
 PHOTONS = (1e5, 1e9)  # the range of total counts trained on
 
 
-_SOURCES = ("braggscope.simulate", "braggscope.identify.patterns")  # the code that makes a pattern
+_SOURCES = ("braggscope.identify.patterns",)  # the code that makes a pattern (with what it imports)
 
 
 def _one(seed):

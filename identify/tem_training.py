@@ -1,14 +1,15 @@
 """Train the micrograph U-Net (:mod:`.tem`) on synthetic two-beam micrographs.
 
     python -m braggscope.identify.tem_training [--images 700] [--steps 1500] [--out PATH]
+                                               [--batch 8 --crop 128] [--features 8 16 32 64 128]
                                                [--init WEIGHTS --seed 1]
 
 Micrographs from seeds 0…N-1 (:func:`braggscope.simulate.tem.random_micrograph`) are simulated
 once without noise (cached in out/tem_train/ in blocks of 100 seeds, so that a larger set
-simulates only its new blocks); every batch draws the camera afresh (dose
-50–3000 electrons per pixel, blur, illumination gradient), crops 128² pixels, rotates and
-flips. The validation micrographs start at seed 500 000 and the benchmark's test micrographs
-at 1 000 000, so neither is ever trained on. The object F1 on the validation set is recorded
+simulates only its new blocks); every batch draws the camera afresh (dose 50–3000 electrons per
+pixel, blur, illumination gradient), crops 128² pixels (``--crop``), rotates and flips. The
+validation micrographs start at seed 500 000 and the benchmark's test micrographs at 1 000 000,
+so neither is ever trained on. The object F1 on the validation set is recorded
 against the training time, from which the benchmark reads the time to 95 % of the final F1.
 ``--init`` continues from earlier weights (a further stage): their record is kept and the new
 stage's steps and seconds count on from theirs.
@@ -34,7 +35,7 @@ TEST_SEED = 1_000_000
 CROP = 128
 
 
-_SOURCES = ("braggscope.simulate", "braggscope.identify.tem")  # the code that makes a training micrograph
+_SOURCES = ("braggscope.identify.tem",)  # the code that makes a training micrograph (with what it imports)
 
 
 def _one(seed):
@@ -110,8 +111,8 @@ def validation_set(seeds, dose=300.0):
     return out
 
 
-def train(data, validation, *, steps=1500, lr=3e-3, batch=8, seed=0, features=(8, 16, 32, 64, 128), every=150,
-          init=None):
+def train(data, validation, *, steps=1500, lr=3e-3, batch=8, crop=CROP, seed=0, features=(8, 16, 32, 64, 128),
+          every=150, init=None):
     """Train a fresh :class:`~.tem.TEMSegmenter`, or continue `init` (a loaded one); returns it
     with its history (step, seconds, loss, validation F1 per class and their mean; after an
     `init`, its history first, and steps and seconds counted on from its end)."""
@@ -125,7 +126,7 @@ def train(data, validation, *, steps=1500, lr=3e-3, batch=8, seed=0, features=(8
     step0, t0 = (history[-1]["step"], time.time() - history[-1]["seconds"]) if history else (0, time.time())
 
     def batch_loss(step):
-        x, c, d = training_batch(data, rng, batch)
+        x, c, d = training_batch(data, rng, batch, crop)
         loss = segmentation_loss(seg.net(x), c, d)
         losses.append(loss.item())
         if (step + 1) % every == 0 or step + 1 == steps:
@@ -139,7 +140,7 @@ def train(data, validation, *, steps=1500, lr=3e-3, batch=8, seed=0, features=(8
         return loss
 
     one_cycle_training(seg.net, batch_loss, steps=steps, lr=lr, log_every=every, label="tem ")
-    seg.meta = {"seed": seed, "steps": steps, "batch": batch, "crop": CROP, "lr": lr, "images": len(data["intensity"]),
+    seg.meta = {"seed": seed, "steps": steps, "batch": batch, "crop": crop, "lr": lr, "images": len(data["intensity"]),
                 "validation_seeds": [VALIDATION_SEED, VALIDATION_SEED + len(validation)], "history": history,
                 "train_seconds": history[-1]["seconds"] if history else 0.0, "init": earlier or None}
     return seg
@@ -151,6 +152,10 @@ def main(argv=None):
     parser.add_argument("--validation", type=int, default=24)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--batch", type=int, default=8, help="micrographs per batch")
+    parser.add_argument("--crop", type=int, default=CROP, help="side of the training crops [pixels]")
+    parser.add_argument("--features", type=int, nargs="+", default=[8, 16, 32, 64, 128],
+                        help="the U-Net's channels per level (a fresh network only)")
     parser.add_argument("--cache", type=Path, default=Path("out/tem_train"))
     parser.add_argument("--out", type=Path, default=default_tem_weights_path())
     parser.add_argument("--init", type=Path, help="continue from these weights (give another --seed)")
@@ -160,8 +165,8 @@ def main(argv=None):
     data = training_micrographs(args.images, args.cache)
     validation = validation_set(range(VALIDATION_SEED, VALIDATION_SEED + args.validation))
     init = TEMSegmenter.load(args.init) if args.init else None
-    seg = train(data, validation, steps=args.steps, lr=args.lr, seed=args.seed, every=max(150, args.steps // 20),
-                init=init)
+    seg = train(data, validation, steps=args.steps, lr=args.lr, batch=args.batch, crop=args.crop, seed=args.seed,
+                features=tuple(args.features), every=max(150, args.steps // 20), init=init)
     seg.save(args.out)
     print(f"saved {args.out}: validation mean F1 {seg.meta['history'][-1]['mean_f1']:.3f}")
 

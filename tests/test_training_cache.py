@@ -27,6 +27,26 @@ def test_source_fingerprint_follows_the_code(tmp_path, monkeypatch):
     assert source_fingerprint(["braggscope.simulate"]) != source_fingerprint(["braggscope.simulate.tem"])
 
 
+def test_source_fingerprint_counts_what_a_module_imports_and_nothing_else(tmp_path, monkeypatch):
+    """A module's fingerprint follows the modules of its package that it imports, directly, in
+    a function or through another one, and ignores the package's other modules."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pkg = tmp_path / "lab"
+    (pkg / "sub").mkdir(parents=True)
+    files = {"__init__.py": "", "maker.py": "from .helper import f\n\ndef g():\n    from lab.sub import deep\n",
+             "helper.py": "from . import far\nf = 1\n", "far.py": "X = 1\n", "unrelated.py": "Y = 1\n",
+             "sub/__init__.py": "", "sub/deep.py": "Z = 1\n"}
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    before = source_fingerprint(["lab.maker"])
+    (pkg / "unrelated.py").write_text("Y = 2\n")
+    assert source_fingerprint(["lab.maker"]) == before
+    for name in ("helper.py", "far.py", "sub/deep.py"):
+        (pkg / name).write_text(files[name] + "# changed\n")
+        assert source_fingerprint(["lab.maker"]) != before, name
+        before = source_fingerprint(["lab.maker"])
+
+
 def test_simulated_set_is_reused_only_for_the_same_seeds_and_code(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "maker.py").write_text("VERSION = 1\n")
