@@ -1,6 +1,6 @@
 """Benchmark of defect detection in TEM micrographs (issue: TEM).
 
-Held-out set: braggscope.simulate.tem.random_micrograph from TEST_SEED on (256² pixels at 0.5 nm,
+Held-out set: IMAGES micrographs braggscope.simulate.tem.random_micrograph from TEST_SEED on (256² pixels at 0.5 nm,
 Cu/Ni/Au/Pt foils of 40–150 nm in two-beam bright field, 2–14 loops, precipitates and cavities,
 ±300–1500 nm defocus), seeds the training never saw; each noiseless micrograph is put through the
 camera at three doses (the noise levels: 100, 400 and 2000 electrons per pixel).
@@ -18,7 +18,7 @@ training record (the first validation point at 95 % of the final mean F1, CPU of
 machine); inference_s_1024 is the time of the whole detection (prepare, U-Net, watershed,
 measures) on one 1024² micrograph, against fft_s_1024, one 1024² complex FFT. The published
 figures of the anchors are carried for comparison, not re-measured.
-Run: python benchmarks/tem.py [--quick]
+Run: python benchmarks/tem.py [--quick] [--weights PATH]
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from braggscope.identify.tem import TEMSegmenter, match_objects, prepare_microgr
 from braggscope.identify.tem_training import TEST_SEED, random_camera  # noqa: E402
 from braggscope.simulate.tem import camera, random_micrograph  # noqa: E402
 
+IMAGES = 60
 LEVELS = (100.0, 400.0, 2000.0)
 HEADLINE = 400.0
 PUBLISHED = {"defectsegnet_pixel_accuracy": {"dislocation": 0.916, "precipitate": 0.934, "void": 0.989},
@@ -76,11 +77,12 @@ def _classical_f1(micrographs, k):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--weights", type=Path, help="weights to score instead of the shipped ones")
     args = parser.parse_args(argv)
-    n = 6 if args.quick else 30
+    n = 6 if args.quick else IMAGES
     with ProcessPoolExecutor(2) as pool:
         clean = list(pool.map(random_micrograph, range(TEST_SEED, TEST_SEED + n)))
-    seg = TEMSegmenter.load()
+    seg = TEMSegmenter.load(args.weights)
     result = {"images": n, "shape": [256, 256], "pixel_nm": 0.5, "levels_e_per_px": list(LEVELS)}
     noisy = {level: _noisy(clean, level, seed=int(level)) for level in LEVELS}
     for level in LEVELS:

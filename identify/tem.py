@@ -45,6 +45,9 @@ _BACKGROUND_SIGMA_NM = 24.0
 _MIN_AREA_PX = 6
 #: Weights of the classes (background, loop, precipitate, cavity) in the training cross-entropy.
 CLASS_WEIGHTS = (0.2, 1.0, 1.0, 1.0)
+#: The U-Net's channels per level (the shipped weights'): wide at the coarse levels, where the
+#: shape of a loop is read and a channel costs little time.
+FEATURES = (8, 16, 48, 128, 256)
 
 
 def default_tem_weights_path() -> Path:
@@ -187,7 +190,7 @@ class TEMSegmenter:
         self.device = device
 
     @classmethod
-    def new(cls, features=(8, 16, 32, 64, 128)):
+    def new(cls, features=FEATURES):
         """An untrained segmenter with `features` channels per level."""
         return cls(UNet(in_channels=1, classes=len(TEM_CLASSES) + 1, features=features, spatial_dims=2))
 
