@@ -1,9 +1,10 @@
 """Benchmark of defect detection in TEM micrographs (issue: TEM).
 
-Held-out set: IMAGES micrographs braggscope.simulate.tem.random_micrograph from TEST_SEED on (256² pixels at 0.5 nm,
-Cu/Ni/Au/Pt foils of 40–150 nm in two-beam bright field, 2–14 loops, precipitates and cavities,
-±300–1500 nm defocus), seeds the training never saw; each noiseless micrograph is put through the
-camera at three doses (the noise levels: 100, 400 and 2000 electrons per pixel).
+Held-out set: IMAGES (60) micrographs braggscope.simulate.tem.random_micrograph from TEST_SEED on
+(256² pixels at 0.5 nm, Cu/Ni/Au/Pt foils of 40–150 nm in two-beam bright field, 2–14 loops,
+precipitates and cavities, ±300–1500 nm defocus), seeds the training never saw; each noiseless
+micrograph is put through the camera at three doses (the noise levels: 100, 400 and 2000 electrons
+per pixel). --weights scores other weights than the shipped ones.
 
 Figures (one JSON line): per level the object F1 per class (IoU ≥ 0.5, the class must agree),
 the median relative size error of the matched objects (all and per class), the median relative

@@ -67,32 +67,38 @@ def load_checkpoint(path, what, how_to_make):
 
 def _package_imports(name, origin) -> set:
     """Names of the modules of the same top-level package that the module `name` (source file
-    `origin`) imports anywhere in its code, found by reading it (relative imports resolved; for
-    ``from P import x`` the submodule P.x where there is one, else P)."""
+    `origin`) imports anywhere in its code, found by reading it: relative imports resolved, and
+    for ``from P import x`` the submodule P.x where P is a package that has one, else P."""
     import ast
     import importlib.util
     from pathlib import Path
 
     top, package = name.split(".")[0], name.rpartition(".")[0]
+
+    def ours(module):
+        return module == top or module.startswith(top + ".")
+
+    def imported(base, attribute):
+        sub = f"{base}.{attribute}"
+        is_package = ours(base) and importlib.util.find_spec(base).submodule_search_locations
+        return sub if is_package and importlib.util.find_spec(sub) else base
+
     found = set()
     for node in ast.walk(ast.parse(Path(origin).read_text())):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level \
-                else node.module
-            for a in node.names:
-                sub = f"{base}.{a.name}"
-                found.add(sub if base.split(".")[0] == top and importlib.util.find_spec(base).submodule_search_locations
-                          and importlib.util.find_spec(sub) else base)
-    return {m for m in found if m == top or m.startswith(top + ".")}
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            found.update(imported(base, a.name) for a in node.names)
+    return {m for m in found if ours(m)}
 
 
 def source_fingerprint(modules) -> str:
     """SHA-256 (hex) of the source files of `modules` (importable names), in a fixed order: it
     changes whenever the code that made something does. A package counts with all its .py files;
     a module with the modules of its own top-level package that it imports, directly or through
-    them (a package so imported counts whole), so that code it never runs does not count."""
+    them (a package so imported counts whole; the packages' __init__ files do not count), so that
+    a change to a module it never imports leaves the fingerprint alone."""
     import hashlib
     import importlib.util
     from pathlib import Path

@@ -11,8 +11,8 @@ once without noise (cached in out/tem_train/ in blocks of 100 seeds, so that a l
 simulates only its new blocks); every batch draws the camera afresh (dose 50–3000 electrons per
 pixel, blur, illumination gradient), crops 128² pixels (``--crop``), rotates and flips. The
 validation micrographs start at seed 500 000 and the benchmark's test micrographs at 1 000 000,
-so neither is ever trained on. The object F1 on the validation set is recorded
-against the training time, from which the benchmark reads the time to 95 % of the final F1.
+so neither is ever trained on. The object F1 on the validation set is recorded against the
+training time, from which the benchmark reads the time to 95 % of the final F1.
 ``--init`` continues from earlier weights (a further stage): their record is kept and the new
 stage's steps and seconds count on from theirs.
 """
