@@ -37,7 +37,7 @@ from .unet import UNet, fuse_batchnorm, predict_tiled
 
 __all__ = ["TEMSegmenter", "TEMResult", "prepare_micrograph", "distance_target", "instances", "match_objects",
            "measure_objects", "score_micrographs", "default_tem_weights_path", "NETWORK_PIXEL_NM", "CLASS_WEIGHTS",
-           "overlay_png"]
+           "FEATURES", "overlay_png"]
 
 #: [nm] The pixel size the network was trained at.
 NETWORK_PIXEL_NM = 0.5
