@@ -93,17 +93,18 @@ def _package_imports(name, origin) -> set:
     return {m for m in found if ours(m)}
 
 
-def source_fingerprint(modules) -> str:
-    """SHA-256 (hex) of the source files of `modules` (importable names), in a fixed order: it
-    changes whenever the code that made something does. A package counts with all its .py files;
-    a module with the modules of its own top-level package that it imports, directly or through
-    them (a package so imported counts whole; the packages' __init__ files do not count), so that
-    a change to a module it never imports leaves the fingerprint alone."""
+def source_fingerprint(sources) -> str:
+    """SHA-256 (hex) of the source of `sources` (importable module names, or functions), in a
+    fixed order: it changes whenever the code that made something does. A function counts by its
+    own source text; a package with all its .py files; a module with the modules of its own
+    top-level package that it imports, directly or through them (a package so imported counts
+    whole; the packages' __init__ files do not count), so that a change to a module it never
+    imports leaves the fingerprint alone."""
     import hashlib
     import importlib.util
     from pathlib import Path
 
-    files, todo, seen = set(), list(modules), set()
+    files, todo, seen = set(), [s for s in sources if isinstance(s, str)], set()
     while todo:
         name = todo.pop()
         if name in seen:
@@ -119,21 +120,39 @@ def source_fingerprint(modules) -> str:
     for f in sorted(files):
         digest.update(f.name.encode())
         digest.update(f.read_bytes())
+    for function in sorted((s for s in sources if callable(s)), key=lambda f: f.__qualname__):
+        digest.update(_function_source(function).encode())
     return digest.hexdigest()
+
+
+def _function_source(function) -> str:
+    """The source text of `function` as its file now reads (found by name among the file's
+    top-level definitions, so that an edit above it does not shift it as it would shift
+    :func:`inspect.getsource` in a process that imported the file before the edit)."""
+    import ast
+    import inspect
+    from pathlib import Path
+
+    text = Path(inspect.getsourcefile(function)).read_text()
+    for node in ast.parse(text).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function.__qualname__:
+            return ast.get_source_segment(text, node)
+    return inspect.getsource(function)
 
 
 def simulated_set(simulate_one, seeds, keys, path=None, *, sources, workers=2, chunksize=8) -> dict:
     """The rows ``simulate_one(seed)`` (tuples, one item per key) of every seed, stacked per key,
     simulated in `workers` processes. With `path` they are cached in that npz file together with
-    the seeds and :func:`source_fingerprint` of `sources` (the modules whose code made them): a
-    cache of other seeds or made by other code is simulated again, never reused."""
+    the seeds and :func:`source_fingerprint` of `simulate_one` and `sources` (the modules and
+    functions it calls): a cache of other seeds or made by other code is simulated again, never
+    reused."""
     from concurrent.futures import ProcessPoolExecutor
     from pathlib import Path
 
     import numpy as np
 
     seeds = np.asarray(list(seeds), dtype=np.int64)
-    stamp = source_fingerprint(sources)
+    stamp = source_fingerprint([simulate_one, *sources])
     if path is not None and Path(path).is_file():
         with np.load(path) as f:
             if "seeds" in f and np.array_equal(f["seeds"], seeds) and str(f["fingerprint"]) == stamp:

@@ -37,7 +37,7 @@ TEST_SEED = 1_000_000
 CROP = 128
 
 
-_SOURCES = ("braggscope.identify.tem",)  # the code that makes a training micrograph (with what it imports)
+_SOURCES = ("braggscope.simulate.tem", distance_target)  # what _one calls (a module with what it imports)
 
 
 def _one(seed):

@@ -266,27 +266,43 @@ def _numbered_micrograph(seed):
     return np.full((4, 4), seed, np.float32), np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.float32)
 
 
-def _no_simulation(seed):
-    raise AssertionError(f"seed {seed} simulated although it is cached")
+class _InProcessPool:
+    """Stands in for the process pool: runs in this process and records the seeds simulated."""
 
+    seeds = []
 
-def _numbered_from_four(seed):
-    assert seed >= 4, f"seed {seed} simulated although it is cached"
-    return _numbered_micrograph(seed)
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, function, seeds, chunksize=1):
+        _InProcessPool.seeds += list(seeds)
+        return map(function, seeds)
 
 
 def test_training_micrographs_are_cached_in_blocks(tmp_path, monkeypatch):
+    import concurrent.futures
+
     import braggscope.identify.tem_training as tt
 
     monkeypatch.setattr(tt, "BLOCK", 2)
     monkeypatch.setattr(tt, "_one", _numbered_micrograph)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", _InProcessPool)
+    monkeypatch.setattr(_InProcessPool, "seeds", [])
     data = tt.training_micrographs(5, tmp_path, workers=1)
-    assert data["intensity"][:, 0, 0].tolist() == [0, 1, 2, 3, 4]
+    assert data["intensity"][:, 0, 0].tolist() == [0, 1, 2, 3, 4] and _InProcessPool.seeds == [0, 1, 2, 3, 4]
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"seeds_{a}_0.5nm.npz" for a in ("0-1", "2-3", "4-4")]
-    monkeypatch.setattr(tt, "_one", _no_simulation)  # the cached blocks are read, not simulated again
+    _InProcessPool.seeds.clear()  # the cached blocks are read, not simulated again
     assert tt.training_micrographs(4, tmp_path, workers=1)["intensity"][:, 0, 0].tolist() == [0, 1, 2, 3]
-    monkeypatch.setattr(tt, "_one", _numbered_from_four)  # a larger set simulates its new last block only
+    assert _InProcessPool.seeds == []
+    # a larger set simulates its new last block only
     assert tt.training_micrographs(6, tmp_path, workers=1)["intensity"][:, 0, 0].tolist() == [0, 1, 2, 3, 4, 5]
+    assert _InProcessPool.seeds == [4, 5]
 
 
 def test_a_training_stage_continues_the_earlier_record():

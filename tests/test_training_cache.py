@@ -13,8 +13,11 @@ def _cube(seed):
     return np.full(3, seed**3), seed % 2 == 0
 
 
-def _refuse(seed):
-    raise AssertionError(f"seed {seed} simulated although it is cached")
+class _NoPool:
+    """Stands in for the process pool where the set is cached and nothing may be simulated."""
+
+    def __init__(self, *args, **kwargs):
+        raise AssertionError("simulated although it is cached")
 
 
 def test_source_fingerprint_follows_the_code(tmp_path, monkeypatch):
@@ -25,6 +28,22 @@ def test_source_fingerprint_follows_the_code(tmp_path, monkeypatch):
     (tmp_path / "made_here.py").write_text("A = 2\n")
     assert source_fingerprint(["made_here"]) != before
     assert source_fingerprint(["braggscope.simulate"]) != source_fingerprint(["braggscope.simulate.tem"])
+    assert source_fingerprint(["made_here", _square]) != source_fingerprint(["made_here", _cube])
+
+
+def test_a_function_counts_by_its_own_text_wherever_it_moves_in_its_file(tmp_path, monkeypatch):
+    """A function's fingerprint follows its own source text as the file reads now: an edit above
+    it (which shifts it) leaves it alone, an edit of its body does not."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "simulator.py").write_text("def one(seed):\n    return seed\n")
+    one = importlib.import_module("simulator").one
+    before = source_fingerprint([one])
+    (tmp_path / "simulator.py").write_text("A = 1\nB = 2\n\n\ndef one(seed):\n    return seed\n")
+    assert source_fingerprint([one]) == before
+    (tmp_path / "simulator.py").write_text("A = 1\nB = 2\n\n\ndef one(seed):\n    return seed + 1\n")
+    assert source_fingerprint([one]) != before
 
 
 def test_source_fingerprint_counts_what_a_module_imports_and_nothing_else(tmp_path, monkeypatch):
@@ -48,18 +67,30 @@ def test_source_fingerprint_counts_what_a_module_imports_and_nothing_else(tmp_pa
 
 
 def test_simulated_set_is_reused_only_for_the_same_seeds_and_code(tmp_path, monkeypatch):
+    import concurrent.futures
+
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "maker.py").write_text("VERSION = 1\n")
     path = tmp_path / "set.npz"
+
+    def cached(simulate_one, seeds):
+        with monkeypatch.context() as m:
+            m.setattr(concurrent.futures, "ProcessPoolExecutor", _NoPool)
+            return simulated_set(simulate_one, seeds, ("square", "even"), path, sources=["maker"], workers=1)
+
     data = simulated_set(_square, range(4), ("square", "even"), path, sources=["maker"], workers=1)
     np.testing.assert_array_equal(data["square"][:, 0], [0, 1, 4, 9])
     np.testing.assert_array_equal(data["even"], [True, False, True, False])
-    cached = simulated_set(_refuse, range(4), ("square", "even"), path, sources=["maker"], workers=1)
-    np.testing.assert_array_equal(cached["square"], data["square"])
+    np.testing.assert_array_equal(cached(_square, range(4))["square"], data["square"])
     other_seeds = simulated_set(_square, range(1, 5), ("square", "even"), path, sources=["maker"], workers=1)
     np.testing.assert_array_equal(other_seeds["square"][:, 0], [1, 4, 9, 16])
-    (tmp_path / "maker.py").write_text("VERSION = 2\n")  # the code changed: the same seeds are made again
+    other_code = simulated_set(_cube, range(1, 5), ("square", "even"), path, sources=["maker"], workers=1)
+    np.testing.assert_array_equal(other_code["square"][:, 0], [1, 8, 27, 64])  # the simulating function counts
+    np.testing.assert_array_equal(cached(_cube, range(1, 5))["square"], other_code["square"])
+    with np.testing.assert_raises(AssertionError):  # made by _cube: _square simulates again
+        cached(_square, range(1, 5))
+    (tmp_path / "maker.py").write_text("VERSION = 2\n")  # the code it calls changed: the same seeds made again
+    with np.testing.assert_raises(AssertionError):
+        cached(_cube, range(1, 5))
     remade = simulated_set(_cube, range(1, 5), ("square", "even"), path, sources=["maker"], workers=1)
-    np.testing.assert_array_equal(remade["square"][:, 0], [1, 8, 27, 64])
-    again = simulated_set(_refuse, range(1, 5), ("square", "even"), path, sources=["maker"], workers=1)
-    np.testing.assert_array_equal(again["square"], remade["square"])
+    np.testing.assert_array_equal(cached(_cube, range(1, 5))["square"], remade["square"])
