@@ -321,6 +321,33 @@ def test_contact_weight_is_high_between_two_objects_and_one_for_a_lone_one():
     np.testing.assert_allclose(w[4, 5], 1 + 10 * np.exp(-(7**2) / 32), rtol=1e-6)  # in object 1: d1 = 0, d2 = 7
 
 
+def test_segmentation_loss_weights_pixels_as_it_says():
+    """Without pixel weights (or with weights of 1) the loss is torch's class-weighted
+    cross-entropy plus 5 × the mean squared distance error; a pixel weighted far above the rest
+    decides it alone."""
+    import torch
+
+    from braggscope.identify.tem import CLASS_WEIGHTS
+    from braggscope.identify.tem_training import segmentation_loss
+
+    torch.manual_seed(0)
+    out = torch.randn(2, 5, 6, 6)
+    classes = torch.randint(0, 4, (2, 6, 6))
+    classes[0, 0, 0] = 255  # an invisible object's pixel counts nowhere
+    distance = torch.rand(2, 6, 6)
+    known = classes != 255
+    reference = (torch.nn.functional.cross_entropy(out[:, :4], classes, weight=torch.tensor(CLASS_WEIGHTS),
+                                                   ignore_index=255)
+                 + 5 * ((torch.sigmoid(out[:, 4]) - distance) ** 2)[known].mean())
+    torch.testing.assert_close(segmentation_loss(out, classes, distance), reference)
+    torch.testing.assert_close(segmentation_loss(out, classes, distance, torch.ones(2, 6, 6)), reference)
+    weight = torch.ones(2, 6, 6)
+    weight[1, 2, 3] = 1e7
+    c = int(classes[1, 2, 3])
+    alone = (-torch.log_softmax(out[1, :4, 2, 3], 0)[c] + 5 * (torch.sigmoid(out[1, 4, 2, 3]) - distance[1, 2, 3]) ** 2)
+    torch.testing.assert_close(segmentation_loss(out, classes, distance, weight), alone, rtol=1e-4, atol=1e-4)
+
+
 def test_a_training_stage_continues_the_earlier_record():
     import torch
 
