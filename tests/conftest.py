@@ -7,6 +7,37 @@ def rng():
     return np.random.default_rng(0)
 
 
+class _InProcessPool:
+    """Stands in for the process pool of braggscope._backend.simulated_set: runs in this process
+    and records the seeds it simulates."""
+
+    seeds = []
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, function, seeds, chunksize=1):
+        _InProcessPool.seeds += list(seeds)
+        return map(function, seeds)
+
+
+@pytest.fixture
+def simulated_seeds(monkeypatch):
+    """The seeds that training sets simulate during the test (a list that grows; clear it to
+    watch a later call), with the process pool replaced by one in this process."""
+    import concurrent.futures
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", _InProcessPool)
+    monkeypatch.setattr(_InProcessPool, "seeds", [])
+    return _InProcessPool.seeds
+
+
 @pytest.fixture(scope="session")
 def small_crystal():
     """A strained 48 nm Pt crystal (24³ voxels of 3 nm) and its noise-free 111 intensity on 48³."""

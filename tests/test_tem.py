@@ -267,44 +267,21 @@ def _numbered_micrograph(seed):
             np.zeros((4, 4), np.uint8))
 
 
-class _InProcessPool:
-    """Stands in for the process pool: runs in this process and records the seeds simulated."""
-
-    seeds = []
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def map(self, function, seeds, chunksize=1):
-        _InProcessPool.seeds += list(seeds)
-        return map(function, seeds)
-
-
-def test_training_micrographs_are_cached_in_blocks(tmp_path, monkeypatch):
-    import concurrent.futures
-
+def test_training_micrographs_are_cached_in_blocks(tmp_path, monkeypatch, simulated_seeds):
     import braggscope.identify.tem_training as tt
 
     monkeypatch.setattr(tt, "BLOCK", 2)
     monkeypatch.setattr(tt, "_one", _numbered_micrograph)
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", _InProcessPool)
-    monkeypatch.setattr(_InProcessPool, "seeds", [])
     data = tt.training_micrographs(5, tmp_path, workers=1)
-    assert data["intensity"][:, 0, 0].tolist() == [0, 1, 2, 3, 4] and _InProcessPool.seeds == [0, 1, 2, 3, 4]
+    assert data["intensity"][:, 0, 0].tolist() == [0, 1, 2, 3, 4] and simulated_seeds == [0, 1, 2, 3, 4]
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"seeds_{a}_0.5nm.npz" for a in ("0-1", "2-3", "4-4")]
     assert data["weight"].shape == (5, 4, 4) and (data["weight"] == 1).all()  # no objects: no contacts
-    _InProcessPool.seeds.clear()  # the cached blocks are read, not simulated again
+    simulated_seeds.clear()  # the cached blocks are read, not simulated again
     assert tt.training_micrographs(4, tmp_path, workers=1)["intensity"][:, 0, 0].tolist() == [0, 1, 2, 3]
-    assert _InProcessPool.seeds == []
+    assert simulated_seeds == []
     # a larger set simulates its new last block only
     assert tt.training_micrographs(6, tmp_path, workers=1)["intensity"][:, 0, 0].tolist() == [0, 1, 2, 3, 4, 5]
-    assert _InProcessPool.seeds == [4, 5]
+    assert simulated_seeds == [4, 5]
 
 
 def test_contact_weight_is_high_between_two_objects_and_one_for_a_lone_one():

@@ -13,13 +13,6 @@ def _cube(seed):
     return np.full(3, seed**3), seed % 2 == 0
 
 
-class _NoPool:
-    """Stands in for the process pool where the set is cached and nothing may be simulated."""
-
-    def __init__(self, *args, **kwargs):
-        raise AssertionError("simulated although it is cached")
-
-
 def test_source_fingerprint_follows_the_code(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "made_here.py").write_text("A = 1\n")
@@ -66,17 +59,17 @@ def test_source_fingerprint_counts_what_a_module_imports_and_nothing_else(tmp_pa
         before = source_fingerprint(["lab.maker"])
 
 
-def test_simulated_set_is_reused_only_for_the_same_seeds_and_code(tmp_path, monkeypatch):
-    import concurrent.futures
-
+def test_simulated_set_is_reused_only_for_the_same_seeds_and_code(tmp_path, monkeypatch, simulated_seeds):
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "maker.py").write_text("VERSION = 1\n")
     path = tmp_path / "set.npz"
 
     def cached(simulate_one, seeds):
-        with monkeypatch.context() as m:
-            m.setattr(concurrent.futures, "ProcessPoolExecutor", _NoPool)
-            return simulated_set(simulate_one, seeds, ("square", "even"), path, sources=["maker"], workers=1)
+        """The set read from the cache: fails if anything is simulated."""
+        simulated_seeds.clear()
+        data = simulated_set(simulate_one, seeds, ("square", "even"), path, sources=["maker"], workers=1)
+        assert simulated_seeds == [], f"seeds {simulated_seeds} simulated although they are cached"
+        return data
 
     data = simulated_set(_square, range(4), ("square", "even"), path, sources=["maker"], workers=1)
     np.testing.assert_array_equal(data["square"][:, 0], [0, 1, 4, 9])
@@ -89,6 +82,8 @@ def test_simulated_set_is_reused_only_for_the_same_seeds_and_code(tmp_path, monk
     np.testing.assert_array_equal(cached(_cube, range(1, 5))["square"], other_code["square"])
     with np.testing.assert_raises(AssertionError):  # made by _cube: _square simulates again
         cached(_square, range(1, 5))
+    simulated_set(_cube, range(1, 5), ("square", "even"), path, sources=["maker"], workers=1)  # _cube's again
+    np.testing.assert_array_equal(cached(_cube, range(1, 5))["square"], other_code["square"])
     (tmp_path / "maker.py").write_text("VERSION = 2\n")  # the code it calls changed: the same seeds made again
     with np.testing.assert_raises(AssertionError):
         cached(_cube, range(1, 5))
