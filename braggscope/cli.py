@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     cls = sub.add_parser("classify", help="tell the defect kind from the diffraction pattern, before phase retrieval",
                          description="Classify a measured BCDI pattern (CXI/npz/npy) with the shipped network: "
                                      "perfect crystal, dislocation(s), loop, stacking fault or twin, with calibrated "
-                                     "probabilities, the chance of a defect the reflection cannot show (G·b = 0) "
+                                     "probabilities, the defects the reflection cannot show (G·b = 0, G·R ∈ 2πℤ) "
                                      "and 'unknown' when the pattern is unlike the training data. The data are "
                                      "cropped around the peak to 64³ (64² for --2d); bin them first (--bin) when "
                                      "the fringes are more than 3.4 pixels apart (oversampling above 3.4).")
@@ -137,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     cls.add_argument("--2d", dest="two_d", action="store_true",
                      help="use the 2-D network on the frame at the top of the rocking curve")
     cls.add_argument("--bin", type=int, default=1, help="sum this many pixels per axis before cropping")
+    cls.add_argument("--hkl", type=int, nargs=3, metavar=("H", "K", "L"),
+                     help="reflection measured (default: from the file), to list the defects it cannot show")
     cls.add_argument("--weights", type=Path, help="classifier weights (default: the shipped ones)")
     cls.add_argument("--device", default="auto", help="auto, cpu or cuda")
     _add_common(cls)
@@ -505,6 +507,7 @@ def _cmd_classify(args):
 
     from ._backend import resolve_device
     from .identify.classifier import PatternClassifier
+    from .identify.patterns import invisible_text
     from .io import read_data
     from .io.cxi import atomic_path
 
@@ -514,13 +517,14 @@ def _cmd_classify(args):
         raise ConfigError(f"--bin must be ≥ 1, got {args.bin}")
     data = read_data(args.data)
     clf = PatternClassifier.load(args.weights, dims=2 if args.two_d else 3, device=str(resolve_device(args.device)))
-    verdict = clf.classify(data.intensity, data.mask, bin=args.bin)
+    hkl = args.hkl if args.hkl is not None else data.config.get("hkl")
+    verdict = clf.classify(data.intensity, data.mask, bin=args.bin, hkl=hkl)
     ranked = sorted(verdict.probabilities.items(), key=lambda kv: -kv[1])
     print(f"{args.data}: {verdict.label}" + ("" if verdict.known else
           f" (out of the training distribution: score {verdict.ood_score:.0f} > {verdict.ood_threshold:.0f})"))
     for name, p in ranked:
         print(f"  {name:15s} {p:6.3f}")
-    print(f"  hidden defect (G·b = 0 or G·R ∈ 2πℤ at this reflection): {verdict.hidden_defect:.3f}")
+    print("  " + invisible_text(verdict.hkl, verdict.invisible))
     if verdict.position:
         print("  dislocation position: " + ", ".join(f"{k} {v:.2f}" for k, v in verdict.position.items()))
     if args.json is not None:

@@ -105,17 +105,17 @@ def _plan_rows(plan):
 def _plan(files, field, sample):
     """The next scan: the formula design for the reconstructed crystal's largest extent, and the
     reflections that show the a/2<110> dislocations the sample's reflection cannot."""
-    from .acquisition import Instrument, beam_time, formula_design, rank_reflections, visible
+    from .acquisition import Instrument, beam_time, formula_design, rank_reflections
+    from .identify.patterns import format_vector, invisible_defects
     from .strain import crystal_size
 
     hkl, instrument = sample.hkl, Instrument()
     size = crystal_size(field)
     design = formula_design(size, sample.material, hkl, instrument)
-    b110 = [b for b in np.array([[1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1], [0, 1, 1], [0, 1, -1]]) / 2]
-    hidden = [b for b in b110 if not visible(hkl, burgers=b)]
+    hidden = invisible_defects(hkl)["dislocations"]
     best = rank_reflections([(2, 0, 0), (0, 2, 0), (0, 0, 2), (1, 1, -1), (1, -1, 1), (-1, 1, 1)], burgers=hidden,
                             material=sample.material, energy=instrument.energy)[0]
-    names = ", ".join("a/2[" + "".join(str(int(2 * v)) for v in b) + "]" for b in hidden)
+    names = ", ".join(format_vector(b) for b in hidden)
     files["plan"] = {"size": size, "hkl": tuple(hkl), "scan": design.scan.as_dict(), "reasons": design.reasons,
                      "beam_time": beam_time(design.scan, instrument),
                      "instrument": f"{instrument.energy:g} keV, {instrument.pixel_size:g} µm pixels, a "
@@ -146,16 +146,19 @@ def _classify(files, data, device):
     """The pattern classifier's verdict on the measured pattern, before any phase retrieval."""
     from .identify.classifier import PatternClassifier
 
-    verdict = PatternClassifier.load(dims=3, device=device).classify(data.intensity, data.mask)
+    verdict = PatternClassifier.load(dims=3, device=device).classify(data.intensity, data.mask,
+                                                                     hkl=data.sample.hkl)
     files["pattern_verdict"] = verdict.to_dict()
 
 
 def _verdict_text(v):
+    from .identify.patterns import invisible_text
+
     ranked = ranked_classes(v)
     unknown = "" if v["known"] else (f" The pattern lies outside the training distribution (score {v['ood_score']:.0f} "
                                      f"above {v['ood_threshold']:.0f}), so the verdict is <b>unknown</b>.")
     return (f"<p>From the diffraction pattern alone (the 3-D network on the 64³ crop around the peak): {ranked}; "
-            f"probability of a defect this reflection cannot show (G·b = 0): {v['hidden_defect']:.2f}.{unknown}</p>")
+            f"{html.escape(invisible_text(v['hkl'], v['invisible']))}.{unknown}</p>")
 
 
 def _tem(files, seed, device):

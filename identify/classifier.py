@@ -2,9 +2,11 @@
 
 A small convolutional network reads the log-scaled counts around the Bragg peak (a 64³ scan, or
 the 64² detector frame at the top of the rocking curve) and tells which defect kind the
-crystal shows at this reflection (:data:`~.patterns.PATTERN_CLASSES`), whether it may hold a
-defect the reflection cannot show (G·b = 0), and, for one dislocation, how far from the centre
-it runs. Probabilities are calibrated by temperature scaling; a pattern far from the training
+crystal shows at this reflection (:data:`~.patterns.PATTERN_CLASSES`) and, for one dislocation, how
+far from the centre it runs. No pattern can tell whether the crystal holds a defect its reflection
+cannot show (G·b = 0, G·R ∈ 2πℤ: the pattern is a perfect crystal's), so given the reflection the
+verdict lists those defects by the visibility rule (:func:`~.patterns.invisible_defects`); a
+second reflection that shows them settles it. Probabilities are calibrated by temperature scaling; a pattern far from the training
 data (Mahalanobis distance of the network's features) is reported as unknown.
 
 >>> import numpy as np
@@ -27,7 +29,7 @@ from torch import nn
 from braggscope._backend import load_checkpoint
 from braggscope.errors import ConfigError, ShapeError
 
-from .patterns import PATTERN_CLASSES, PATTERN_SHAPE, POSITION_BINS
+from .patterns import PATTERN_CLASSES, PATTERN_SHAPE, POSITION_BINS, invisible_defects
 from .unet import _layers
 
 __all__ = ["PatternNet", "pattern_input", "prepare_pattern", "PatternVerdict", "PatternClassifier",
@@ -40,8 +42,8 @@ def _conv(spatial_dims, c_in, c_out, stride):
 
 
 class PatternNet(nn.Module):
-    """Encoder (a stride-2 convolution per level, then one at that size) and three heads on the
-    pooled features: defect-kind logits, the hidden-defect logit and the dislocation-position logits.
+    """Encoder (a stride-2 convolution per level, then one at that size) and two heads on the
+    pooled features: defect-kind logits and the dislocation-position logits.
 
     Parameters
     ----------
@@ -62,7 +64,6 @@ class PatternNet(nn.Module):
         self.embed = nn.Sequential(nn.Linear(2 * features[-1], embedding), nn.LeakyReLU(0.1))
         self.dropout = nn.Dropout(0.2)
         self.kind = nn.Linear(embedding, len(PATTERN_CLASSES))
-        self.hidden = nn.Linear(embedding, 1)
         self.position = nn.Linear(embedding, len(POSITION_BINS))
 
     def features(self, x):
@@ -73,7 +74,7 @@ class PatternNet(nn.Module):
     def forward(self, x):
         f = self.features(x)
         d = self.dropout(f)
-        return {"kind": self.kind(d), "hidden": self.hidden(d)[:, 0], "position": self.position(d), "features": f}
+        return {"kind": self.kind(d), "position": self.position(d), "features": f}
 
 
 def pattern_input(counts, mask=None) -> torch.Tensor:
@@ -119,9 +120,11 @@ class PatternVerdict:
         The most probable class, or 'unknown' when the pattern is out of the training distribution.
     probabilities : dict
         Calibrated probability of each class.
-    hidden_defect : float
-        Probability that the crystal holds a defect this reflection cannot show (G·b = 0, G·R ∈
-        2πℤ): a 'perfect' verdict is "no defect visible at this reflection", not proof of none.
+    hkl : tuple or None
+        The reflection measured, when given.
+    invisible : dict or None
+        The defects `hkl` cannot show (:func:`~.patterns.invisible_defects`): a 'perfect' verdict is
+        "no defect visible at this reflection", and these are the defects it cannot rule out.
     position : dict or None
         For a dislocation verdict, the probabilities of POSITION_BINS (its distance from the
         centre over the crystal's reach: < 1/3, < 2/3, ≥ 2/3).
@@ -133,10 +136,11 @@ class PatternVerdict:
 
     label: str
     probabilities: dict
-    hidden_defect: float
     position: dict | None
     ood_score: float
     ood_threshold: float
+    hkl: tuple | None = None
+    invisible: dict | None = None
 
     @property
     def known(self) -> bool:
@@ -240,41 +244,44 @@ class PatternClassifier:
 
     @torch.no_grad()
     def outputs(self, counts, mask=None) -> dict:
-        """Calibrated probabilities of prepared patterns (B, 64, ...): 'kind' (B, C), 'hidden'
-        (B,), 'position' (B, 3) and 'ood' (B,) scores."""
+        """Calibrated probabilities of prepared patterns (B, 64, ...): 'kind' (B, C), 'position'
+        (B, 3) and 'ood' (B,) scores."""
         x = pattern_input(counts, mask).to(self.device)
         out = self.net(x)
         ood = (mahalanobis_score(out["features"].cpu(), self.means, self.precision) if self.means is not None
                else torch.zeros(len(x)))
         return {"kind": torch.softmax(out["kind"] / self.temperature, 1).cpu().numpy(),
-                "hidden": torch.sigmoid(out["hidden"]).cpu().numpy(),
                 "position": torch.softmax(out["position"], 1).cpu().numpy(), "ood": ood.numpy()}
 
-    def classify_batch(self, counts, mask=None) -> list[PatternVerdict]:
-        """Verdicts of prepared patterns (B, 64, ...) (:func:`prepare_pattern`)."""
+    def classify_batch(self, counts, mask=None, *, hkl=None) -> list[PatternVerdict]:
+        """Verdicts of prepared patterns (B, 64, ...) (:func:`prepare_pattern`), all measured at
+        the reflection `hkl` when given."""
         out = self.outputs(counts, mask)
-        return [self._verdict(*(out[k][i] for k in ("kind", "hidden", "position", "ood")))
+        invisible = None if hkl is None else invisible_defects(hkl)
+        hkl = None if hkl is None else tuple(int(v) for v in hkl)
+        return [self._verdict(*(out[k][i] for k in ("kind", "position", "ood")), hkl, invisible)
                 for i in range(len(out["kind"]))]
 
-    def classify(self, intensity, mask=None, *, bin=1) -> PatternVerdict:
-        """The verdict on one measured pattern of any size (cropped around its peak, see
-        :func:`prepare_pattern`)."""
+    def classify(self, intensity, mask=None, *, bin=1, hkl=None) -> PatternVerdict:
+        """The verdict on one pattern of any size (cropped around its peak, see
+        :func:`prepare_pattern`) measured at the reflection `hkl` (optional: it names the defects
+        the verdict cannot see)."""
         counts, mask = prepare_pattern(intensity, mask, dims=self.dims, bin=bin)
         if not np.any(counts[~mask] > 0):
             raise ConfigError("the pattern holds no counts outside its mask")
-        return self.classify_batch(counts[None], mask[None])[0]
+        return self.classify_batch(counts[None], mask[None], hkl=hkl)[0]
 
-    def stream(self, frames, masks=None):
+    def stream(self, frames, masks=None, *, hkl=None):
         """Verdicts, one per item, of an iterable of patterns (detector frames for the 2-D
-        classifier), as they arrive."""
+        classifier) measured at `hkl`, as they arrive."""
         masks = iter(masks) if masks is not None else None
         for frame in frames:
-            yield self.classify(frame, None if masks is None else next(masks))
+            yield self.classify(frame, None if masks is None else next(masks), hkl=hkl)
 
-    def _verdict(self, kind, hidden, position, ood) -> PatternVerdict:
+    def _verdict(self, kind, position, ood, hkl, invisible) -> PatternVerdict:
         probabilities = {c: float(p) for c, p in zip(PATTERN_CLASSES, kind)}
         best = PATTERN_CLASSES[int(np.argmax(kind))]
         label = best if ood <= self.threshold else "unknown"
         where = {b: float(p) for b, p in zip(POSITION_BINS, position)} if best == "dislocation" else None
-        return PatternVerdict(label=label, probabilities=probabilities, hidden_defect=float(hidden), position=where,
-                              ood_score=float(ood), ood_threshold=self.threshold)
+        return PatternVerdict(label=label, probabilities=probabilities, position=where, ood_score=float(ood),
+                              ood_threshold=self.threshold, hkl=hkl, invisible=invisible)

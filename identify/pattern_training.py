@@ -36,14 +36,14 @@ _SOURCES = ("braggscope.identify.patterns",)  # the code that makes a pattern (w
 
 def _one(seed):
     p = simulate_pattern(seed)
-    return (np.log10(p.expected + LOG_FLOOR).astype(np.float16), p.label, p.invisible, p.position)
+    return np.log10(p.expected + LOG_FLOOR).astype(np.float16), p.label, p.position
 
 
 def make_patterns(seeds, path=None, *, workers=2) -> dict:
     """The noiseless patterns of `seeds` as 'log' (N, 64, 64, 64) float16 log10 intensities and
-    'label', 'hidden', 'position' arrays; cached in the npz file `path` when given (and simulated
+    'label' and 'position' arrays; cached in the npz file `path` when given (and simulated
     again where the seeds or the simulator's code differ: :func:`~braggscope._backend.simulated_set`)."""
-    return simulated_set(_one, seeds, ("log", "label", "hidden", "position"), path, workers=workers, chunksize=32,
+    return simulated_set(_one, seeds, ("log", "label", "position"), path, workers=workers, chunksize=32,
                          sources=_SOURCES)
 
 
@@ -103,8 +103,8 @@ def _alien(pattern, rng):
     return pattern.max() * 10 ** rng.uniform(-3, -1) * torch.exp(-r2 / (2 * rng.uniform(0.8, 2.0) ** 2))
 
 
-def _loss(out, label, hidden, position):
-    loss = F.cross_entropy(out["kind"], label) + 0.5 * F.binary_cross_entropy_with_logits(out["hidden"], hidden.float())
+def _loss(out, label, position):
+    loss = F.cross_entropy(out["kind"], label)
     known = position >= 0
     if known.any():
         loss = loss + 0.5 * F.cross_entropy(out["position"][known], position[known])
@@ -114,8 +114,7 @@ def _loss(out, label, hidden, position):
 def train(data, *, dims=3, epochs=8, batch=16, lr=2e-3, seed=0, features=(12, 24, 48, 96), init=None,
           log_every=50):
     """A :class:`PatternNet` trained on `data` (:func:`make_patterns`): AdamW, one-cycle learning
-    rate, cross-entropy of the kind + ½ BCE of the hidden-defect flag + ½ cross-entropy of the
-    dislocation's position (where there is one); from the weights of the net `init` when given.
+    rate, cross-entropy of the kind + ½ cross-entropy of the dislocation's position (where there is one); from the weights of the net `init` when given.
     Returns the net in eval mode."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -127,7 +126,7 @@ def train(data, *, dims=3, epochs=8, batch=16, lr=2e-3, seed=0, features=(12, 24
         idx = rng.integers(0, len(data["label"]), batch)
         counts, mask = noisy_batch(data["log"][idx], rng, dims=dims)
         out = net(pattern_input(counts, mask))
-        return _loss(out, *(torch.as_tensor(data[k][idx]) for k in ("label", "hidden", "position")))
+        return _loss(out, *(torch.as_tensor(data[k][idx]) for k in ("label", "position")))
 
     return one_cycle_training(net, batch_loss, steps=epochs * (len(data["label"]) // batch), lr=lr, pct_start=0.1,
                               log_every=log_every, label=f"{dims}-D ")

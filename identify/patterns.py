@@ -6,8 +6,8 @@ know from it.
 The label is the kind of defect *visible* at the reflection: a dislocation or loop whose phase
 winding |G·b| is below :data:`MIN_CONTRAST`, a fault whose wrapped |G·R| is, or a twin whose
 domain scatters into the same reflection, leaves no mark on the pattern. Such a crystal is
-labelled ``perfect`` with ``invisible=True``, so that a classifier reports "no visible defect at
-this reflection" and the chance of a hidden one, not a confident "perfect".
+labelled ``perfect`` with ``invisible=True``: a classifier reports "no visible defect at this
+reflection", and :func:`invisible_defects` lists what the reflection cannot show.
 
 The crystal spans 60–85 % of a 32³ object grid, and the pattern is its 64³ transform: linear
 oversampling 2.4–3.4, as a well-set BCDI scan measures. The continuum object is sampled twice finer
@@ -26,14 +26,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from braggscope._validate import check_vector
 from braggscope.physics import wrap_phase
-from braggscope.simulate.planar import SplitDislocation
+from braggscope.simulate.planar import SplitDislocation, twin_shares_reflection
 from braggscope.simulate import (REFLECTIONS, Detector, SmoothStrain, StackingFault, TwinBoundary,
                                  atomistic_amplitude, circumradius, continuum_intensity, fcc_atoms, measure,
                                  orthogonal_q_basis, random_crystal, random_defects, simulate_sample)
 
 __all__ = ["PATTERN_CLASSES", "POSITION_BINS", "PATTERN_SHAPE", "MIN_CONTRAST", "Pattern", "defect_contrast",
-           "relative_depth", "simulate_pattern", "detector_counts", "TEST_SEED", "VALIDATION_SEED"]
+           "invisible_defects", "invisible_text", "format_vector", "relative_depth", "simulate_pattern", "detector_counts", "TEST_SEED", "VALIDATION_SEED"]
 
 PATTERN_CLASSES = ("perfect", "dislocation", "loop", "stacking_fault", "twin")
 POSITION_BINS = ("centre", "middle", "surface")  # a dislocation's distance from the centre / the crystal's reach: < 1/3, < 2/3, ≥ 2/3
@@ -42,6 +43,12 @@ OBJECT_SHAPE = (32, 32, 32)
 MIN_CONTRAST = 0.5  # [rad] the phase contrast below which a defect leaves no mark (as identify.data)
 VALIDATION_SEED = 500_000  # calibration examples: seeds ≥ this
 TEST_SEED = 1_000_000  # held-out examples: seeds ≥ this; training never sees them
+_N111 = ((1, 1, 1), (1, 1, -1), (1, -1, 1), (-1, 1, 1))
+_FCC_FAMILIES = {  # [a] one vector of each ± pair
+    "dislocations": [np.array(v) / 2 for v in ((1, 1, 0), (1, -1, 0), (1, 0, 1), (1, 0, -1), (0, 1, 1), (0, 1, -1))],
+    "shockley_partials": [np.array(v) / 6 for n in _N111 for v in
+                          ((n[0], n[1], -2 * n[2]), (n[0], -2 * n[1], n[2]), (-2 * n[0], n[1], n[2]))],
+    "frank_loops": [np.array(n) / 3 for n in _N111]}
 _DEFECT_KIND = {"dislocation": ("dislocation", "split_dislocation"), "loop": ("loop",),
                 "stacking_fault": ("stacking_fault",), "twin": ("twin",)}
 
@@ -92,6 +99,48 @@ def defect_contrast(defect, g_vector, hkl) -> float:
         return max(abs(float(g @ p.burgers)) for p in (defect.leading, defect.trailing))
     burgers = getattr(defect, "burgers", None)
     return 0.0 if burgers is None else abs(float(g @ burgers))
+
+
+def invisible_defects(hkl) -> dict:
+    """The fcc defects the reflection `hkl` cannot show (crystal frame, vectors in units of a).
+
+    'dislocations' (perfect a/2<110>), 'shockley_partials' (a/6<112>: split dislocations and the
+    bounds of Shockley faults) and 'frank_loops' (a/3<111>): the Burgers vectors b with G·b = 0,
+    so no phase winds around the line. 'fault_planes': the {111} planes whose intrinsic fault
+    (R ≡ a/3<111>) gives G·R ∈ 2πℤ, no phase jump across it (its bounding partial may still
+    show). 'twin_planes': the {111} twins whose domain also scatters into `hkl`. A defect in these
+    lists leaves the pattern of a perfect crystal, so a 'perfect' verdict at `hkl` rules it out
+    only after a second reflection that shows it."""
+    h = np.asarray(check_vector(hkl, "hkl", nonzero=True), float)
+    out = {name: [tuple(float(x) for x in b) for b in vectors if abs(h @ b) < 1e-9]
+           for name, vectors in _FCC_FAMILIES.items()}
+    out["fault_planes"] = [n for n in _N111 if round(h @ n) % 3 == 0]
+    out["twin_planes"] = [n for n in _N111 if twin_shares_reflection(hkl, n)]
+    return out
+
+
+def format_vector(v) -> str:
+    """A crystal vector [a] as the field writes it: (0.5, -0.5, 0) → 'a/2[1-10]', (1, 1, 1) → '(111)'."""
+    v = np.asarray(v, float)
+    for n in (1, 2, 3, 6):
+        if np.allclose(v * n, np.round(v * n)):
+            digits = "".join(str(int(x)) for x in np.round(v * n))
+            return f"({digits})" if n == 1 else f"a/{n}[{digits}]"
+    raise ValueError(f"{v} is not a low-index crystal vector")
+
+
+_FAMILY_NAMES = {"dislocations": "dislocations b =", "shockley_partials": "Shockley partials b =",
+                 "frank_loops": "Frank loops b =", "fault_planes": "faults on", "twin_planes": "twins on"}
+
+
+def invisible_text(hkl, invisible) -> str:
+    """One line naming the defects the reflection `hkl` cannot show (`invisible`:
+    :func:`invisible_defects`), or saying that the reflection was not given."""
+    if invisible is None:
+        return "reflection not given: the defects it cannot show (G·b = 0, G·R ∈ 2πℤ) are not listed"
+    listed = [f"{_FAMILY_NAMES[k]} {', '.join(format_vector(v) for v in vs)}" for k, vs in invisible.items() if vs]
+    return (f"invisible at {tuple(int(v) for v in hkl)} (G·b = 0, G·R ∈ 2πℤ), so not ruled out: "
+            + ("; ".join(listed) if listed else "none of the fcc dislocations, loops, faults and twins"))
 
 
 def relative_depth(dislocation, crystal) -> float:

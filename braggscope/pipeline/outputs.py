@@ -53,10 +53,12 @@ def write_data(folder, config, raw, prepared, grid):
 
 
 def classify(folder, config, prepared, device) -> dict:
-    """pattern.json: the 3-D pattern classifier's verdict on the prepared data."""
+    """pattern.json: the 3-D pattern classifier's verdict on the prepared data, with the defects the
+    [sample]'s reflection cannot show (when it gives one)."""
     from ..identify.classifier import PatternClassifier
 
-    verdict = PatternClassifier.load(dims=3, device=device).classify(prepared.intensity, prepared.mask).to_dict()
+    verdict = PatternClassifier.load(dims=3, device=device).classify(prepared.intensity, prepared.mask,
+                                                                     hkl=config.sample.hkl).to_dict()
     with atomic_path(folder / "pattern.json") as tmp:
         tmp.write_text(json.dumps(verdict, indent=1, default=float))
     return verdict

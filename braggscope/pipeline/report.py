@@ -56,11 +56,14 @@ def ranked_classes(verdict) -> str:
 
 
 def _verdict(v):
+    from ..identify.patterns import invisible_text
+
     if not v:
         return "not run"
     ranked = ranked_classes(v)
-    return (f"{v['label']} ({ranked}; a defect this reflection cannot show: {v['hidden_defect']:.2f}"
-            + ("" if v["known"] else f"; outside the training distribution, score {v['ood_score']:.0f}") + ")")
+    return (f"{v['label']} ({ranked}" + ("" if v["known"] else f"; outside the training distribution, score "
+                                                               f"{v['ood_score']:.0f}")
+            + f"; {invisible_text(v.get('hkl'), v.get('invisible'))})")
 
 
 def defect_rows(defects) -> str:
