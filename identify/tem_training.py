@@ -177,6 +177,7 @@ def train(data, validation, *, steps=1500, lr=3e-3, batch=8, crop=CROP, seed=0, 
 
     one_cycle_training(seg.net, batch_loss, steps=steps, lr=lr, log_every=every, label="tem ")
     seg.meta = {"seed": seed, "steps": steps, "batch": batch, "crop": crop, "lr": lr, "images": len(data["intensity"]),
+                "contact_w0": CONTACT_W0, "contact_sigma_px": CONTACT_SIGMA_PX,
                 "validation_seeds": [VALIDATION_SEED, VALIDATION_SEED + len(validation)], "history": history,
                 "train_seconds": history[-1]["seconds"] if history else 0.0, "init": earlier or None}
     return seg

@@ -17,6 +17,8 @@ torch.Size([1, 4, 32, 32, 32])
 """
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -281,10 +283,11 @@ def default_weights_path(spatial_dims=3) -> Path:
     return Path(__file__).resolve().parent / "weights" / f"phase_net_{int(spatial_dims)}d.pt"
 
 
-def load_phase_net(spatial_dims=3, path=None) -> PhaseNet:
-    """The network with its trained weights (file from :func:`.neural_training.save_weights`)."""
+def load_phase_net(spatial_dims=3, path=None, *, with_recipe=False):
+    """The network with its trained weights (file from :func:`.neural_training.save_weights`),
+    and with `with_recipe` also the recipe (a dict) that made them."""
     state = load_checkpoint(default_weights_path(spatial_dims) if path is None else path, "trained phase network",
                             "train one with `python -m braggscope.retrieval.neural_training` or run without --seed-net")
     net = PhaseNet(**state["config"])
     net.load_state_dict(state["weights"])
-    return net.eval()
+    return (net.eval(), json.loads(state["recipe"])) if with_recipe else net.eval()

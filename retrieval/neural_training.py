@@ -310,11 +310,6 @@ def save_weights(net, path, *, scores, recipe):
                     "recipe": json.dumps(recipe)}, tmp)
 
 
-def _recipe(path):
-    """The recipe stored with the weights at `path` (a dict; see :func:`save_weights`)."""
-    return json.loads(torch.load(path, map_location="cpu", weights_only=True)["recipe"])
-
-
 def main(argv=None):
     from .neural import default_weights_path
 
@@ -335,7 +330,7 @@ def main(argv=None):
     if args.init:
         from .neural import load_phase_net
 
-        net, earlier = load_phase_net(args.ndim, args.init), _recipe(args.init)
+        net, earlier = load_phase_net(args.ndim, args.init, with_recipe=True)
         if net.config["spatial_dims"] != args.ndim:
             p.error(f"--init {args.init} holds a {net.config['spatial_dims']}-D network, not {args.ndim}-D")
     else:
