@@ -6,8 +6,9 @@ crystal shows at this reflection (:data:`~.patterns.PATTERN_CLASSES`) and, for o
 far from the centre it runs. No pattern can tell whether the crystal holds a defect its reflection
 cannot show (G·b = 0, G·R ∈ 2πℤ: the pattern is a perfect crystal's), so given the reflection the
 verdict lists those defects by the visibility rule (:func:`~.patterns.invisible_defects`); a
-second reflection that shows them settles it. Probabilities are calibrated by temperature scaling; a pattern far from the training
-data (Mahalanobis distance of the network's features) is reported as unknown.
+second reflection that shows them settles it. Probabilities are calibrated by temperature
+scaling; a pattern far from the training data (Mahalanobis distance of the network's features) is
+reported as unknown.
 
 >>> import numpy as np
 >>> from braggscope.identify.classifier import PatternClassifier

@@ -34,7 +34,8 @@ from braggscope.simulate import (REFLECTIONS, Detector, SmoothStrain, StackingFa
                                  orthogonal_q_basis, random_crystal, random_defects, simulate_sample)
 
 __all__ = ["PATTERN_CLASSES", "POSITION_BINS", "PATTERN_SHAPE", "MIN_CONTRAST", "Pattern", "defect_contrast",
-           "invisible_defects", "invisible_text", "format_vector", "relative_depth", "simulate_pattern", "detector_counts", "TEST_SEED", "VALIDATION_SEED"]
+           "invisible_defects", "invisible_text", "format_vector", "relative_depth", "simulate_pattern",
+           "detector_counts", "TEST_SEED", "VALIDATION_SEED"]
 
 PATTERN_CLASSES = ("perfect", "dislocation", "loop", "stacking_fault", "twin")
 POSITION_BINS = ("centre", "middle", "surface")  # a dislocation's distance from the centre / the crystal's reach: < 1/3, < 2/3, ≥ 2/3
