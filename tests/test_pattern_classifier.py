@@ -89,8 +89,7 @@ def _listed(defect, crystal, listed):
         return any(np.allclose(b, v, atol=1e-6) or np.allclose(b, -np.asarray(v), atol=1e-6) for v in listed[family])
 
     if isinstance(defect, TwinBoundary):
-        return any(np.allclose(np.abs(defect.plane_hkl), np.abs(n)) and np.allclose(np.cross(defect.plane_hkl, n), 0)
-                   for n in listed["twin_planes"])
+        return any(np.allclose(np.cross(defect.plane_hkl, n), 0) for n in listed["twin_planes"])  # ± the plane
     if isinstance(defect, StackingFault):
         return among(defect.loop.burgers, "shockley_partials")
     if isinstance(defect, SplitDislocation):
