@@ -50,7 +50,8 @@ def landscape(seed, quick=False):
     beamline, planner = _setup(seed)
     space = planner.space
     measure = lambda scan, n: np.array([beamline(scan).efficiency for _ in range(n)])
-    formula = measure(planner.formula_design().scan, formula_draws)
+    formula_scan = planner.formula_design().scan
+    formula = measure(formula_scan, formula_draws)
     x, k = planner.candidates(n_sobol=256, n_local=0, sobol_seed=seed)
     pick = np.random.default_rng(seed).choice(len(x), size=min(screen, len(x)), replace=False)
     scans = [space.scan(x[i], k[i]) for i in pick]
@@ -63,7 +64,7 @@ def landscape(seed, quick=False):
             "best_screened_J": float(fresh.min()), "top_screened_J": screened[top].round(3).tolist(),
             "top_fresh_J": fresh.round(3).tolist(), "screened_J": screened.round(3).tolist(),
             "screened_x": [space.point(s)[0].round(3).tolist() for s in scans],
-            "formula_x": space.point(planner.formula_design().scan)[0].round(3).tolist()}
+            "formula_x": space.point(formula_scan)[0].round(3).tolist()}
     print(f"seed {seed}: formula {line['formula_J']:.2f} ± {line['formula_J_sd']:.2f}, best screened "
           f"{line['best_screened_J']:.2f} (screen {screened[top[0]]:.2f})", file=sys.stderr, flush=True)
     return line
