@@ -5,9 +5,9 @@ The chain: background flattening (:func:`prepare_micrograph`, a wide Gaussian fr
 2-D U-Net (the blocks of :mod:`.unet`) trained on the physics-based synthetic micrographs of
 :mod:`braggscope.simulate.tem` that gives class probabilities and, per object, the distance to
 its edge; the objects are the watershed basins (scikit-image) of that distance seeded by its
-cores; each is classified by its mean probabilities and measured with ``regionprops``
-(diameter; for loops the largest Feret diameter less the outline's rim, the projected loop's
-true diameter, and the habit: orientation and inclination from the axis ratio).
+cores; each is classified by its mean probabilities and measured from its pixels' moments,
+all objects at once (diameter; for loops the largest Feret diameter less the outline's rim, the
+projected loop's true diameter, and the habit: orientation and inclination from the axis ratio).
 
 The network is trained with the background's cross-entropy weighted down (CLASS_WEIGHTS), which
 tilts its softmax towards the objects; :meth:`TEMSegmenter.predict` divides that weight back
@@ -115,30 +115,60 @@ def instances(prob, distance, *, min_area=_MIN_AREA_PX, h=0.5) -> np.ndarray:
     return relabel_sequential(basins)[0].astype(np.int32)
 
 
-def measure_objects(labels, prob, pixel_nm) -> list:
-    """One dict per object of `labels` (ny, nx): class and its mean probability from `prob`
-    (classes, ny, nx), centre [px], area [nm²], diameter [nm] (loops: the largest Feret diameter
-    less the outline's rim; others: the equivalent disc's) and for loops the habit, orientation
-    and inclination [degrees] of the loop plane from the axis ratio."""
-    from skimage.measure import regionprops
+def _label_means(labels, n, values):
+    """(n, len(values)) The mean of each of `values` (arrays shaped like `labels`) over each
+    object 1…n of `labels`, and (n,) the objects' pixel counts: sums over the objects' pixels
+    alone (``np.bincount``), whatever the number of objects."""
+    inside = labels > 0
+    ids = labels[inside]
+    count = np.bincount(ids, minlength=n + 1)[1:].astype(np.float64)
+    sums = np.stack([np.bincount(ids, np.asarray(v)[inside], minlength=n + 1)[1:] for v in values], axis=1)
+    return sums / np.maximum(count, 1)[:, None], count
 
+
+def _feret_centres(region) -> float:
+    """[px] The largest distance between the centres of two pixels of the boolean `region`
+    (its Feret diameter measured between pixel centres; the farthest pair lies on the edge)."""
+    from scipy import ndimage
+    from scipy.spatial.distance import pdist
+
+    edge = np.argwhere(region & ~ndimage.binary_erosion(region))
+    return float(np.sqrt(pdist(edge, "sqeuclidean").max())) if len(edge) > 1 else 0.0
+
+
+def measure_objects(labels, prob, pixel_nm) -> list:
+    """One dict per object of `labels` (ny, nx; ids 1…n): class and its mean probability from
+    `prob` (classes, ny, nx), centre [px], area [nm²], diameter [nm] (loops: the largest Feret
+    diameter between pixel centres less the outline's rim; others: the equivalent disc's) and
+    for loops the habit: the orientation of the long axis [degrees from the rows' axis] and the
+    inclination of the loop plane from the axis ratio [degrees]. The minor axis is that of the
+    ellipse with the object's second moments (4 σ, as ``regionprops``' ``axis_minor_length``)."""
+    from scipy import ndimage
+
+    n = int(labels.max())
+    if n == 0:
+        return []
+    r, c = np.indices(labels.shape, dtype=np.float64)
+    means, count = _label_means(labels, n, [r, c, r * r, c * c, r * c, *prob[1:]])
+    centre, mean_p = means[:, :2], means[:, 5:]
+    rr, cc, rc = means[:, 2] - centre[:, 0] ** 2, means[:, 3] - centre[:, 1] ** 2, means[:, 4] - centre.prod(axis=1)
+    minor_px = 4 * np.sqrt(np.maximum((rr + cc) / 2 - np.sqrt(((rr - cc) / 2) ** 2 + rc**2), 0))
+    orientation = 0.5 * np.arctan2(2 * rc, rr - cc)
+    boxes = ndimage.find_objects(labels, n)
     objects = []
-    for region in regionprops(labels):
-        rr, cc = region.coords.T
-        mean_p = prob[1:, rr, cc].mean(axis=1)
-        k = int(np.argmax(mean_p)) + 1
+    for i in np.flatnonzero(count > 0):
+        k = int(np.argmax(mean_p[i])) + 1
         cls = TEM_CLASSES[k]
-        obj = {"id": int(region.label), "class": cls, "probability": round(float(mean_p[k - 1] / mean_p.sum()), 3),
-               "centre_px": [round(float(c), 2) for c in region.centroid], "area_nm2": float(region.area * pixel_nm**2)}
-        if cls == "loop":  # the outline is the projected loop grown by LOOP_RIM_NM: take the rim off, and the
-            # pixel by which the Feret diameter (between the outline's pixel edges) exceeds the centres' extent
-            major = max((region.feret_diameter_max - 1) * pixel_nm - 2 * LOOP_RIM_NM, pixel_nm)
-            minor = max(region.axis_minor_length * pixel_nm - 2 * LOOP_RIM_NM, 0.0)
+        obj = {"id": int(i + 1), "class": cls, "probability": round(float(mean_p[i, k - 1] / mean_p[i].sum()), 3),
+               "centre_px": [round(float(v), 2) for v in centre[i]], "area_nm2": float(count[i] * pixel_nm**2)}
+        if cls == "loop":  # the outline is the projected loop grown by LOOP_RIM_NM on each side: take the rim off
+            major = max(_feret_centres(labels[boxes[i]] == i + 1) * pixel_nm - 2 * LOOP_RIM_NM, pixel_nm)
+            minor = max(minor_px[i] * pixel_nm - 2 * LOOP_RIM_NM, 0.0)
             obj["diameter_nm"] = float(major)
-            obj["orientation_deg"] = round(float(np.degrees(region.orientation)), 1)
+            obj["orientation_deg"] = round(float(np.degrees(orientation[i])), 1)
             obj["inclination_deg"] = round(float(np.degrees(np.arccos(np.clip(minor / major, 0, 1)))), 1)
         else:
-            obj["diameter_nm"] = float(region.equivalent_diameter_area * pixel_nm)
+            obj["diameter_nm"] = float(np.sqrt(4 * count[i] / np.pi) * pixel_nm)
         objects.append(obj)
     return objects
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from braggscope.cli import main
-from braggscope.simulate.tem import (Foil, Microscope, electron_wavelength, extinction_distance, howie_whelan,
-                                     interaction_constant, lens_transfer, micrograph, random_micrograph)
+from braggscope.simulate.tem import (LOOP_RIM_NM, Foil, Microscope, electron_wavelength, extinction_distance,
+                                     howie_whelan, interaction_constant, lens_transfer, micrograph, random_micrograph)
 
 NOISELESS = Microscope(defocus=0.0, cs_mm=0.0, convergence_mrad=0.0)
 
@@ -156,6 +156,34 @@ def test_measures_of_the_true_outlines_give_the_true_sizes_and_tilts():
     assert np.median(np.abs(sizes)) < 0.05 and np.max(np.abs(sizes)) < 0.1
     assert abs(np.median(loop_sizes)) < 0.02
     assert tilts and np.median(np.abs(tilts)) < 12
+
+
+def test_measures_agree_with_regionprops():
+    """The objects' moments, taken for all at once, against scikit-image's regionprops one by
+    one: centroid and minor axis to rounding, orientation to 0.1°, and the Feret diameter between
+    pixel centres within a pixel of regionprops' (measured on the outline's contour, a pixel out)."""
+    from skimage.draw import ellipse
+    from skimage.measure import regionprops
+
+    from braggscope.identify.tem import measure_objects
+
+    labels = np.zeros((96, 96), np.int32)
+    for k, (r, c, a, b, angle) in enumerate([(20, 20, 12, 5, 0.3), (60, 30, 8, 8, 0.0), (40, 70, 15, 3, -1.1)], 1):
+        labels[ellipse(r, c, a, b, rotation=angle, shape=labels.shape)] = k
+    labels[80:83, 80:90] = 4
+    prob = np.zeros((4, 96, 96), np.float32)
+    prob[1] = 1.0  # every object a loop, so every measure is taken
+    found = measure_objects(labels, prob, pixel_nm=0.5)
+    assert [o["id"] for o in found] == [1, 2, 3, 4]
+    for o, region in zip(found, regionprops(labels)):
+        assert np.allclose(o["centre_px"], region.centroid, atol=0.006)
+        assert o["area_nm2"] == region.area * 0.25
+        feret = (o["diameter_nm"] + 2 * LOOP_RIM_NM) / 0.5
+        assert abs(feret - (region.feret_diameter_max - 1)) < 1.0
+        if region.axis_minor_length < region.axis_major_length - 1:  # a disc has no orientation
+            assert abs(o["orientation_deg"] - np.degrees(region.orientation)) < 0.1
+        minor = max(region.axis_minor_length * 0.5 - 2 * LOOP_RIM_NM, 0)
+        assert abs(o["inclination_deg"] - np.degrees(np.arccos(min(minor / o["diameter_nm"], 1)))) < 0.06
 
 
 def test_predict_divides_the_training_class_weights_out():
