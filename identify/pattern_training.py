@@ -20,15 +20,16 @@ import torch
 import torch.nn.functional as F
 
 from braggscope._backend import one_cycle_training, simulated_set
+from braggscope.simulate import gap_mask
 
 from .classifier import (PatternClassifier, PatternNet, expected_calibration_error, fit_temperature, mahalanobis_fit,
-                         mahalanobis_score, pattern_input, pattern_weights_path)
+                         mahalanobis_score, pattern_input, pattern_weights_path, prepare_pattern)
 from .patterns import PATTERN_SHAPE, TEST_SEED, VALIDATION_SEED, simulate_pattern
 
 __all__ = ["make_patterns", "noisy_batch", "train", "calibrate", "main"]
 
 LOG_FLOOR = 1e-14  # patterns are stored as float16 log10(expected + LOG_FLOOR)
-PHOTONS = (1e5, 1e9)  # the range of total counts trained on
+PHOTONS = (1e5, 1e10)  # the range of total counts trained on (past the 10⁹ of the benchmark's top level)
 
 
 _SOURCES = ("braggscope.identify.patterns",)  # the code that makes a pattern (with what it imports)
@@ -69,10 +70,12 @@ def _frames(expected, rng):
 
 
 def noisy_batch(log_expected, rng, *, dims=3, photons=None):
-    """Counts and masks (B, 64, ...) of stored patterns: Poisson counts for a total of
-    `photons` (default log-uniform in PHOTONS) in the 3-D scan (a 2-D frame keeps its share),
-    a 4-pixel gap across the last axes in half of them, a Gaussian alien 10⁻³–10⁻¹ of the peak
-    away from the centre in one of five, then random flips and axis permutations."""
+    """Counts and masks (B, 64, ...) of stored patterns, as a measurement gives them to the
+    classifier: Poisson counts for a total of `photons` (default log-uniform in PHOTONS) in the
+    3-D scan (a 2-D frame keeps its share), a detector's module gaps in half of them
+    (:func:`_detector_gaps`), a Gaussian alien 10⁻³–10⁻¹ of the peak away from the centre in one
+    of five, random flips and axis permutations, and last the crop around the measured peak of
+    :func:`.classifier.prepare_pattern`, which a gap or the noise can move off the stored centre."""
     expected = torch.pow(10.0, torch.as_tensor(log_expected).float()) - LOG_FLOOR
     if dims == 2:
         expected = _frames(expected, rng)
@@ -82,8 +85,7 @@ def noisy_batch(log_expected, rng, *, dims=3, photons=None):
     mask = torch.zeros(scaled.shape, dtype=torch.bool)
     for i in range(b):
         if rng.uniform() < 0.5:
-            start = int(rng.integers(20, 40))
-            mask[i].narrow(dims - 1 - int(rng.integers(2)), start, 4).fill_(True)
+            mask[i] = torch.from_numpy(_detector_gaps(scaled.shape[1:], rng))
         if rng.uniform() < 0.2:
             scaled[i] += _alien(scaled[i], rng)
     counts = torch.poisson(scaled) * ~mask
@@ -91,7 +93,18 @@ def noisy_batch(log_expected, rng, *, dims=3, photons=None):
         if rng.uniform() < 0.5:
             counts, mask = counts.flip(d), mask.flip(d)
     order = [0] + [int(a) + 1 for a in rng.permutation(dims)]
-    return counts.permute(*order).contiguous(), mask.permute(*order).contiguous()
+    counts, mask = counts.permute(*order).numpy(), mask.permute(*order).numpy()
+    cropped = [prepare_pattern(c, m, dims=dims) for c, m in zip(counts, mask)]
+    return torch.from_numpy(np.stack([c for c, _ in cropped])), torch.from_numpy(np.stack([m for _, m in cropped]))
+
+
+def _detector_gaps(shape, rng) -> np.ndarray:
+    """The module gaps of a Maxipix (4 pixels; three times in four) or an Eiger (2 pixels)
+    across the frame axes (the last two of `shape`) at random offsets, as
+    :func:`braggscope.simulate.measure` draws them: a 64-pixel crop holds a cross of two lines,
+    one line (an offset past the crop: a third of the time per axis) or, rarely, none."""
+    layout = "maxipix" if rng.uniform() < 0.75 else "eiger"
+    return gap_mask(shape, layout, tuple(int(v) for v in rng.integers(4, 88, size=2)))
 
 
 def _alien(pattern, rng):

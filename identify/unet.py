@@ -123,8 +123,8 @@ def predict_tiled(model, inputs, *, tile=64, overlap=16, device="cpu", activatio
     to a multiple of the network's size step and cut into blocks of `tile` voxels that overlap by
     `overlap`, blended with weights that fall off linearly at the blocks' faces. `activation`
     maps the logits (1, classes, ...) to what is blended (default: softmax over the classes).
-    `model` is left in eval mode on `device`, in the channels-last layout that oneDNN's and
-    cuDNN's convolutions run fastest in (the same output; on CPU 1.3 to 1.7 times faster)."""
+    `model` is left in eval mode on `device`, in the channels-last layout, which oneDNN's CPU
+    convolutions run faster in (the same output to float rounding)."""
     activation = activation or (lambda logits: torch.softmax(logits, dim=1))
     x = np.asarray(inputs, np.float32)
     shape = x.shape[1:]

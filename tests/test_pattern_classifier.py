@@ -14,6 +14,7 @@ from braggscope.identify.patterns import (MIN_CONTRAST, PATTERN_CLASSES, TEST_SE
                                           detector_counts, format_vector, invisible_defects, relative_depth,
                                           simulate_pattern)
 from braggscope.io import write_cxi_data
+from braggscope.retrieval.prepare import peak_position
 from braggscope.simulate import Crystal, SmoothStrain, continuum_intensity, simulate_sample, sphere
 from braggscope.simulate.planar import SplitDislocation, StackingFault, TwinBoundary
 
@@ -179,6 +180,28 @@ def test_noisy_batch_draws_the_photons_asked_and_zeroes_gaps():
     assert torch.all(counts[mask] == 0)
     frames, _ = noisy_batch(log, np.random.default_rng(0), dims=2, photons=1e7)
     assert frames.shape == (2, 64, 64)
+    for c, m in zip(counts.numpy(), mask.numpy()):  # cropped as prepare_pattern crops a measurement
+        assert np.array_equal(np.rint(peak_position(c, m)), [32, 32, 32])
+
+
+def test_training_gaps_are_a_detectors_module_gaps():
+    """The training's gaps are lines of 4 (Maxipix) or 2 (Eiger) pixels across each frame axis
+    (fewer where the crop's edge cuts one), the same in every frame: a cross, one line, or
+    (rarely) none in a 64² crop."""
+    from braggscope.identify.pattern_training import _detector_gaps
+
+    rng = np.random.default_rng(0)
+    crosses = nones = 0
+    for _ in range(300):
+        mask = _detector_gaps((8, 64, 64), rng)
+        assert np.array_equal(mask, np.broadcast_to(mask[0], mask.shape))
+        rows, columns = mask[0].all(axis=1), mask[0].all(axis=0)  # lines masked whole
+        assert np.array_equal(mask[0], rows[:, None] | columns[None, :])
+        lines = [int(rows.sum()), int(columns.sum())]
+        assert all(n <= 4 and np.all(np.diff(np.flatnonzero(line)) == 1) for n, line in zip(lines, (rows, columns)))
+        crosses += all(lines)
+        nones += not any(lines)
+    assert 0.3 < crosses / 300 < 0.6 and nones / 300 < 0.2
 
 
 @pytest.fixture(scope="module")
