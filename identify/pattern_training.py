@@ -100,9 +100,9 @@ def noisy_batch(log_expected, rng, *, dims=3, photons=None):
 
 def _detector_gaps(shape, rng) -> np.ndarray:
     """The module gaps of a Maxipix (4 pixels; three times in four) or an Eiger (2 pixels)
-    across the frame axes (the last two of `shape`) at random offsets, as
-    :func:`braggscope.simulate.measure` draws them: a 64-pixel crop holds a cross of two lines,
-    one line (an offset past the crop: a third of the time per axis) or, rarely, none."""
+    across the frame axes (the last two of `shape`), laid out by the detector model's
+    :func:`braggscope.simulate.gap_mask` at random offsets: a 64-pixel crop holds a cross of two
+    lines, one line (an offset past the crop: a third of the time per axis) or, rarely, none."""
     layout = "maxipix" if rng.uniform() < 0.75 else "eiger"
     return gap_mask(shape, layout, tuple(int(v) for v in rng.integers(4, 88, size=2)))
 
