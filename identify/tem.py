@@ -115,14 +115,12 @@ def instances(prob, distance, *, min_area=_MIN_AREA_PX, h=0.5) -> np.ndarray:
     return relabel_sequential(basins)[0].astype(np.int32)
 
 
-def _label_means(labels, n, values):
-    """(n, len(values)) The mean of each of `values` (arrays shaped like `labels`) over each
-    object 1…n of `labels`, and (n,) the objects' pixel counts: sums over the objects' pixels
-    alone (``np.bincount``), whatever the number of objects."""
-    inside = labels > 0
-    ids = labels[inside]
+def _label_means(ids, n, values):
+    """(n, len(values)) The mean of each of `values` (one value per object pixel) over each
+    object 1…n, with `ids` the object of each pixel, and (n,) the objects' pixel counts
+    (``np.bincount``: one pass per value, whatever the number of objects)."""
     count = np.bincount(ids, minlength=n + 1)[1:].astype(np.float64)
-    sums = np.stack([np.bincount(ids, np.asarray(v)[inside], minlength=n + 1)[1:] for v in values], axis=1)
+    sums = np.stack([np.bincount(ids, v, minlength=n + 1)[1:] for v in values], axis=1)
     return sums / np.maximum(count, 1)[:, None], count
 
 
@@ -148,8 +146,9 @@ def measure_objects(labels, prob, pixel_nm) -> list:
     n = int(labels.max())
     if n == 0:
         return []
-    r, c = np.indices(labels.shape, dtype=np.float64)
-    means, count = _label_means(labels, n, [r, c, r * r, c * c, r * c, *prob[1:]])
+    inside = labels > 0
+    r, c = (v.astype(np.float64) for v in np.nonzero(inside))
+    means, count = _label_means(labels[inside], n, [r, c, r * r, c * c, r * c, *(p[inside] for p in prob[1:])])
     centre, mean_p = means[:, :2], means[:, 5:]
     rr, cc, rc = means[:, 2] - centre[:, 0] ** 2, means[:, 3] - centre[:, 1] ** 2, means[:, 4] - centre.prod(axis=1)
     minor_px = 4 * np.sqrt(np.maximum((rr + cc) / 2 - np.sqrt(((rr - cc) / 2) ** 2 + rc**2), 0))
