@@ -9,8 +9,8 @@ per pixel). --weights scores other weights than the shipped ones.
 Figures (one JSON line): per level the object F1 per class (IoU ≥ 0.5, the class must agree),
 the median relative size error of the matched objects (all and per class), the median relative
 error of the object count per micrograph (number density), the median error of the matched loops'
-inclination, the share of loops found by size (< 10 nm or not) and tilt (≥ 60° or not), the pixel
-accuracy per class (DefectSegNet's measure: the true pixels of a class predicted as it); the
+inclination, the share of loops found by size (< 10 nm or not), tilt (≥ 60° or not) and g·b (0 or
+not), the pixel accuracy per class (DefectSegNet's measure: the true pixels of a class predicted as it); the
 headline keys are those at 400 e/px. Beside them a classical peer measured on the same images: a
 band-pass filter, a threshold and connected pieces (ImageJ's "Analyze Particles" recipe, with
 scikit-image), class-agnostic object F1 with the best of four thresholds chosen on the images

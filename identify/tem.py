@@ -332,7 +332,7 @@ def _tally(result: TEMResult, m, t):
     for j, o in truth.items():
         t["fn"][TEM_CLASSES.index(o["class"])] += o["visible"] and j not in matched_t
         if o["class"] == "loop" and o["visible"]:
-            t["loops"].append((o["diameter_nm"], o["inclination_deg"], j in found))
+            t["loops"].append((o["diameter_nm"], o["inclination_deg"], o["g_dot_b"], j in found))
     n_true = sum(o["visible"] for o in m.objects)
     t["count"].append(abs(len(pred) - len(on_invisible) - n_true) / max(n_true, 1))
     cm = m.class_map()
@@ -346,10 +346,12 @@ def _median(values):
 
 
 def _loop_recalls(loops) -> dict:
-    """Share of the visible loops found (IoU ≥ 0.5, called a loop) by diameter (< 10 nm or not)
-    and by the inclination of their plane to the image (≥ 60°: seen nearly edge-on, or not)."""
-    d, tilt, hit = (np.array(v, dtype=float) for v in zip(*loops)) if loops else (np.zeros(0),) * 3
-    groups = {"small": d < 10, "large": d >= 10, "steep": tilt >= 60, "flat": tilt < 60}
+    """Share of the visible loops found (IoU ≥ 0.5, called a loop) by diameter (< 10 nm or not),
+    by the inclination of their plane to the image (≥ 60°: seen nearly edge-on, or not) and by
+    g·b (0: only the residual contrast of g·(b × u) shows them, or not)."""
+    d, tilt, gb, hit = (np.array(v, dtype=float) for v in zip(*loops)) if loops else (np.zeros(0),) * 4
+    groups = {"small": d < 10, "large": d >= 10, "steep": tilt >= 60, "flat": tilt < 60,
+              "g_dot_b_zero": np.abs(gb) < 1e-3, "g_dot_b_nonzero": np.abs(gb) >= 1e-3}
     return {f"loop_recall_{name}": float(hit[sel].mean()) if sel.any() else float("nan")
             for name, sel in groups.items()}
 

@@ -106,6 +106,32 @@ def test_loop_with_g_dot_b_zero_shows_only_residual_contrast():
     assert contrast[(0, 2, -2)] < 0.2 * contrast[(2, 0, 0)]
 
 
+def test_object_contrast_is_the_objects_own_against_whole_frame_images():
+    """An object's recorded contrast is max |I - I₀| / median I₀ on its outline grown by 1 nm,
+    I the whole micrograph of the foil holding that object alone and I₀ of the foil without
+    objects (computed here frame by frame, independently of the simulator's windows): on a
+    wedge with bend contours, beside a strongly diffracting loop whose strain reaches it, and
+    defocused, so that the old measure against a ring around the object saw them."""
+    from scipy.ndimage import binary_dilation
+
+    foil = Foil(material="Ni", zone=(0, 1, 1), g=(2, 0, 0), thickness=(50.0, 0.15, 0.05), s0=0.004, bend=0.02,
+                bend_seed=3)
+    scope = Microscope(defocus=-900.0, convergence_mrad=0.1)
+    objects = [{"class": "loop", "centre_px": [60.0, 50.0], "diameter_nm": 24.0, "depth_nm": 25.0, "kind": "frank",
+                "variant": [1, 1, 1]},
+               {"class": "cavity", "centre_px": [60.0, 92.0], "diameter_nm": 8.0, "depth_nm": 20.0},
+               {"class": "loop", "centre_px": [100.0, 70.0], "diameter_nm": 10.0, "depth_nm": 30.0, "kind": "frank",
+                "variant": [1, -1, 1]}]
+    kw = dict(shape=(128, 144), pixel_nm=0.5)
+    both = micrograph(foil, scope, objects, **kw)
+    free = micrograph(foil, scope, [], **kw).intensity.astype(float)
+    for i, obj in enumerate(objects, start=1):
+        alone = micrograph(foil, scope, [obj], **kw).intensity.astype(float)
+        near = binary_dilation(both.labels == i, iterations=2)
+        expected = np.abs(alone - free)[near].max() / np.median(free[near])
+        assert both.objects[i - 1]["contrast"] == pytest.approx(expected, rel=0.01, abs=2e-3)
+
+
 def test_random_micrograph_is_reproducible_and_labelled():
     a, b = random_micrograph(7, shape=(96, 96)), random_micrograph(7, shape=(96, 96))
     assert np.array_equal(a.image, b.image) and a.objects == b.objects

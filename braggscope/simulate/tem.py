@@ -30,7 +30,7 @@ from .dislocations import DislocationLoop, circular_loop_vertices
 from .fields import DilatationCentre
 
 __all__ = ["electron_wavelength", "interaction_constant", "extinction_distance", "foil_frame", "howie_whelan",
-           "lens_transfer", "object_contrast", "camera", "Microscope", "Foil", "Micrograph", "TEM_CLASSES", "micrograph", "random_micrograph",
+           "lens_transfer", "own_contrast", "camera", "Microscope", "Foil", "Micrograph", "TEM_CLASSES", "micrograph", "random_micrograph",
            "MEAN_INNER_POTENTIAL", "MIN_CONTRAST", "LOOP_RIM_NM"]
 
 _H, _M0, _E, _C = 6.62607015e-34, 9.1093837015e-31, 1.602176634e-19, 299792458.0
@@ -232,7 +232,7 @@ class Micrograph:
     image intensity (1 = the incident beam) before the camera. pixel_nm : [nm]. labels : (ny, nx) int32,
     0 background, i + 1 inside objects[i]. objects : list of dicts with 'class' (one of
     TEM_CLASSES[1:]), 'centre_px' (row, column), 'diameter_nm', 'depth_nm', 'contrast' (see
-    :func:`object_contrast`), 'visible' (contrast ≥ MIN_CONTRAST: False for instance for a loop
+    :func:`own_contrast`), 'visible' (contrast ≥ MIN_CONTRAST: False for instance for a loop
     with g·b = 0 and little residual contrast) and the object's own parameters (loops: g·b and
     the inclination of the loop plane to the image plane, degrees).
     conditions : the microscope and foil (JSON-able).
@@ -278,13 +278,51 @@ def _box(centre, half_nm, pixel_nm, shape, dz, nz):
     return lo, hi
 
 
-def _add_phase_steps(phase_step, defect, centre, half_nm, G, pixel_nm, dz, nu):
-    """Add G·Δu across every slice of a box reaching `half_nm` around `centre` (row, column
-    [px], depth [nm]); the field beyond it is left out."""
-    ny, nx, nz = phase_step.shape
-    lo, hi = _box(centre, half_nm, pixel_nm, (ny, nx), dz, nz)
+@dataclass
+class _Part:
+    """One object's share of the specimen in the box `box` (rows, columns, slices): G·Δu per
+    slice [rad], the slices a void empties and the void's chord per column [nm]."""
+
+    box: tuple
+    phase_step: np.ndarray | None = None
+    emptied: np.ndarray | None = None
+    void_chord: np.ndarray | None = None
+
+
+@dataclass
+class _Specimen:
+    """The arrays a micrograph is integrated from: G·Δu per slice, where crystal is, the void
+    chord per column [nm], and the ground-truth labels."""
+
+    phase_step: np.ndarray
+    crystal: np.ndarray
+    void_chord: np.ndarray
+    labels: np.ndarray
+
+    def add(self, part: _Part, origin=(0, 0)) -> None:
+        """Put `part` in, its box shifted by -`origin` (rows, columns) and cut to the arrays."""
+        target, source = [], []
+        for b, o, n in zip(part.box, (*origin, 0), self.phase_step.shape):
+            lo, hi = max(b.start - o, 0), min(b.stop - o, n)
+            if hi <= lo:
+                return
+            target.append(slice(lo, hi))
+            source.append(slice(lo + o - b.start, hi + o - b.start))
+        target, source = tuple(target), tuple(source)
+        if part.phase_step is not None:
+            self.phase_step[target] += part.phase_step[source]
+        if part.emptied is not None:
+            self.crystal[target] &= ~part.emptied[source]
+        if part.void_chord is not None:
+            self.void_chord[target[:2]] += part.void_chord[source[:2]]
+
+
+def _strain_part(defect, centre, half_nm, G, pixel_nm, dz, nu, shape) -> _Part | None:
+    """G·Δu across every slice of a box reaching `half_nm` around `centre` (row, column [px],
+    depth [nm]) in a specimen of `shape` (rows, columns, slices); the field beyond it is left out."""
+    lo, hi = _box(centre, half_nm, pixel_nm, shape[:2], dz, shape[2])
     if any(h <= l for l, h in zip(lo, hi)):
-        return
+        return None
     y = np.arange(lo[0], hi[0]) * pixel_nm
     x = np.arange(lo[1], hi[1]) * pixel_nm
     z = np.arange(lo[2], hi[2] + 1) * dz
@@ -292,8 +330,7 @@ def _add_phase_steps(phase_step, defect, centre, half_nm, G, pixel_nm, dz, nu):
     pts = np.stack([cols, rows, depth])  # (3, rows, columns, slices + 1): foil x, y, z
     u = defect.displacement(pts, poisson_ratio=nu)
     gu = np.tensordot(G, u, axes=1)
-    step = np.angle(np.exp(1j * np.diff(gu, axis=-1)))
-    phase_step[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += step
+    return _Part(box=tuple(slice(l, h) for l, h in zip(lo, hi)), phase_step=np.angle(np.exp(1j * np.diff(gu, axis=-1))))
 
 
 def _fill_projected_loop(labels, loop, pixel_nm, index):
@@ -321,58 +358,53 @@ def _fill_disc(labels, centre_px, radius_px, index):
     labels[rr, cc] = index
 
 
-@dataclass
-class _Specimen:
-    """The arrays a micrograph is integrated from: G·Δu per slice, where crystal is, the void
-    chord per column [nm], and the ground-truth labels."""
-
-    phase_step: np.ndarray
-    crystal: np.ndarray
-    void_chord: np.ndarray
-    labels: np.ndarray
-
-
-def _put_loop(spec, obj, index, mat, frame, g_hkl, G, pixel_nm, dz):
+def _put_loop(spec, obj, index, mat, frame, g_hkl, G, pixel_nm, dz) -> _Part | None:
+    """Label a loop's outline and return its strain; adds g·b and the inclination to `obj`."""
     row, col = obj["centre_px"]
     centre_nm = np.array([col * pixel_nm, row * pixel_nm, obj["depth_nm"]])
     loop, burgers = _loop(mat, frame, centre_nm, obj["diameter_nm"] / 2, obj["kind"], obj["variant"])
     tilt = np.degrees(np.arccos(min(abs(float(loop.normal[2])), 1.0)))
     obj.update(g_dot_b=round(float(np.asarray(g_hkl) @ burgers / mat.lattice_parameter), 4),
                inclination_deg=round(float(tilt), 2))
-    reach = obj["diameter_nm"] / 2 + 12  # [nm] beyond, the loop's contrast is weak
-    _add_phase_steps(spec.phase_step, loop, (row, col, obj["depth_nm"]), reach, G, pixel_nm, dz, mat.poisson_ratio)
     _fill_projected_loop(spec.labels, loop, pixel_nm, index)
+    reach = obj["diameter_nm"] / 2 + 12  # [nm] beyond, the loop's contrast is weak
+    return _strain_part(loop, (row, col, obj["depth_nm"]), reach, G, pixel_nm, dz, mat.poisson_ratio,
+                        spec.phase_step.shape)
 
 
-def _put_precipitate(spec, obj, index, mat, G, pixel_nm, dz, misfit):
+def _put_precipitate(spec, obj, index, mat, G, pixel_nm, dz, misfit) -> _Part | None:
+    """Label a coherent precipitate's disc and return its strain (a dilatation centre)."""
     row, col = obj["centre_px"]
     radius = obj["diameter_nm"] / 2
     centre = DilatationCentre(position=[col * pixel_nm, row * pixel_nm, obj["depth_nm"]], radius=radius,
                               volume_change=4 * np.pi * misfit * radius**3)
     obj.update(misfit=misfit)
-    _add_phase_steps(spec.phase_step, centre, (row, col, obj["depth_nm"]), 2 * (radius + 12), G, pixel_nm, dz,
-                     mat.poisson_ratio)
     _fill_disc(spec.labels, (row, col), radius / pixel_nm, index)
+    return _strain_part(centre, (row, col, obj["depth_nm"]), 2 * (radius + 12), G, pixel_nm, dz,
+                        mat.poisson_ratio, spec.phase_step.shape)
 
 
-def _put_cavity(spec, obj, index, pixel_nm, dz):
-    """Empty the slices a spherical void crosses (in a box around it) and add its chord."""
+def _put_cavity(spec, obj, index, pixel_nm, dz) -> _Part | None:
+    """Label a spherical void's disc and return the slices it empties and its chord."""
     row, col = obj["centre_px"]
     radius = obj["diameter_nm"] / 2
+    _fill_disc(spec.labels, (row, col), radius / pixel_nm, index)
     lo, hi = _box((row, col, obj["depth_nm"]), radius + 1, pixel_nm, spec.labels.shape, dz, spec.crystal.shape[2])
+    if any(h <= l for l, h in zip(lo, hi)):
+        return None
     y = (np.arange(lo[0], hi[0]) - row)[:, None] * pixel_nm
     x = (np.arange(lo[1], hi[1]) - col)[None, :] * pixel_nm
     half_chord = np.sqrt(np.clip(radius**2 - x**2 - y**2, 0, None))
-    depth = (np.arange(spec.crystal.shape[2]) + 0.5) * dz
-    spec.void_chord[lo[0]:hi[0], lo[1]:hi[1]] += 2 * half_chord
-    spec.crystal[lo[0]:hi[0], lo[1]:hi[1]] &= ~(np.abs(depth - obj["depth_nm"]) < half_chord[:, :, None])
-    _fill_disc(spec.labels, (row, col), radius / pixel_nm, index)
+    depth = (np.arange(lo[2], hi[2]) + 0.5) * dz
+    return _Part(box=tuple(slice(l, h) for l, h in zip(lo, hi)), void_chord=2 * half_chord,
+                 emptied=np.abs(depth - obj["depth_nm"]) < half_chord[:, :, None])
 
 
-def _image_intensity(spec, foil, microscope, mat, xi_g, pixel_nm, dz):
-    """The noiseless image (1 = the incident beam): Howie–Whelan through every column, the
-    voids' missing inner-potential phase, the objective lens."""
-    phi0, phig = howie_whelan(spec.phase_step, spec.crystal, dz=dz, xi_g=xi_g, s=foil.excitation_error(spec.labels.shape))
+def _image_intensity(spec, s, microscope, mat, xi_g, pixel_nm, dz):
+    """The noiseless image (1 = the incident beam) of `spec` at the excitation errors `s`
+    [nm⁻¹] per column: Howie–Whelan through every column, the voids' missing inner-potential
+    phase, the objective lens."""
+    phi0, phig = howie_whelan(spec.phase_step, spec.crystal, dz=dz, xi_g=xi_g, s=s)
     wave = phi0 if microscope.mode == "bright" else phig
     sigma_v0 = interaction_constant(microscope.voltage) * MEAN_INNER_POTENTIAL.get(mat.name, 20.0)
     wave = wave * np.exp(-1j * sigma_v0 * spec.void_chord)
@@ -402,24 +434,31 @@ def micrograph(foil: Foil, microscope: Microscope, objects, *, shape=(256, 256),
     thickness = foil.thickness_map(shape)
     nz = int(np.ceil(thickness.max() / dz))
     depth = (np.arange(nz) + 0.5) * dz
-    spec = _Specimen(phase_step=np.zeros(shape + (nz,)), crystal=depth < thickness[:, :, None],
+    free_crystal = depth < thickness[:, :, None]
+    spec = _Specimen(phase_step=np.zeros(shape + (nz,)), crystal=free_crystal.copy(),
                      void_chord=np.zeros(shape), labels=np.zeros(shape, np.int32))
+    s = foil.excitation_error(shape)
+
+    def render(window_spec, window):
+        return _image_intensity(window_spec, s[window], microscope, mat, xi_g, pixel_nm, dz)
+
     out = []
     for i, obj in enumerate(objects, start=1):
         obj = dict(obj)
         if obj["class"] == "loop":
-            _put_loop(spec, obj, i, mat, frame, foil.g, G, pixel_nm, dz)
+            part = _put_loop(spec, obj, i, mat, frame, foil.g, G, pixel_nm, dz)
         elif obj["class"] == "precipitate":
-            _put_precipitate(spec, obj, i, mat, G, pixel_nm, dz, misfit)
+            part = _put_precipitate(spec, obj, i, mat, G, pixel_nm, dz, misfit)
         elif obj["class"] == "cavity":
-            _put_cavity(spec, obj, i, pixel_nm, dz)
+            part = _put_cavity(spec, obj, i, pixel_nm, dz)
         else:
             raise ConfigError(f"unknown TEM object class {obj['class']!r}; choose one of {TEM_CLASSES[1:]}")
-        out.append(obj)
-    image = _image_intensity(spec, foil, microscope, mat, xi_g, pixel_nm, dz)
-    for i, obj in enumerate(out, start=1):
-        obj["contrast"] = round(object_contrast(image, spec.labels, i, pixel_nm), 4)
+        if part is not None:
+            spec.add(part)
+        obj["contrast"] = round(own_contrast(part, spec.labels == i, free_crystal, render, pixel_nm), 4)
         obj["visible"] = obj["contrast"] >= MIN_CONTRAST
+        out.append(obj)
+    image = _image_intensity(spec, s, microscope, mat, xi_g, pixel_nm, dz)
     conditions = {"material": mat.name, "zone": list(foil.zone), "g": list(foil.g), "thickness_nm": list(foil.thickness),
                   "s0_per_nm": foil.s0, "bend_per_nm": foil.bend, "extinction_distance_nm": xi_g,
                   "voltage_kv": microscope.voltage, "mode": microscope.mode, "defocus_nm": microscope.defocus,
@@ -428,24 +467,36 @@ def micrograph(foil: Foil, microscope: Microscope, objects, *, shape=(256, 256),
                       pixel_nm=pixel_nm, labels=spec.labels, objects=out, conditions=conditions)
 
 
-def object_contrast(intensity, labels, index, pixel_nm) -> float:
-    """The largest |I - B| / B on object `index` (its outline grown by 1 nm) of a noiseless
-    image, B the median of the object-free ring 2–6 nm outside it: how strongly the object
-    shows, whatever the reason (g·b, depth, focus)."""
-    from scipy.ndimage import binary_dilation, find_objects
+def own_contrast(part, outline, free_crystal, render, pixel_nm, *, margin_nm=8.0) -> float:
+    """The largest |I - I₀| / B of one object on its outline grown by 1 nm, I the noiseless
+    image of the foil holding this object alone, I₀ that of the foil without objects and B the
+    median of I₀ there: how strongly the object itself shows (g·b, depth, focus), not the bend
+    contours, thickness fringes or neighbours that lie on it.
 
-    box = find_objects((labels == index).astype(np.int32))
-    if not box:
+    Both images are rendered in a window around the object reaching `margin_nm` [nm] beyond
+    it (wider than the lens spreads the image); `part` is the object's share of the specimen,
+    `outline` (ny, nx) bool its labelled pixels, `free_crystal` (ny, nx, nz) the foil without
+    objects, and `render(window_spec, window)` the image of a window's specimen."""
+    from scipy.ndimage import binary_dilation
+
+    if part is None or not outline.any():
         return 0.0
-    box = box[0]
-    grow = int(np.ceil(7 / pixel_nm))
-    box = tuple(slice(max(b.start - grow, 0), b.stop + grow) for b in box)
-    own, img, free = labels[box] == index, intensity[box], labels[box] == 0
-    near = binary_dilation(own, iterations=max(int(round(1 / pixel_nm)), 1))
-    inner = binary_dilation(own, iterations=max(int(round(2 / pixel_nm)), 1))
-    ring = binary_dilation(own, iterations=max(int(round(6 / pixel_nm)), 1)) & ~inner & free
-    background = float(np.median(img[ring])) if ring.any() else float(np.median(intensity))
-    return float(np.abs(img[near] - background).max() / max(background, 1e-6))
+    near = binary_dilation(outline, iterations=max(int(round(1 / pixel_nm)), 1))
+    rows, cols = np.nonzero(near)
+    grow = int(np.ceil(margin_nm / pixel_nm))
+    window = (slice(max(rows.min() - grow, 0), rows.max() + grow + 1),
+              slice(max(cols.min() - grow, 0), cols.max() + grow + 1))
+    crystal = free_crystal[window]
+
+    def specimen():
+        return _Specimen(phase_step=np.zeros(crystal.shape), crystal=crystal.copy(),
+                         void_chord=np.zeros(crystal.shape[:2]), labels=None)
+
+    alone = specimen()
+    alone.add(part, origin=(window[0].start, window[1].start))
+    free = render(specimen(), window)
+    on = near[window]
+    return float(np.abs(render(alone, window) - free)[on].max() / max(float(np.median(free[on])), 1e-6))
 
 
 def camera(intensity, microscope, rng):
