@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     tem.add_argument("--png", type=Path, help="write the micrograph with the outlines and classes")
     tem.add_argument("--simulate", type=int, metavar="SEED", help="write a synthetic micrograph to IMAGE first")
     tem.add_argument("--size", type=int, default=512, help="[pixels] side of the --simulate micrograph")
+    tem.add_argument("--g", type=int, nargs=3, metavar=("H", "K", "L"),
+                     help="the two-beam reflection (fcc): names the loops it shows only faintly (g·b = 0); "
+                          "--simulate takes the micrograph's own")
     tem.add_argument("--weights", type=Path, help="U-Net weights (default: the shipped ones)")
     tem.add_argument("--device", default="auto", help="auto, cpu or cuda")
     _add_common(tem)
@@ -562,13 +565,16 @@ def _read_micrograph(path):
     return image.astype(np.float32)
 
 
+_PLURAL = {"cavity": "cavities"}
+
+
 def _cmd_tem(args):
     import json
 
     import numpy as np
 
     from ._backend import resolve_device
-    from .identify.tem import TEMSegmenter, overlay_png
+    from .identify.tem import TEMSegmenter, invisible_loops, invisible_loops_text, overlay_png
     from .io.cxi import atomic_path
 
     outputs = [p for p in (args.out, args.png) if p is not None]
@@ -594,20 +600,27 @@ def _cmd_tem(args):
         with atomic_path(args.image.with_suffix(".truth.json")) as tmp:
             tmp.write_text(json.dumps(truth, indent=1))
         args.pixel_size = m.pixel_nm
+        args.g = args.g or m.conditions["g"]
+    hidden = None if args.g is None else invisible_loops(args.g)
     if args.pixel_size is None:
         raise ConfigError("give the pixel size of the micrograph with --pixel-size [nm]")
     image = _read_micrograph(args.image)
     result = TEMSegmenter.load(args.weights, device=str(resolve_device(args.device))).detect(image, args.pixel_size)
     counts, dens = result.counts(), result.densities()
     print(f"{args.image}: {result.field_um2:.4g} µm², " + ", ".join(
-        f"{counts[c]} {c}{'s' if counts[c] != 1 else ''} ({dens[c]:.3g} µm⁻²)" for c in counts))
+        f"{counts[c]} {c if counts[c] == 1 else _PLURAL.get(c, c + 's')} ({dens[c]:.3g} µm⁻²)" for c in counts))
     for c in counts:
         d = [o["diameter_nm"] for o in result.objects if o["class"] == c]
         if d:
             print(f"  {c:12s} diameter median {np.median(d):.1f} nm (range {min(d):.1f}–{max(d):.1f})")
+    if hidden is not None:
+        print("  " + invisible_loops_text(args.g))
     if args.out is not None:
+        extra = {"input": str(args.image)}
+        if hidden is not None:
+            extra |= {"g": list(args.g), "g_dot_b_zero_loops": {k: [list(b) for b in v] for k, v in hidden.items()}}
         with atomic_path(args.out) as tmp:
-            tmp.write_text(json.dumps(result.to_dict() | {"input": str(args.image)}, indent=1))
+            tmp.write_text(json.dumps(result.to_dict() | extra, indent=1))
     if args.png is not None:
         overlay_png(args.png, image, result)
 

@@ -37,7 +37,7 @@ from .unet import UNet, fuse_batchnorm, predict_tiled
 
 __all__ = ["TEMSegmenter", "TEMResult", "prepare_micrograph", "distance_target", "instances", "match_objects",
            "measure_objects", "score_micrographs", "default_tem_weights_path", "NETWORK_PIXEL_NM", "CLASS_WEIGHTS",
-           "FEATURES", "overlay_png"]
+           "FEATURES", "overlay_png", "invisible_loops", "invisible_loops_text"]
 
 #: [nm] The pixel size the network was trained at.
 NETWORK_PIXEL_NM = 0.5
@@ -207,6 +207,33 @@ class TEMResult:
         """JSON-able: counts, densities, size histograms and the object table."""
         return {"pixel_nm": self.pixel_nm, "field_um2": self.field_um2, "counts": self.counts(),
                 "density_per_um2": self.densities(), "size_histogram": self.size_histograms(), "objects": self.objects}
+
+
+def invisible_loops(g) -> dict:
+    """The fcc loops that a two-beam image in reflection `g` (hkl) shows only by the residual
+    contrast of g·(b × u), with g·b = 0: 'frank' (faulted, b = a/3<111>; the fault's g·R is 0
+    too) and 'perfect' (prismatic, b = a/2<110>), Burgers vectors in units of a, one of each ±
+    pair. A count of loops in one g misses many of them; a second g that shows them completes it."""
+    from .patterns import invisible_defects
+
+    hidden = invisible_defects(g)
+    return {"frank": hidden["frank_loops"], "perfect": hidden["dislocations"]}
+
+
+def invisible_loops_text(g) -> str:
+    """One line: the loop variants `g` shows only faintly (:func:`invisible_loops`), and how many
+    of the 4 Frank and 6 perfect variants that is."""
+    from .patterns import format_vector
+
+    hidden = invisible_loops(g)
+    hkl = " ".join(str(int(v)) for v in g)
+    names = [f"{name} b = {', '.join(format_vector(b) for b in hidden[kind])}"
+             for kind, name in (("frank", "Frank"), ("perfect", "perfect")) if hidden[kind]]
+    if not names:
+        return f"g = {hkl} shows every Frank and perfect loop variant (g·b ≠ 0)"
+    return (f"g·b = 0 at g = {hkl} for {len(hidden['frank'])} of 4 Frank and {len(hidden['perfect'])} of 6 "
+            f"perfect loop variants ({'; '.join(names)}): they show only by residual contrast and are "
+            "undercounted; image the field in a second g to count them")
 
 
 class TEMSegmenter:

@@ -264,7 +264,7 @@ def test_detect_handles_other_pixel_sizes(segmenter):
     assert all(0 <= o["centre_px"][0] < 128 for o in binned.objects)
 
 
-def test_cli_tem_simulate_and_analyse(tmp_path):
+def test_cli_tem_simulate_and_analyse(tmp_path, capsys):
     image = tmp_path / "m.tif"
     assert main(["tem", str(image), "--simulate", "3", "--size", "128", "--out", str(tmp_path / "o.json"),
                  "--png", str(tmp_path / "o.png"), "--quiet"]) == 0
@@ -272,9 +272,38 @@ def test_cli_tem_simulate_and_analyse(tmp_path):
     truth = json.loads((tmp_path / "m.truth.json").read_text())
     assert set(report["counts"]) == {"loop", "precipitate", "cavity"} and truth["objects"]
     assert (tmp_path / "o.png").read_bytes()[:4] == b"\x89PNG"
+    assert report["g"] == truth["conditions"]["g"] and set(report["g_dot_b_zero_loops"]) == {"frank", "perfect"}
+    printed = capsys.readouterr().out
+    assert "cavit" in printed and "cavitys" not in printed and f"g = {' '.join(map(str, report['g']))}" in printed
 
 
-@pytest.mark.parametrize("case", ["missing", "3d", "nan", "pixel", "no_pixel", "overwrite"])
+def test_loops_with_g_dot_b_zero_are_those_the_simulator_images_so():
+    """invisible_loops(g) lists exactly the Frank and perfect loop variants whose simulated
+    micrograph records g·b = 0, for every reflection the random micrographs use; 2 0 0 hides
+    no Frank loop, 0 2 -2 hides two of the four; g = 0 0 0 is refused."""
+    from braggscope.errors import ConfigError
+    from braggscope.identify.tem import invisible_loops, invisible_loops_text
+    from braggscope.simulate.tem import _FRANK, _PERFECT, _ZONES
+
+    loop = {"class": "loop", "centre_px": [16.0, 16.0], "diameter_nm": 8.0, "depth_nm": 20.0}
+    for zone, reflections in _ZONES.items():
+        for g in reflections:
+            hidden = invisible_loops(g)
+            for kind, variants in (("frank", _FRANK), ("perfect", _PERFECT)):
+                listed = {tuple(np.sign(b[np.flatnonzero(b)[0]]) * np.asarray(b)) for b in map(np.asarray, hidden[kind])}
+                for v in variants:
+                    m = micrograph(Foil(material="Cu", zone=zone, g=g, thickness=(40.0, 0, 0)), NOISELESS,
+                                   [loop | {"kind": kind, "variant": list(v)}], shape=(32, 32), pixel_nm=1.0)
+                    b = np.asarray(v) / (3 if kind == "frank" else 2)
+                    b = tuple(np.sign(b[np.flatnonzero(b)[0]]) * b)
+                    assert (m.objects[0]["g_dot_b"] == 0) == (b in listed), (g, kind, v)
+    assert invisible_loops((2, 0, 0))["frank"] == [] and len(invisible_loops((0, 2, -2))["frank"]) == 2
+    assert "2 of 4 Frank" in invisible_loops_text((0, 2, -2))
+    with pytest.raises(ConfigError):
+        invisible_loops((0, 0, 0))
+
+
+@pytest.mark.parametrize("case", ["missing", "3d", "nan", "pixel", "no_pixel", "overwrite", "g"])
 def test_cli_tem_bad_input_exits_2_and_writes_nothing(tmp_path, case, capsys):
     import tifffile
 
@@ -285,8 +314,8 @@ def test_cli_tem_bad_input_exits_2_and_writes_nothing(tmp_path, case, capsys):
         tifffile.imwrite(image, data, photometric="minisblack")
     out = tmp_path / "o.json"
     args = ["tem", str(image), "--out", str(out)]
-    args += {"pixel": ["--pixel-size", "-1"], "no_pixel": [], "overwrite": ["--pixel-size", "1", "--simulate", "1"]
-             }.get(case, ["--pixel-size", "1"])
+    args += {"pixel": ["--pixel-size", "-1"], "no_pixel": [], "overwrite": ["--pixel-size", "1", "--simulate", "1"],
+             "g": ["--pixel-size", "1", "--g", "0", "0", "0"]}.get(case, ["--pixel-size", "1"])
     assert main(args) == 2
     assert not out.exists()
     assert "error" in capsys.readouterr().err
