@@ -165,7 +165,7 @@ def _tem(files, seed, device):
     """A synthetic two-beam micrograph (loops, precipitates, cavities) and what the TEM U-Net finds in it."""
     import tifffile
 
-    from .identify.tem import TEMSegmenter, match_objects, overlay_png
+    from .identify.tem import TEMSegmenter, invisible_loops_text, match_objects, overlay_png
     from .simulate.tem import random_micrograph
 
     m = random_micrograph(seed + 3, shape=(512, 512))
@@ -174,8 +174,11 @@ def _tem(files, seed, device):
     result = TEMSegmenter.load(device=device).detect(m.image, m.pixel_nm)
     overlay_png(files["tem_png"], m.image, result)
     truth = {c: sum(o["class"] == c and o["visible"] for o in m.objects) for c in result.counts()}
+    faint = sum(o["class"] == "loop" and o["visible"] and o["g_dot_b"] == 0 for o in m.objects)
     files["tem"] = {"conditions": m.conditions, "truth": truth, "found": result.counts(),
-                    "matched": len(match_objects(result.labels, m.labels)), "field_um2": result.field_um2}
+                    "matched": len(match_objects(result.labels, m.labels)), "field_um2": result.field_um2,
+                    "g_note": f"{invisible_loops_text(m.conditions['g'])} (true loops with g·b = 0 here: "
+                              f"{faint} of {truth['loop']})"}
 
 
 def _tem_text(t):
@@ -186,7 +189,8 @@ def _tem_text(t):
             f"{c['defocus_nm']:.0f} nm, {c['dose_e_per_px']:.0f} electrons per pixel, {t['field_um2']:.3f} µm²) "
             f"and the objects the TEM U-Net outlines ({t['matched']} overlap a true object with IoU ≥ 0.5); "
             f"<code>braggscope tem IMAGE.tif --pixel-size NM</code> does the same for a measured one.</p>"
-            f"<table><tr><th>class</th><th>true (visible)</th><th>found</th></tr>{rows}</table>")
+            f"<table><tr><th>class</th><th>true (visible)</th><th>found</th></tr>{rows}</table>"
+            f"<p>{t['g_note']}.</p>")
 
 
 def _laue(files, seed):

@@ -142,6 +142,7 @@ def test_demo_writes_report_and_pictures(tmp_path):
     assert "Strain along G" in html and "Found in the reconstruction by the U-Net" in html
     assert "Next scan" in html and "oversampling 3 of the detector plane" in html and "G·b = 0" in html
     assert "Howie–Whelan" in html and "Laue microdiffraction of a Cu polycrystal" in html
+    assert "true loops with g·b = 0 here" in html
     assert html.count("data:image/png;base64") == 7
     assert "A beamtime batch" in html and (tmp_path / "demo" / "batch" / "summary.html").is_file()
     assert html.count("<td>done</td>") == 2

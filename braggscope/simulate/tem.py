@@ -30,7 +30,7 @@ from .dislocations import DislocationLoop, circular_loop_vertices
 from .fields import DilatationCentre
 
 __all__ = ["electron_wavelength", "interaction_constant", "extinction_distance", "foil_frame", "howie_whelan",
-           "lens_transfer", "own_contrast", "camera", "Microscope", "Foil", "Micrograph", "TEM_CLASSES", "micrograph", "random_micrograph",
+           "lens_transfer", "camera", "Microscope", "Foil", "Micrograph", "TEM_CLASSES", "micrograph", "random_micrograph",
            "MEAN_INNER_POTENTIAL", "MIN_CONTRAST", "LOOP_RIM_NM"]
 
 _H, _M0, _E, _C = 6.62607015e-34, 9.1093837015e-31, 1.602176634e-19, 299792458.0
@@ -231,10 +231,12 @@ class Micrograph:
     image : (ny, nx) float32, electrons per pixel. intensity : (ny, nx) float32, the noiseless
     image intensity (1 = the incident beam) before the camera. pixel_nm : [nm]. labels : (ny, nx) int32,
     0 background, i + 1 inside objects[i]. objects : list of dicts with 'class' (one of
-    TEM_CLASSES[1:]), 'centre_px' (row, column), 'diameter_nm', 'depth_nm', 'contrast' (see
-    :func:`own_contrast`), 'visible' (contrast ≥ MIN_CONTRAST: False for instance for a loop
-    with g·b = 0 and little residual contrast) and the object's own parameters (loops: g·b and
-    the inclination of the loop plane to the image plane, degrees).
+    TEM_CLASSES[1:]), 'centre_px' (row, column), 'diameter_nm', 'depth_nm', 'contrast' (the object's
+    own: the largest |I - I₀| / B on its outline grown by 1 nm, I the noiseless image of the foil
+    holding it alone, I₀ of the foil without objects, B the median of I₀ there), 'visible'
+    (contrast ≥ MIN_CONTRAST: False for instance for a loop with g·b = 0 and little residual
+    contrast) and the object's own parameters (loops: g·b and the inclination of the loop plane
+    to the image plane, degrees).
     conditions : the microscope and foil (JSON-able).
     """
 
@@ -292,12 +294,12 @@ class _Part:
 @dataclass
 class _Specimen:
     """The arrays a micrograph is integrated from: G·Δu per slice, where crystal is, the void
-    chord per column [nm], and the ground-truth labels."""
+    chord per column [nm], and the ground-truth labels (None in a window around one object)."""
 
     phase_step: np.ndarray
     crystal: np.ndarray
     void_chord: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
 
     def add(self, part: _Part, origin=(0, 0)) -> None:
         """Put `part` in, its box shifted by -`origin` (rows, columns) and cut to the arrays."""
@@ -455,7 +457,7 @@ def micrograph(foil: Foil, microscope: Microscope, objects, *, shape=(256, 256),
             raise ConfigError(f"unknown TEM object class {obj['class']!r}; choose one of {TEM_CLASSES[1:]}")
         if part is not None:
             spec.add(part)
-        obj["contrast"] = round(own_contrast(part, spec.labels == i, free_crystal, render, pixel_nm), 4)
+        obj["contrast"] = round(_own_contrast(part, spec.labels == i, free_crystal, render, pixel_nm), 4)
         obj["visible"] = obj["contrast"] >= MIN_CONTRAST
         out.append(obj)
     image = _image_intensity(spec, s, microscope, mat, xi_g, pixel_nm, dz)
@@ -467,7 +469,7 @@ def micrograph(foil: Foil, microscope: Microscope, objects, *, shape=(256, 256),
                       pixel_nm=pixel_nm, labels=spec.labels, objects=out, conditions=conditions)
 
 
-def own_contrast(part, outline, free_crystal, render, pixel_nm, *, margin_nm=8.0) -> float:
+def _own_contrast(part, outline, free_crystal, render, pixel_nm, *, margin_nm=8.0) -> float:
     """The largest |I - I₀| / B of one object on its outline grown by 1 nm, I the noiseless
     image of the foil holding this object alone, I₀ that of the foil without objects and B the
     median of I₀ there: how strongly the object itself shows (g·b, depth, focus), not the bend
