@@ -88,6 +88,19 @@ def distance_target(labels) -> np.ndarray:
     return (dist / np.maximum(peak[labels], 1e-9)).astype(np.float32)
 
 
+def _dome_tops(values, h) -> np.ndarray:
+    """Seeds (int labels) of the maxima of `values` that stand at least `h` above every path to a
+    higher one: the h-maxima, one label per h-dome. ``skimage.morphology.h_maxima`` marks the
+    same pixels, but a dome whose top value is reached at two places that do not touch (a tie,
+    common once the map is rounded) would give two seeds and split the object."""
+    from skimage.measure import label
+    from skimage.morphology import reconstruction
+
+    residue = values - reconstruction(values - h, values, method="dilation")
+    domes = label(residue > 0)
+    return np.where(residue >= h * (1 - 1e-9), domes, 0)
+
+
 def instances(prob, distance, *, min_area=_MIN_AREA_PX, h=0.5) -> np.ndarray:
     """Instance labels (ny, nx) int32 from class probabilities (classes, ny, nx) and the
     distance map: watershed of -distance inside the foreground, seeded by the distance's maxima
@@ -95,7 +108,6 @@ def instances(prob, distance, *, min_area=_MIN_AREA_PX, h=0.5) -> np.ndarray:
     piece that has none; basins smaller than `min_area` pixels dropped."""
     from scipy import ndimage
     from skimage.measure import label
-    from skimage.morphology import h_maxima
     from skimage.segmentation import relabel_sequential, watershed
 
     foreground = prob.argmax(axis=0) > 0
@@ -103,7 +115,7 @@ def instances(prob, distance, *, min_area=_MIN_AREA_PX, h=0.5) -> np.ndarray:
     markers, seeds = np.zeros(pieces.shape, np.int32), 0
     for k, box in enumerate(ndimage.find_objects(pieces), start=1):  # objects are sparse: work piece by piece
         own = pieces[box] == k
-        tops = label(h_maxima(np.where(own, distance[box], 0).astype(np.float64), h).astype(bool) & own)
+        tops = _dome_tops(np.where(own, distance[box], 0).astype(np.float64), h) * own
         if not tops.any():  # a piece without a clear top gets one seed at its highest point
             tops[np.unravel_index(np.argmax(np.where(own, distance[box], -1)), own.shape)] = 1
         markers[box][tops > 0] = tops[tops > 0] + seeds
