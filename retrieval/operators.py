@@ -184,7 +184,9 @@ class ShrinkWrap(Operator):
         [voxels] Blur reached after `sigma_cycles` cycles (linear in the cycle number, so the
         operator keeps no counter of its own).
     sigma_cycles : int
-        Cycles over which the blur goes from `sigma` to `sigma_end`.
+        Cycles over which the blur goes from `sigma` to `sigma_end`: the chain's RAAR or HIO cycles
+        (600 in the default recipe; :func:`~braggscope.retrieval.default_chain` sets it for other
+        lengths). A chain that stops before it ends on a blurred, loose support.
     min_fraction, max_fraction : float
         Allowed support fraction of the array; outside it raises SupportCollapsedError or
         SupportExplodedError.

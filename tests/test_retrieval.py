@@ -4,8 +4,8 @@ import pytest
 
 from braggscope.errors import ConfigError, FileFormatError, ShapeError
 from braggscope.metrics import align_to, band_limited, reconstruction_error
-from braggscope.retrieval.engine import autocorrelation_support, best_runs, reconstruct
-from braggscope.retrieval.operators import ER, HIO, RAAR, ShrinkWrap, parse_recipe
+from braggscope.retrieval.engine import autocorrelation_support, best_runs, default_chain, reconstruct
+from braggscope.retrieval.operators import ER, HIO, RAAR, Power, Sequence, ShrinkWrap, parse_recipe
 from braggscope.simulate import (Crystal, continuum_intensity, gap_mask, random_orientation, simulate_sample,
                                  truncated_octahedron)
 
@@ -16,6 +16,27 @@ def test_recipe_algebra_round_trips():
     assert parse_recipe(str(r)) == r
     assert parse_recipe("ER * HIO * RAAR") == ER() * HIO() * RAAR() == (ER() * HIO()) * RAAR()
     assert str(parse_recipe("ER**200 * (ShrinkWrap * RAAR**20)**30")) == "ER**200 * (ShrinkWrap * RAAR**20)**30"
+
+
+def _shrink_wrap_blurs(op, cycle=0):
+    """([blur of each shrink-wrap in the order they run], cycles after `op`) for a parsed recipe."""
+    if isinstance(op, ShrinkWrap):
+        return [op.sigma_at(cycle)], cycle
+    if isinstance(op, (Sequence, Power)):
+        parts = op.ops if isinstance(op, Sequence) else (op.op,) * op.n
+        blurs = []
+        for part in parts:
+            more, cycle = _shrink_wrap_blurs(part, cycle)
+            blurs += more
+        return blurs, cycle
+    return [], cycle + op.cycles
+
+
+@pytest.mark.parametrize("cycles", [40, 100, 200, 400, 1000])
+def test_the_default_chain_tightens_its_support_blur_whatever_its_length(cycles):
+    blurs, total = _shrink_wrap_blurs(parse_recipe(default_chain(cycles)))
+    assert total == cycles and np.all(np.diff(blurs) < 0)
+    assert blurs[0] > ShrinkWrap.sigma - 0.3 and blurs[-1] == pytest.approx(ShrinkWrap.sigma_end)  # the last ends it
 
 
 @pytest.mark.parametrize("text, match", [("ER**2 * Foo", "unknown operator"), ("HIO(gamma=2)", "takes beta"),
