@@ -186,7 +186,7 @@ class ShrinkWrap(Operator):
     sigma_cycles : int
         Cycles over which the blur goes from `sigma` to `sigma_end`: the chain's RAAR or HIO cycles
         (600 in the default recipe; :func:`~braggscope.retrieval.default_chain` sets it for other
-        lengths). A chain that stops before it ends on a blurred, loose support.
+        lengths). A chain shorter than `sigma_cycles` ends on a blurred, loose support.
     min_fraction, max_fraction : float
         Allowed support fraction of the array; outside it raises SupportCollapsedError or
         SupportExplodedError.
