@@ -11,7 +11,9 @@ Prints one JSON object on its last line:
   counts as more than 1000); reached_within_100 and reached_within_1000: the shares reached;
 - success_rate_seeded, success_rate_random: share of runs with error < 0.1 (seeded: after
   SEEDED_CYCLES; random: after 1000), with _defective splits; final_error_seeded and
-  final_error_random: median errors of those runs;
+  final_error_random: median errors of those runs; success_rate_random_same_cycles and
+  final_error_random_same_cycles: the same for the 2 random starts run for SEEDED_CYCLES only (with
+  a _defective split);
 - real_scan54_llk_seeded, real_scan54_llk_random: the best LLK of 2 seeded and 2 random-start
   runs after the same SEEDED_CYCLES cycles on the prepared measured scan (and free LLKs);
 - inference_s_64: seconds of the network's guess of a 64³ pattern on this CPU (the window, the
@@ -70,6 +72,9 @@ def run_crystal(i, net, budgets, random_runs):
     rand = reconstruct(p["counts"], default_chain(RANDOM_CYCLES), mask=p["mask"], n_runs=random_runs, rng=i,
                        device="cpu")
     row["random_runs"] = [error(o) for o in rand.obj]
+    short = reconstruct(p["counts"], default_chain(SEEDED_CYCLES), mask=p["mask"], n_runs=random_runs, rng=i,
+                        device="cpu")
+    row["random_runs_seeded_cycles"] = [error(o) for o in short.obj]
     row["random_best"] = row["random_runs"][0]  # best by free LLK
     return row
 
@@ -130,6 +135,7 @@ def main():
     defective = np.array([r["defective"] for r in rows])
     seeded = np.array([r["seeded"][min(SEEDED_CYCLES, budgets[-1])] for r in rows])
     random_runs = np.array([r["random_runs"] for r in rows])
+    random_short = np.array([r["random_runs_seeded_cycles"] for r in rows])
     factor, within_100, within_1000 = reduction(rows, budgets)
     out = Path(__file__).resolve().parents[1] / "out"
     out.mkdir(exist_ok=True)
@@ -143,6 +149,9 @@ def main():
         "success_rate_seeded_defective": float(np.mean(seeded[defective] < 0.1)),
         "success_rate_random_defective": float(np.mean(random_runs[defective] < 0.1)),
         "final_error_seeded": float(np.median(seeded)), "final_error_random": float(np.median(random_runs)),
+        "success_rate_random_same_cycles": float(np.mean(random_short < 0.1)),
+        "success_rate_random_same_cycles_defective": float(np.mean(random_short[defective] < 0.1)),
+        "final_error_random_same_cycles": float(np.median(random_short)),
         "final_error_random_best": float(np.median([r["random_best"] for r in rows])),
         "median_seeded_error_by_cycles": {n: float(np.median([r["seeded"][n] for r in rows])) for n in budgets},
         "seeded_cycles": SEEDED_CYCLES, "random_cycles": RANDOM_CYCLES, "random_runs_per_crystal": 2,
