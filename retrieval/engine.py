@@ -38,8 +38,8 @@ def default_chain(cycles) -> str:
     raar = 3 * cycles // 4
     every = min(20, max(5, raar // 10))
     blocks = raar // every
-    return (f"ER**{cycles - blocks * every} * (ShrinkWrap(sigma_cycles={blocks * every}) * RAAR**{every})"
-            f"**{blocks}")
+    raar = blocks * every  # whole shrink-wrap blocks; the blur ends at the last one
+    return f"ER**{cycles - raar} * (ShrinkWrap(sigma_cycles={raar}) * RAAR**{every})**{blocks}"
 
 
 @dataclass(frozen=True, kw_only=True)
