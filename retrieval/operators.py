@@ -240,7 +240,7 @@ class PSF(Operator):
                 state.obj.shape[0], *state.obj.shape[1:]).clone()
         else:
             psf = F.update_psf(state.obj, state.intensity, state.measured, state.psf, iterations=self.iterations)
-        return state.replace(psf=psf, otf=torch.fft.rfftn(psf, dim=tuple(range(1, psf.ndim))))
+        return state.replace(psf=psf, otf=torch.fft.rfftn(psf.double(), dim=tuple(range(1, psf.ndim))))
 
 
 @dataclass(frozen=True, eq=True)
