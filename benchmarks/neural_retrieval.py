@@ -15,7 +15,8 @@ Prints one JSON object on its last line:
   final_error_random_same_cycles: the same for the 2 random starts run for SEEDED_CYCLES only (with
   a _defective split);
 - real_scan54_llk_seeded, real_scan54_llk_random: the best LLK of 2 seeded and 2 random-start
-  runs after the same SEEDED_CYCLES cycles on the prepared measured scan (and free LLKs);
+  runs after the same SEEDED_CYCLES cycles on the prepared measured scan (and free LLKs); the keys
+  ending in _psf the same with a partial-coherence PSF in the chain (default_chain(..., psf=True));
 - inference_s_64: seconds of the network's guess of a 64³ pattern on this CPU (the window, the
   network, the resampling onto the data grid); net_forward_s_64 the network alone;
 - the sizes, the test seeds, device.
@@ -87,7 +88,8 @@ def reduction(rows, budgets, tolerance=1.05):
 
 
 def real_scan(net, cycles):
-    """Best LLK of 2 seeded and 2 random-start runs of `cycles` on the prepared measured scan."""
+    """Best LLK of 2 seeded and 2 random-start runs of `cycles` on the prepared measured scan,
+    without and with a partial-coherence PSF."""
     if not REAL_SCAN.is_file():
         return {"real_scan54_llk_seeded": None, "real_scan54_llk_random": None,
                 "real_scan54_note": f"{REAL_SCAN} not found"}
@@ -98,7 +100,13 @@ def real_scan(net, cycles):
     starts = starts_from_guess(guess, 2, rng=0)
     seeded = reconstruct(p.intensity, recipe, mask=p.mask, obj=starts, support=guess.support, n_runs=2, rng=0)
     rand = reconstruct(p.intensity, recipe, mask=p.mask, n_runs=2, rng=0)
+    recipe = default_chain(cycles, psf=True)
+    seeded_psf = reconstruct(p.intensity, recipe, mask=p.mask, obj=starts, support=guess.support, n_runs=2, rng=0)
+    rand_psf = reconstruct(p.intensity, recipe, mask=p.mask, n_runs=2, rng=0)
     return {"real_scan54_llk_seeded": float(seeded.llk[0]), "real_scan54_llk_random": float(rand.llk[0]),
+            "real_scan54_llk_seeded_psf": float(seeded_psf.llk[0]), "real_scan54_llk_random_psf": float(rand_psf.llk[0]),
+            "real_scan54_free_llk_seeded_psf": float(seeded_psf.free_llk[0]),
+            "real_scan54_free_llk_random_psf": float(rand_psf.free_llk[0]),
             "real_scan54_free_llk_seeded": float(seeded.free_llk[0]),
             "real_scan54_free_llk_random": float(rand.free_llk[0]),
             "real_scan54_support_seeded": int(seeded.support[0].sum()),

@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start every run from the neural first guess (object and support) instead of random "
                           "phases, with a 200-cycle chain unless --algorithm says otherwise (default: on when "
                           "trained weights for the data's dimension are installed)")
+    rec.add_argument("--psf", action="store_true",
+                     help="model partial coherence (measured data): refine a point-spread function by "
+                          "Richardson-Lucy over the second half of the default chain, as PyNX's --psf")
     rec.add_argument("--seed", type=int, default=0)
     _add_common(rec)
 
@@ -342,8 +345,11 @@ def _cmd_reconstruct(args):
         prepared = prepare(intensity, mask)
         intensity, mask, report = prepared.intensity, prepared.mask, prepared.report
         log.info("prepare: masked %s", ", ".join(f"{n} {k}" for k, n in report["masked_voxels"].items()))
-    start, guess = network_start(intensity, mask, n_runs=args.runs, seed_net=args.seed_net, rng=args.seed,
-                                 device=args.device)
+    if args.psf and args.algorithm:
+        raise ConfigError("--psf shapes the default chain; with --algorithm put PSF into the recipe, "
+                          "e.g. 'ER**200 * (PSF * ShrinkWrap * RAAR**20)**30'")
+    start, guess = network_start(intensity, mask, n_runs=args.runs, seed_net=args.seed_net, psf=args.psf,
+                                 rng=args.seed, device=args.device)
     seeded = guess is not None
     if seeded:
         log.info("seed-net: the network's guess (window binned %s, %d voxels in its support) starts every run, in "

@@ -261,20 +261,22 @@ def starts_from_guess(guess: FirstGuess, n_runs, *, rng=None, spread=0.3) -> np.
     return np.stack(starts).astype(np.complex64)
 
 
-def network_start(intensity, mask=None, *, n_runs, seed_net=None, rng=None, device="auto"):
+def network_start(intensity, mask=None, *, n_runs, seed_net=None, psf=False, rng=None, device="auto"):
     """How the iterative chain starts: (keywords for :func:`~braggscope.retrieval.reconstruct`,
     the network's guess or None).
 
     With the guess (`seed_net` True, or None where weights for the data's dimension are
     installed) the keywords are the default chain's shape run for SEEDED_CYCLES ('recipe'),
     `n_runs` starts spread around the guess ('obj', :func:`starts_from_guess`) and its support;
-    without it, random starts and DEFAULT_RECIPE."""
+    without it, random starts and DEFAULT_RECIPE. `psf` adds a partial-coherence PSF to either
+    chain (:func:`~braggscope.retrieval.default_chain`)."""
     from .engine import DEFAULT_RECIPE, default_chain
+    from .operators import parse_recipe
 
     if seed_net is False or (seed_net is None and not default_weights_path(np.ndim(intensity)).is_file()):
-        return {"recipe": DEFAULT_RECIPE}, None
+        return {"recipe": default_chain(parse_recipe(DEFAULT_RECIPE).cycles, psf=True) if psf else DEFAULT_RECIPE}, None
     guess = first_guess(intensity, mask, device=device)
-    return {"recipe": default_chain(SEEDED_CYCLES), "obj": starts_from_guess(guess, n_runs, rng=rng),
+    return {"recipe": default_chain(SEEDED_CYCLES, psf=psf), "obj": starts_from_guess(guess, n_runs, rng=rng),
             "support": guess.support}, guess
 
 

@@ -206,7 +206,7 @@ def write_solution(path, solution: Solution, result, *, config=None):
     """Write the combined object of a reconstruction as PyNX does (:func:`~braggscope.io.write_cxi_result`):
     its LLKs, the best run's LLK history, every run's LLKs, the mode fraction, the kept runs'
     distances, twins flipped, the removed ramp and the PRTF, with the engine's configuration and
-    `config` (the caller's parameters)."""
+    `config` (the caller's parameters); and the best run's PSF where the recipe refined one."""
     from braggscope.io import write_cxi_result
 
     return write_cxi_result(path, solution.obj, solution.support, llk=solution.llk, free_llk=solution.free_llk,
@@ -215,4 +215,5 @@ def write_solution(path, solution: Solution, result, *, config=None):
                                      "mode_fraction": solution.mode_fraction, "run_errors": solution.run_errors,
                                      "twins_flipped": solution.twins_flipped, "phase_ramp": list(solution.phase_ramp),
                                      "prtf_frequency": solution.prtf["frequency"], "prtf": solution.prtf["prtf"],
-                                     "prtf_resolution": solution.prtf["resolution"]})
+                                     "prtf_resolution": solution.prtf["resolution"]},
+                            psf=None if result.psf is None else result.psf[0])

@@ -193,6 +193,9 @@ def test_config_names_the_closest_key_and_fills_beamline_defaults(tmp_path):
         config_from_dict(base | {"prepare": {"shape": 128}})
     with pytest.raises(ConfigError, match="backend"):
         config_from_dict(base | {"reconstruct": {"backend": "cohere"}})
+    with pytest.raises(ConfigError, match="psf shapes the default chain"):
+        config_from_dict(base | {"reconstruct": {"psf": True, "recipe": "ER**100"}})
+    assert config_from_dict(base | {"reconstruct": {"psf": True}}).reconstruct.psf
     with pytest.raises(ConfigError, match="scans"):
         config_from_dict({"output": "out", "data": {"path": "x.cxi", "scans": []}})
     (tmp_path / "c.toml").write_text('beamline = "id01"\noutput = "o"\n[data]\npath = "m.h5"\nscans = [1, 2]\n')

@@ -5,7 +5,7 @@ import pytest
 from braggscope.errors import ConfigError, FileFormatError, ShapeError
 from braggscope.metrics import align_to, band_limited, reconstruction_error
 from braggscope.retrieval.engine import autocorrelation_support, best_runs, default_chain, reconstruct
-from braggscope.retrieval.operators import ER, HIO, RAAR, Power, Sequence, ShrinkWrap, parse_recipe
+from braggscope.retrieval.operators import ER, HIO, PSF, RAAR, Power, Sequence, ShrinkWrap, parse_recipe
 from braggscope.simulate import (Crystal, continuum_intensity, gap_mask, random_orientation, simulate_sample,
                                  truncated_octahedron)
 
@@ -18,25 +18,39 @@ def test_recipe_algebra_round_trips():
     assert str(parse_recipe("ER**200 * (ShrinkWrap * RAAR**20)**30")) == "ER**200 * (ShrinkWrap * RAAR**20)**30"
 
 
-def _shrink_wrap_blurs(op, cycle=0):
-    """([blur of each shrink-wrap in the order they run], cycles after `op`) for a parsed recipe."""
-    if isinstance(op, ShrinkWrap):
-        return [op.sigma_at(cycle)], cycle
+def _updates(op, cycle=0):
+    """([(operator, cycle) of each shrink-wrap and PSF refinement, in the order they run], cycles
+    after `op`) for a parsed recipe."""
+    if isinstance(op, (ShrinkWrap, PSF)):
+        return [(op, cycle)], cycle
     if isinstance(op, (Sequence, Power)):
         parts = op.ops if isinstance(op, Sequence) else (op.op,) * op.n
-        blurs = []
+        updates = []
         for part in parts:
-            more, cycle = _shrink_wrap_blurs(part, cycle)
-            blurs += more
-        return blurs, cycle
+            more, cycle = _updates(part, cycle)
+            updates += more
+        return updates, cycle
     return [], cycle + op.cycles
 
 
 @pytest.mark.parametrize("cycles", [40, 100, 200, 400, 1000])
 def test_the_default_chain_tightens_its_support_blur_whatever_its_length(cycles):
-    blurs, total = _shrink_wrap_blurs(parse_recipe(default_chain(cycles)))
+    updates, total = _updates(parse_recipe(default_chain(cycles)))
+    blurs = [op.sigma_at(cycle) for op, cycle in updates]
     assert total == cycles and np.all(np.diff(blurs) < 0)
     assert blurs[0] > ShrinkWrap.sigma - 0.3 and blurs[-1] == pytest.approx(ShrinkWrap.sigma_end)  # the last ends it
+
+
+@pytest.mark.parametrize("cycles", [20, 40, 200, 800, 1000])
+def test_the_default_chain_with_psf_refines_it_from_halfway_through_raar_to_the_end(cycles):
+    coherent, _ = _updates(parse_recipe(default_chain(cycles)))
+    updates, total = _updates(parse_recipe(default_chain(cycles, psf=True)))
+    assert total == cycles and [u for u in updates if isinstance(u[0], ShrinkWrap)] == coherent
+    raar = coherent[0][0].sigma_cycles
+    every = coherent[1][1] - coherent[0][1]
+    refined = [cycle for op, cycle in updates if isinstance(op, PSF)]
+    assert raar / 2 <= refined[0] <= raar / 2 + every
+    assert np.all(np.diff(refined) == every) and refined[-1] >= cycles - 2 * every
 
 
 @pytest.mark.parametrize("text, match", [("ER**2 * Foo", "unknown operator"), ("HIO(gamma=2)", "takes beta"),
@@ -163,7 +177,31 @@ def test_cli_reconstruct_combines_the_best_runs(tmp_path, capsys):
     assert main(["reconstruct", str(data), "--out", str(data), "-q"]) == 2
     assert main(["reconstruct", str(data), "--out", str(tmp_path / "x.cxi"), "--algorithm", "Foo", "-q"]) == 2
     assert "unknown operator" in capsys.readouterr().err
+    assert main(["reconstruct", str(data), "--out", str(tmp_path / "x.cxi"), "--algorithm", "ER**10", "--psf",
+                 "-q"]) == 2
+    assert "--psf shapes the default chain" in capsys.readouterr().err
     assert not (tmp_path / "x.cxi").exists()
+
+
+def test_cli_reconstruct_with_psf_writes_the_psf_it_refined_where_pynx_does(tmp_path, capsys):
+    import h5py
+
+    from braggscope.cli import main
+
+    def refined_psf_sigma(sigma):
+        data, out = tmp_path / f"d{sigma}.cxi", tmp_path / f"r{sigma}.cxi"
+        assert main(["simulate", str(data), "--shape", "20", "--voxel-size", "3", "--size", "40", "--oversampling",
+                     "2", "--photons", "1e9", "--psf-sigma", str(sigma), "-q"]) == 0
+        assert main(["reconstruct", str(data), "--out", str(out), "--runs", "1", "--no-seed-net", "--psf",
+                     "--device", "cpu", "-q"]) == 0
+        assert "PSF * ER**20" in capsys.readouterr().out
+        with h5py.File(out) as f:
+            kernel = f["entry_1/image_1/instrument_1/detector_1/point_spread_function"][()]
+        assert kernel.sum() == pytest.approx(1, rel=1e-4)
+        return np.sqrt((kernel.sum((1, 2)) * (np.arange(40) - 20) ** 2).sum())
+
+    assert 0.4 < refined_psf_sigma(0.6) < 0.8  # the simulated blur (σ in pixels)
+    assert refined_psf_sigma(0) < 0.2  # coherent data: the PSF narrows towards a delta
 
 
 def test_richardson_lucy_recovers_a_known_psf(small_crystal):

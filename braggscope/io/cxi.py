@@ -281,7 +281,7 @@ def read_data(path) -> CXIData:
 
 
 def write_cxi_result(path, obj, support, *, llk=None, free_llk=None, history=None, config=None,
-                     results=None) -> Path:
+                     results=None, psf=None) -> Path:
     """Write a reconstruction as PyNX does, atomically: the object at /entry_1/image_1/data,
     the support at image_1/mask (and image_1/support linking to it), LLKs and the LLK history
     under image_1/process_1/results, every parameter under image_1/process_1/configuration,
@@ -299,6 +299,9 @@ def write_cxi_result(path, obj, support, *, llk=None, free_llk=None, history=Non
     config : dict, optional
     results : dict, optional
         More figures for process_1/results (e.g. mode fraction, PRTF resolution).
+    psf : ndarray, optional
+        Centred point-spread function of partial coherence (detector pixels), written where PyNX
+        writes it: image_1/instrument_1/detector_1/point_spread_function.
     """
     obj, results_extra = np.asarray(obj), results
     if obj.ndim not in (2, 3) or np.shape(support) != obj.shape:
@@ -328,6 +331,9 @@ def write_cxi_result(path, obj, support, *, llk=None, free_llk=None, history=Non
                     results.create_dataset(f"history_{key}", data=np.array([h[key] for h in history], dtype=float))
         _write_dict(results, results_extra or {})
         _write_dict(process.create_group("configuration"), config or {})
+        if psf is not None:
+            detector = image.create_group("instrument_1").create_group("detector_1")
+            _put(detector, "point_spread_function", np.asarray(psf, np.float32), compress=True)
         f["entry_last"] = h5py.SoftLink("/entry_1")
     return Path(path)
 

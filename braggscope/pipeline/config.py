@@ -92,6 +92,7 @@ class ReconstructConfig:
     keep: int | None = None
     seed_net: bool | None = None  # None: where the weights are installed
     recipe: str | None = None
+    psf: bool = False  # partial coherence in the default chain (default_chain(..., psf=True))
     combine: str = "mode"
     seed: int = 0
     device: str = "auto"
@@ -101,6 +102,8 @@ class ReconstructConfig:
         if self.runs < 1 or (self.keep is not None and not 1 <= self.keep <= self.runs):
             raise ConfigError(f"[reconstruct] needs runs ≥ 1 and 1 ≤ keep ≤ runs, got runs {self.runs}, "
                               f"keep {self.keep}")
+        if self.psf and self.recipe:
+            raise ConfigError("[reconstruct] psf shapes the default chain; with a recipe, put PSF into it")
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,8 @@ def reconstruct_scan(config, prepared, device):
 
     r = config.reconstruct
     intensity, mask = prepared.intensity, prepared.mask
-    start, guess = network_start(intensity, mask, n_runs=r.runs, seed_net=r.seed_net, rng=r.seed, device=device)
+    start, guess = network_start(intensity, mask, n_runs=r.runs, seed_net=r.seed_net, psf=r.psf, rng=r.seed,
+                                 device=device)
     if r.recipe:
         start["recipe"] = r.recipe
     result = reconstruct(intensity, mask=mask, n_runs=r.runs, rng=r.seed, device=device, backend=r.backend, **start)
