@@ -29,9 +29,9 @@ def default_chain(cycles, *, psf=False) -> str:
 
     With `psf` the chain models partial coherence (measured data from a partly coherent beam, or
     a detector's blur): a PSF, a Gaussian of 1 pixel FWHM at first, is refined by Richardson–Lucy
-    at every shrink-wrap of the second half of the RAAR cycles and every as many ER cycles (PyNX's
-    runner starts its PSF at two thirds of its RAAR and HIO cycles). A chain under 10 cycles is
-    too short for one.
+    at every shrink-wrap of the second half of the RAAR cycles, and as often through the ER cycles
+    (PyNX's runner starts its PSF at two thirds of its RAAR and HIO cycles). A chain under 10
+    cycles is too short for one.
 
     >>> default_chain(1000)
     'ER**260 * (ShrinkWrap(sigma_cycles=740) * RAAR**20)**37'
