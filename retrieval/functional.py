@@ -164,8 +164,9 @@ def gaussian_psf(shape, fwhm, *, device=None, dtype=torch.float32):
 def update_psf(obj, intensity, measured, psf, *, iterations=3, eps=1e-12):
     """Richardson-Lucy refinement of the PSF (per run) that blurs |FFT(ρ)|² into the measured
     intensity: p ← p · [(I_obs / (I_calc ⊗ p)) ⋆ I_calc] / Σ I_calc, unmeasured pixels at ratio 1.
-    Each step lowers the Poisson LLK (it is an EM step); it runs in float64 for the reason
-    :func:`convolve_intensity` gives. Returns a (B, ...) PSF in `psf`'s dtype, ≥ 0, summing to 1."""
+    Each step is an EM step for the Poisson likelihood, so the LLK does not rise; it runs in float64
+    for the reason :func:`convolve_intensity` gives. Returns a (B, ...) PSF in `psf`'s dtype, ≥ 0,
+    summing to 1."""
     dims = _dims(obj)
     calc = intensity_of(fft(obj)).double()
     calc_f = torch.fft.rfftn(calc, dim=dims).conj()
