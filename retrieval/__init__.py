@@ -9,7 +9,8 @@ PyNX back end, and the post-processing of the runs (mode decomposition, centring
 from .engine import DEFAULT_RECIPE, Reconstruction, autocorrelation_support, best_runs, default_chain, reconstruct
 from .operators import (ER, HIO, OPERATORS, PSF, RAAR, Operator, Power, RetrievalState, Sequence, ShrinkWrap,
                         parse_recipe)
-from .postprocess import Solution, centre_object, combine_runs, flip_twin, prtf, remove_phase_ramp, write_solution
+from .postprocess import (Solution, centre_object, combine_runs, flip_twin, prtf, psf_fwhm, remove_phase_ramp,
+                          write_solution)
 from .prepare import (PreparedData, bin_pixels, correct_detector, crop_around_peak, find_aliens, hot_pixels,
                       peak_position, prepare)
 from .neural import first_guess, network_start, starts_from_guess
@@ -18,6 +19,6 @@ from .pynx_backend import pynx_available
 __all__ = ["DEFAULT_RECIPE", "Reconstruction", "autocorrelation_support", "best_runs", "default_chain", "reconstruct",
            "first_guess", "network_start", "starts_from_guess", "write_solution", "ER", "HIO",
            "OPERATORS", "PSF", "RAAR", "Operator", "Power", "RetrievalState", "Sequence", "ShrinkWrap", "parse_recipe",
-           "Solution", "centre_object", "combine_runs", "flip_twin", "prtf", "remove_phase_ramp", "PreparedData",
+           "Solution", "centre_object", "combine_runs", "flip_twin", "prtf", "psf_fwhm", "remove_phase_ramp", "PreparedData",
            "bin_pixels", "correct_detector", "crop_around_peak", "find_aliens", "hot_pixels", "peak_position",
            "prepare", "pynx_available"]

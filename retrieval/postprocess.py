@@ -25,7 +25,8 @@ from braggscope.simulate.diffraction import continuum_intensity
 from .engine import best_runs
 from .functional import convolve_intensity, poisson_llk
 
-__all__ = ["Solution", "combine_runs", "centre_object", "remove_phase_ramp", "flip_twin", "prtf", "write_solution"]
+__all__ = ["Solution", "combine_runs", "centre_object", "remove_phase_ramp", "flip_twin", "prtf", "psf_fwhm",
+           "write_solution"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,6 +203,25 @@ def _llk(obj, intensity, mask, result):
     return llk(~mask & ~free), (llk(free) if free.any() else float("nan"))
 
 
+def psf_fwhm(psf) -> tuple:
+    """[pixels] Width of a centred partial-coherence PSF along each axis: 2√(2 ln 2) × its RMS
+    width about the array's centre (the FWHM for a Gaussian).
+
+    >>> from braggscope.retrieval.functional import gaussian_psf
+    >>> import numpy as np
+    >>> np.round(psf_fwhm(np.fft.fftshift(gaussian_psf((32, 32), 1.5)[0].numpy())), 1)
+    array([1.5, 1.5])
+    """
+    psf = np.asarray(psf, float)
+    psf = psf / psf.sum()
+    widths = []
+    for axis in range(psf.ndim):
+        profile = psf.sum(axis=tuple(a for a in range(psf.ndim) if a != axis))
+        offset = np.arange(profile.size) - profile.size // 2
+        widths.append(2 * np.sqrt(2 * np.log(2)) * float(np.sqrt((profile * offset**2).sum())))
+    return tuple(widths)
+
+
 def write_solution(path, solution: Solution, result, *, config=None):
     """Write the combined object of a reconstruction as PyNX does (:func:`~braggscope.io.write_cxi_result`):
     its LLKs, the best run's LLK history, every run's LLKs, the mode fraction, the kept runs'
@@ -215,5 +235,6 @@ def write_solution(path, solution: Solution, result, *, config=None):
                                      "mode_fraction": solution.mode_fraction, "run_errors": solution.run_errors,
                                      "twins_flipped": solution.twins_flipped, "phase_ramp": list(solution.phase_ramp),
                                      "prtf_frequency": solution.prtf["frequency"], "prtf": solution.prtf["prtf"],
-                                     "prtf_resolution": solution.prtf["resolution"]},
+                                     "prtf_resolution": solution.prtf["resolution"]}
+                            | ({} if result.psf is None else {"psf_fwhm_pixels": list(psf_fwhm(result.psf[0]))}),
                             psf=None if result.psf is None else result.psf[0])

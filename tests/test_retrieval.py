@@ -194,11 +194,15 @@ def test_cli_reconstruct_with_psf_writes_the_psf_it_refined_where_pynx_does(tmp_
                      "2", "--photons", "1e9", "--psf-sigma", str(sigma), "-q"]) == 0
         assert main(["reconstruct", str(data), "--out", str(out), "--runs", "1", "--no-seed-net", "--psf",
                      "--device", "cpu", "-q"]) == 0
-        assert "PSF * ER**20" in capsys.readouterr().out
+        summary = capsys.readouterr().out
+        assert "PSF * ER**20" in summary and "PSF FWHM" in summary
         with h5py.File(out) as f:
             kernel = f["entry_1/image_1/instrument_1/detector_1/point_spread_function"][()]
+            fwhm = f["entry_1/image_1/process_1/results/psf_fwhm_pixels"][()]
         assert kernel.sum() == pytest.approx(1, rel=1e-4)
-        return np.sqrt((kernel.sum((1, 2)) * (np.arange(40) - 20) ** 2).sum())
+        sigma = np.sqrt((kernel.sum((1, 2)) * (np.arange(40) - 20) ** 2).sum())
+        assert fwhm[0] == pytest.approx(2 * np.sqrt(2 * np.log(2)) * sigma, rel=1e-4)
+        return sigma
 
     assert 0.4 < refined_psf_sigma(0.6) < 0.8  # the simulated blur (σ in pixels)
     assert refined_psf_sigma(0) < 0.2  # coherent data: the PSF narrows towards a delta

@@ -87,6 +87,8 @@ def scan_page(folder, config, row, timings, report) -> str:
                    if row.get("d_spacing_expected_nm") else "")), ("LLK (Poisson)", row["llk"]),
                ("free LLK", row["free_llk"]), ("mode fraction of the kept runs", row["mode_fraction"]),
                ("PRTF resolution", f"{row['prtf_resolution_voxels']:.2f} voxels"), ("recipe", row["recipe"]),
+               ("partial-coherence PSF, FWHM", "none" if row.get("psf_fwhm_pixels") is None
+                else " × ".join(f"{w:.2f}" for w in row["psf_fwhm_pixels"]) + " pixels"),
                ("network seed", row["seed_net"]), ("device", row["device"]), ("masked voxels", row["prepare"])]
     flags = ", ".join(row["flags"]) or "none"
     times = [(k, f"{v:.2f} s") for k, v in timings.items()]
