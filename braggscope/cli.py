@@ -368,11 +368,12 @@ def _cmd_reconstruct(args):
                                                                         "keep": keep, "combine": args.combine,
                                                                         "prepare": report, "seed_net": seeded})
     start = "the network's guess" if seeded else "random"
+    widths = [] if result.psf is None else [f"{w:.2f}" for w in psf_fwhm(result.psf[0])]
+    psf = f", PSF FWHM {' × '.join(widths)} pixels" if widths else ""
     print(f"{args.out}: {result.recipe} on {args.backend}/{result.config['device']} from {start} starts, best {keep} "
           f"of {args.runs} runs "
           f"({args.combine}, mode fraction {sol.mode_fraction:.3f}): LLK {sol.llk:.3f}, free LLK {sol.free_llk:.3f}, "
-          f"support {int(sol.support.sum())} voxels, PRTF resolution {sol.prtf['resolution']:.2f} voxels"
-          + ("" if result.psf is None else f", PSF FWHM {' × '.join(f'{w:.2f}' for w in psf_fwhm(result.psf[0]))} pixels"))
+          f"support {int(sol.support.sum())} voxels, PRTF resolution {sol.prtf['resolution']:.2f} voxels{psf}")
 
 
 def _strain_grid(args, shape, config):

@@ -19,6 +19,6 @@ from .pynx_backend import pynx_available
 __all__ = ["DEFAULT_RECIPE", "Reconstruction", "autocorrelation_support", "best_runs", "default_chain", "reconstruct",
            "first_guess", "network_start", "starts_from_guess", "write_solution", "ER", "HIO",
            "OPERATORS", "PSF", "RAAR", "Operator", "Power", "RetrievalState", "Sequence", "ShrinkWrap", "parse_recipe",
-           "Solution", "centre_object", "combine_runs", "flip_twin", "prtf", "psf_fwhm", "remove_phase_ramp", "PreparedData",
-           "bin_pixels", "correct_detector", "crop_around_peak", "find_aliens", "hot_pixels", "peak_position",
-           "prepare", "pynx_available"]
+           "Solution", "centre_object", "combine_runs", "flip_twin", "prtf", "psf_fwhm", "remove_phase_ramp",
+           "PreparedData", "bin_pixels", "correct_detector", "crop_around_peak", "find_aliens", "hot_pixels",
+           "peak_position", "prepare", "pynx_available"]
