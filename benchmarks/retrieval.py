@@ -42,7 +42,7 @@ from _common import best_time, device, emit, peak_memory_mb  # noqa: E402
 
 from braggscope.metrics import band_limited, reconstruction_error  # noqa: E402
 from braggscope.retrieval import (combine_runs, default_chain, find_aliens, hot_pixels, prepare,  # noqa: E402
-                                  psf_fwhm, pynx_available, reconstruct)
+                                  pynx_available, reconstruct)
 from braggscope.simulate import (Crystal, Detector, random_crystal, random_defects, random_orientation,  # noqa: E402
                                  simulate_bcdi, truncated_octahedron)
 
@@ -176,12 +176,12 @@ def real_scan(out_dir):
 
 def _real_scan_psf(p):
     """The same 4 runs with a partial-coherence PSF in the chain (default_chain(800, psf=True)): the
-    LLKs and the refined PSF's FWHM along each axis [pixels] (psf_fwhm)."""
+    LLKs and the refined PSF's FWHM along each axis [pixels] (Solution.psf_fwhm)."""
     r = reconstruct(p.intensity, default_chain(800, psf=True), mask=p.mask, n_runs=4, rng=0)
     sol = combine_runs(r, p.intensity, p.mask, keep=2)
     return {"real_scan54_llk_psf": sol.llk, "real_scan54_free_llk_psf": sol.free_llk,
             "real_scan54_best_run_llk_psf": float(r.llk[0]), "real_scan54_support_voxels_psf": int(sol.support.sum()),
-            "real_scan54_psf_fwhm_px": [round(w, 3) for w in psf_fwhm(r.psf[0])]}
+            "real_scan54_psf_fwhm_px": [round(w, 3) for w in sol.psf_fwhm]}
 
 
 def main():

@@ -332,7 +332,7 @@ def _cmd_simulate(args):
 
 def _cmd_reconstruct(args):
     from .io import read_data
-    from .retrieval import combine_runs, network_start, prepare, psf_fwhm, reconstruct, write_solution
+    from .retrieval import combine_runs, network_start, prepare, reconstruct, write_solution
 
     if args.out.resolve() == args.data.resolve():
         raise ConfigError("--out must not be the input file (an input is never overwritten)")
@@ -368,8 +368,7 @@ def _cmd_reconstruct(args):
                                                                         "keep": keep, "combine": args.combine,
                                                                         "prepare": report, "seed_net": seeded})
     start = "the network's guess" if seeded else "random"
-    widths = [] if result.psf is None else [f"{w:.2f}" for w in psf_fwhm(result.psf[0])]
-    psf = f", PSF FWHM {' × '.join(widths)} pixels" if widths else ""
+    psf = "" if sol.psf_fwhm is None else f", PSF FWHM {' × '.join(f'{w:.2f}' for w in sol.psf_fwhm)} pixels"
     print(f"{args.out}: {result.recipe} on {args.backend}/{result.config['device']} from {start} starts, best {keep} "
           f"of {args.runs} runs "
           f"({args.combine}, mode fraction {sol.mode_fraction:.3f}): LLK {sol.llk:.3f}, free LLK {sol.free_llk:.3f}, "

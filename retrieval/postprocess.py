@@ -53,6 +53,9 @@ class Solution:
         'frequency' [cycles/voxel], 'prtf', 'resolution' [voxels, half period where PRTF < 1/e].
     method : str
         'mode' or 'average'.
+    psf_fwhm : tuple of float or None
+        [pixels] Width per axis of the best run's partial-coherence PSF (:func:`psf_fwhm`); None
+        where the recipe refined no PSF.
     """
 
     obj: np.ndarray
@@ -65,6 +68,7 @@ class Solution:
     phase_ramp: tuple
     prtf: dict = field(default_factory=dict)
     method: str = "mode"
+    psf_fwhm: tuple | None = None
 
 
 def flip_twin(obj):
@@ -186,7 +190,8 @@ def combine_runs(result, intensity, mask=None, *, keep=None, method="mode", supp
     centred, support = centre_object(combined, support)
     flat, ramp = remove_phase_ramp(centred, support)
     return Solution(obj=flat, support=support, llk=llk, free_llk=free, mode_fraction=fraction, run_errors=errors,
-                    twins_flipped=twins, phase_ramp=ramp, prtf=curve, method=method)
+                    twins_flipped=twins, phase_ramp=ramp, prtf=curve, method=method,
+                    psf_fwhm=None if result.psf is None else psf_fwhm(result.psf[0]))
 
 
 def _llk(obj, intensity, mask, result):
@@ -236,5 +241,5 @@ def write_solution(path, solution: Solution, result, *, config=None):
                                      "twins_flipped": solution.twins_flipped, "phase_ramp": list(solution.phase_ramp),
                                      "prtf_frequency": solution.prtf["frequency"], "prtf": solution.prtf["prtf"],
                                      "prtf_resolution": solution.prtf["resolution"]}
-                            | ({} if result.psf is None else {"psf_fwhm_pixels": list(psf_fwhm(result.psf[0]))}),
+                            | ({} if solution.psf_fwhm is None else {"psf_fwhm_pixels": list(solution.psf_fwhm)}),
                             psf=None if result.psf is None else result.psf[0])

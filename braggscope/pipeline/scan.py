@@ -239,7 +239,6 @@ def expected_d_spacing(sample) -> float | None:
 def process_scan(config, scan, *, progress=None) -> dict:
     """Run every step on `scan`, write its files, and return its summary row."""
     from .. import strain as st
-    from ..retrieval import psf_fwhm
     from . import outputs
 
     folder = scan_folder(config, scan)
@@ -279,7 +278,7 @@ def process_scan(config, scan, *, progress=None) -> dict:
             "llk": float(solution.llk), "free_llk": float(solution.free_llk),
             "mode_fraction": float(solution.mode_fraction), "prtf_resolution_voxels": solution.prtf["resolution"],
             "seed_net": bool(seeded), "recipe": result.recipe, "device": str(device),
-            "psf_fwhm_pixels": None if result.psf is None else list(psf_fwhm(result.psf[0])),
+            "psf_fwhm_pixels": None if solution.psf_fwhm is None else list(solution.psf_fwhm),
             "defect_counts": report.counts(), "prepare": prepared.report["masked_voxels"]}
     row["flags"] = _flags(row, solution, field)
     outputs.write_report(folder, config, row, timings, field, report)
