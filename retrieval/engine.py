@@ -19,46 +19,57 @@ from .operators import Operator, RetrievalState, parse_recipe
 
 __all__ = ["DEFAULT_RECIPE", "Reconstruction", "reconstruct", "autocorrelation_support", "best_runs", "default_chain"]
 
-DEFAULT_RECIPE = "ER**200 * (ShrinkWrap * RAAR**20)**30"
-
 
 def default_chain(cycles, *, psf=False) -> str:
-    """The default chain's shape at `cycles` cycles: three quarters RAAR with a shrink-wrap every
-    5–20 cycles, then ER for the rest. The shrink-wrap's blur tightens from 2 to 0.7 voxels over the
-    RAAR cycles, as in the 600-cycle default, so that a short chain also ends on a tight support.
+    """The default chain's shape at `cycles` cycles: three quarters with a shrink-wrap every 5–20
+    cycles, HIO for the first half of them and RAAR for the second, then ER for the rest. The
+    shrink-wrap's blur tightens from 2 to 0.7 voxels over those cycles, as in the 800-cycle
+    default, so that a short chain also ends on a tight support.
+
+    HIO comes first, as PyNX's runner runs its `nb_hio` cycles before its `nb_raar`: on crystals
+    whose phase winds around dislocations or jumps at faults, RAAR alone stalls far from the
+    solution (LLK several times the truth's), while HIO's feedback gets out; RAAR then settles
+    what HIO leaves noisy, and ER ends the chain.
 
     With `psf` the chain models partial coherence (measured data from a partly coherent beam, or
     a detector's blur): a PSF, a Gaussian of 1 pixel FWHM at first, is refined by Richardson–Lucy
-    at every shrink-wrap of the second half of the RAAR cycles, and as often through the ER cycles
-    (PyNX's runner starts its PSF at two thirds of its RAAR and HIO cycles). A chain under 10
-    cycles is too short for one.
+    at every shrink-wrap of the RAAR cycles, and as often through the ER cycles (PyNX's runner
+    starts its PSF at two thirds of its HIO and RAAR cycles). A chain under 10 cycles is too short
+    for one.
 
     >>> default_chain(1000)
-    'ER**260 * (ShrinkWrap(sigma_cycles=740) * RAAR**20)**37'
+    'ER**260 * (ShrinkWrap(sigma_cycles=740) * RAAR**20)**19 * (ShrinkWrap(sigma_cycles=740, keep_when_exploded=True) * HIO**20)**18'
     >>> default_chain(100)
-    'ER**30 * (ShrinkWrap(sigma_cycles=70) * RAAR**7)**10'
+    'ER**30 * (ShrinkWrap(sigma_cycles=70) * RAAR**7)**5 * (ShrinkWrap(sigma_cycles=70, keep_when_exploded=True) * HIO**7)**5'
     >>> default_chain(40, psf=True)
-    '(PSF * ER**5)**2 * (PSF * ShrinkWrap(sigma_cycles=30) * RAAR**5)**3 * (ShrinkWrap(sigma_cycles=30) * RAAR**5)**3'
+    '(PSF * ER**5)**2 * (PSF * ShrinkWrap(sigma_cycles=30) * RAAR**5)**3 * (ShrinkWrap(sigma_cycles=30, keep_when_exploded=True) * HIO**5)**3'
     """
     cycles = int(cycles)
     if cycles < 8:
         raise ConfigError(f"a chain needs at least 8 cycles, got {cycles}")
-    raar = 3 * cycles // 4
-    every = min(20, max(5, raar // 10))
-    blocks = raar // every
-    raar = blocks * every  # whole shrink-wrap blocks; the blur ends at the last one
-    block = f"ShrinkWrap(sigma_cycles={raar}) * RAAR**{every}"
+    projections = 3 * cycles // 4
+    every = min(20, max(5, projections // 10))
+    blocks = projections // every
+    projections = blocks * every  # whole shrink-wrap blocks; the blur ends at the last one
+    hio_blocks = blocks // 2
+    shrink_wrap = f"ShrinkWrap(sigma_cycles={projections})"
+    hio = _repeat(f"ShrinkWrap(sigma_cycles={projections}, keep_when_exploded=True) * HIO**{every}", hio_blocks)
+    raar = f"{shrink_wrap} * RAAR**{every}"
+    er = cycles - projections
     if not psf:
-        return f"ER**{cycles - raar} * ({block})**{blocks}"
-    er, late = cycles - raar, (blocks + 1) // 2
-    parts = [f"ER**{er % every}" if er % every else "", _repeat(f"PSF * ER**{every}", er // every),
-             _repeat(f"PSF * {block}", late), _repeat(block, blocks - late)]
+        parts = [f"ER**{er}", _repeat(raar, blocks - hio_blocks), hio]
+    else:
+        parts = [f"ER**{er % every}" if er % every else "", _repeat(f"PSF * ER**{every}", er // every),
+                 _repeat(f"PSF * {raar}", blocks - hio_blocks), hio]
     return " * ".join(part for part in parts if part)
 
 
 def _repeat(recipe, n) -> str:
     """`recipe` run `n` times, in the recipe grammar ('' for none)."""
     return "" if n == 0 else recipe if n == 1 else f"({recipe})**{n}"
+
+
+DEFAULT_RECIPE = default_chain(800)  # 300 HIO, 300 RAAR (shrink-wrap every 20 cycles), 200 ER
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,8 +151,9 @@ def reconstruct(intensity, recipe=DEFAULT_RECIPE, *, mask=None, support=None, ob
     intensity : (Z, Y, X) or (Y, X) ndarray
         [photons] Measured intensity, centred on the Bragg peak.
     recipe : str or Operator
-        Algorithm chain, e.g. ``'ER**200 * (ShrinkWrap * RAAR**20)**30'`` (the default: 600 RAAR with
-        shrink-wrap every 20 cycles, then 200 ER, as the field runs PyNX).
+        Algorithm chain, e.g. ``'ER**200 * (ShrinkWrap * RAAR**20)**30'`` (600 RAAR with shrink-wrap
+        every 20 cycles, then 200 ER: PyNX's ID01 default). The default, ``default_chain(800)``, runs
+        300 HIO before 300 RAAR, as PyNX's runner does with ``nb_hio=300 nb_raar=300``.
     mask : ndarray of bool, optional
         True = pixel not measured (gaps, saturated, aliens): left free by the constraint.
     support : ndarray of bool, optional

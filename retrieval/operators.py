@@ -189,7 +189,12 @@ class ShrinkWrap(Operator):
         lengths). A chain shorter than `sigma_cycles` ends on a blurred, loose support.
     min_fraction, max_fraction : float
         Allowed support fraction of the array; outside it raises SupportCollapsedError or
-        SupportExplodedError.
+        SupportExplodedError. A support above half the array leaves an oversampling ratio under 2,
+        too little to phase.
+    keep_when_exploded : bool
+        A run whose new support would pass `max_fraction` keeps the support it had instead of
+        raising. HIO's feedback outside the crystal can spread the support for one update (seen on
+        binned data and small 2-D crystals); the default chain's HIO blocks set it.
     """
 
     threshold: float = 0.2
@@ -197,7 +202,8 @@ class ShrinkWrap(Operator):
     sigma_end: float = 0.7
     sigma_cycles: int = 600
     min_fraction: float = 1e-4
-    max_fraction: float = 0.3
+    max_fraction: float = 0.5
+    keep_when_exploded: bool = False
 
     def sigma_at(self, cycle) -> float:
         """[voxels] The blur used at `cycle`."""
@@ -213,6 +219,9 @@ class ShrinkWrap(Operator):
                 f"shrink-wrap kept {low:.3%} of voxels at cycle {state.cycle} (threshold={self.threshold}); "
                 "lower `threshold`, raise `sigma`, or start from a looser support", fraction=low,
                 threshold=self.threshold)
+        if high > self.max_fraction and self.keep_when_exploded:
+            exploded = (fraction > self.max_fraction).view(-1, *([1] * (support.ndim - 1)))
+            return state.replace(support=torch.where(exploded, state.support, support))
         if high > self.max_fraction:
             raise SupportExplodedError(
                 f"shrink-wrap grew the support to {high:.3%} of voxels at cycle {state.cycle} "
