@@ -9,10 +9,12 @@ Prints one JSON object on its last line:
   sequence: ER and HIO with shrink-wrap every cycle, complex128) on the same data;
   batch8_throughput_ratio: cycles·runs per second of 8 runs in one batch over 8 single runs;
 - quality: 20 simulated crystals (perfect, dislocation, loop, stacking fault; 10⁶-10⁹ photons;
-  Maxipix gaps on half of them), 4 starts each, the best by free LLK against the band-limited
-  truth; success_rate (error < 0.1), median_error, median_error_1e9_perfect, and the same inputs
-  through PyNX (same recipe and starts) and cohere (its defaults): pynx_median_error,
-  peer_median_error;
+  Maxipix gaps on half of them), 4 starts each of the default chain (HIO, then RAAR, then ER),
+  the best by free LLK against the band-limited truth; success_rate (error < 0.1), median_error,
+  median_error_1e9_perfect, and the same inputs through PyNX (same recipe and starts) and cohere
+  (its defaults): pynx_median_error, peer_median_error, peer_success_rate; in the last two also
+  "torch_id01_chain" and "pynx_id01_chain", both engines on PyNX's ID01 default chain (600 RAAR,
+  200 ER) from the same starts;
 - real data: the measured 34-ID-C scan 54 (../shared/data/real), prepared (hot pixels, aliens),
   4 runs, best 2 combined: real_scan54_llk, real_scan54_support_voxels, and a PNG in out/; the keys
   ending in _psf the same with a partial-coherence PSF (default_chain(800, psf=True)), and
@@ -41,13 +43,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_time, device, emit, peak_memory_mb  # noqa: E402
 
 from braggscope.metrics import band_limited, reconstruction_error  # noqa: E402
-from braggscope.retrieval import (combine_runs, default_chain, find_aliens, hot_pixels, prepare,  # noqa: E402
-                                  pynx_available, reconstruct)
+from braggscope.retrieval import (DEFAULT_RECIPE, combine_runs, default_chain, find_aliens, hot_pixels,  # noqa: E402
+                                  prepare, pynx_available, reconstruct)
 from braggscope.simulate import (Crystal, Detector, random_crystal, random_defects, random_orientation,  # noqa: E402
                                  simulate_bcdi, truncated_octahedron)
 
 REAL_SCAN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "aps34idc_scan54_crop128.npz"
 COHERE_SEQUENCE = "3* (20*ER + 180*HIO) + 20*ER"  # cohere-ui's example configuration
+ID01_CHAIN = "ER**200 * (ShrinkWrap * RAAR**20)**30"  # PyNX's ID01 runner default: 600 RAAR, 200 ER
 
 
 def _pattern(n):
@@ -124,8 +127,9 @@ def quality(count, peers):
         truth = band_limited(data.sample.obj, (48,) * 3)
         row = {"seed": seed, "photons": photons, "defect": kind[0] if kind else "none"}
         for backend in ["torch"] + (["pynx"] if "pynx" in peers else []):
-            r = reconstruct(data.intensity, mask=data.mask, n_runs=4, rng=seed, backend=backend)
-            row[backend] = reconstruction_error(r.obj[0], truth)["error"]
+            for name, recipe in ((backend, DEFAULT_RECIPE), (f"{backend}_id01_chain", ID01_CHAIN)):
+                r = reconstruct(data.intensity, recipe, mask=data.mask, n_runs=4, rng=seed, backend=backend)
+                row[name] = reconstruction_error(r.obj[0], truth)["error"]
         if "cohere" in peers:
             row["cohere"] = reconstruction_error(cohere_run(np.where(data.mask, 0, data.intensity))[0], truth)["error"]
         rows.append(row)
@@ -209,12 +213,13 @@ def main():
 
     rows = quality(8 if args.quick else 20, peers)
     ours = np.array([r["torch"] for r in rows])
+    others = [k for k in rows[0] if k not in ("seed", "photons", "defect", "torch")]
     best_case = [r["torch"] for r in rows if r["photons"] == 1e9 and r["defect"] == "none"]
     result |= {"success_rate": float(np.mean(ours < 0.1)), "median_error": float(np.median(ours)),
                "median_error_1e9_perfect": float(np.median(best_case)) if best_case else None,
                "quality_crystals": len(rows),
-               "peer_median_error": {p: float(np.median([r[p] for r in rows])) for p in peers},
-               "peer_success_rate": {p: float(np.mean([r[p] < 0.1 for r in rows])) for p in peers},
+               "peer_median_error": {p: float(np.median([r[p] for r in rows])) for p in others},
+               "peer_success_rate": {p: float(np.mean([r[p] < 0.1 for r in rows])) for p in others},
                "pynx_median_error": float(np.median([r["pynx"] for r in rows])) if "pynx" in peers else None,
                "quality_rows": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]}
     recall, false_rate = aliens(4 if args.quick else 12)
