@@ -52,9 +52,8 @@ def default_chain(cycles, *, psf=False) -> str:
     blocks = projections // every
     projections = blocks * every  # whole shrink-wrap blocks; the blur ends at the last one
     hio_blocks = blocks // 2
-    shrink_wrap = f"ShrinkWrap(sigma_cycles={projections})"
     hio = _repeat(f"ShrinkWrap(sigma_cycles={projections}, keep_when_exploded=True) * HIO**{every}", hio_blocks)
-    raar = f"{shrink_wrap} * RAAR**{every}"
+    raar = f"ShrinkWrap(sigma_cycles={projections}) * RAAR**{every}"
     er = cycles - projections
     if not psf:
         parts = [f"ER**{er}", _repeat(raar, blocks - hio_blocks), hio]

@@ -194,7 +194,7 @@ class ShrinkWrap(Operator):
     keep_when_exploded : bool
         A run whose new support would pass `max_fraction` keeps the support it had instead of
         raising. HIO's feedback outside the crystal can spread the support for one update (seen on
-        binned data and small 2-D crystals); the default chain's HIO blocks set it.
+        simulated detector frames and small 2-D crystals); the default chain's HIO blocks set it.
     """
 
     threshold: float = 0.2
