@@ -13,7 +13,8 @@ Prints one JSON object on its last line:
   SEEDED_CYCLES; random: after 1000), with _defective splits; final_error_seeded and
   final_error_random: median errors of those runs; success_rate_random_same_cycles and
   final_error_random_same_cycles: the same for the 2 random starts run for SEEDED_CYCLES only (with
-  a _defective split);
+  a _defective split); success_rate_random_best and success_rate_random_same_cycles_best: the
+  share of crystals whose better random run by free LLK succeeds, after 1000 and SEEDED_CYCLES;
 - real_scan54_llk_seeded, real_scan54_llk_random: the best LLK of 2 seeded and 2 random-start
   runs after the same SEEDED_CYCLES cycles on the prepared measured scan (and free LLKs); the keys
   ending in _psf the same with a partial-coherence PSF in the chain (default_chain(..., psf=True));
@@ -161,6 +162,8 @@ def main():
         "success_rate_random_same_cycles_defective": float(np.mean(random_short[defective] < 0.1)),
         "final_error_random_same_cycles": float(np.median(random_short)),
         "final_error_random_best": float(np.median([r["random_best"] for r in rows])),
+        "success_rate_random_best": float(np.mean(random_runs[:, 0] < 0.1)),
+        "success_rate_random_same_cycles_best": float(np.mean(random_short[:, 0] < 0.1)),
         "median_seeded_error_by_cycles": {n: float(np.median([r["seeded"][n] for r in rows])) for n in budgets},
         "seeded_cycles": SEEDED_CYCLES, "random_cycles": RANDOM_CYCLES, "random_runs_per_crystal": 2,
         "crystals": count, "defective_crystals": int(defective.sum()), "ndim": args.ndim,
