@@ -13,10 +13,11 @@ beam time) (``objective='efficiency'``) or the expected hypervolume improvement 
 error–time Pareto front (``objective='pareto'``) among feasible candidates in a trust region
 around the model's best scan. The first scan is the formula design, the next few are Sobol
 points around it, then the Gaussian process leads; every few scans its best scan is measured
-again, and the recommendation is the repeated scan of lowest mean J.
+again, and the recommendation is the told scan of lowest J by the model's posterior mean.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -212,7 +213,7 @@ class Planner:
             elif len(self.observations) < self.n_init:
                 scan = self._sobol(told)
             elif self.replicate_every and (told + 1) % self.replicate_every == 0 and self._worth_repeating():
-                scan = self._model_best().scan
+                scan = self.recommend().scan
             else:
                 scan = self._suggest()
             self.pending.append(scan)
@@ -223,7 +224,7 @@ class Planner:
 
     def _worth_repeating(self) -> bool:
         """The model's best scan has been measured once only and is not pending."""
-        scan = self._model_best().scan
+        scan = self.recommend().scan
         return scan not in self.pending and sum(o.scan == scan for o in self.observations) < 2
 
     def tell(self, scan: Scan, result=None, *, error=None, beam_time=None, **extra):
@@ -260,21 +261,10 @@ class Planner:
         return min(self.observations, key=key)
 
     def recommend(self) -> Observation:
-        """The told scan to measure from now on: of the scans measured more than once, the one of
-        lowest mean J; before any repeat, the lowest J by the Gaussian process's posterior mean
-        (the smallest J seen is biased low by the luckiest draw of a noisy reconstruction)."""
-        if self.objective != "efficiency":
-            return self.best()
-        repeats = {}
-        for o in self.observations:
-            repeats.setdefault(o.scan, []).append(o)
-        means = {scan: np.mean([o.efficiency for o in obs]) for scan, obs in repeats.items() if len(obs) > 1}
-        if means:
-            return repeats[min(means, key=means.get)][0]
-        return self._model_best()
-
-    def _model_best(self) -> Observation:
-        """The told scan of lowest J by the posterior mean (the lowest J seen before the model leads)."""
+        """The told scan to measure from now on: the one of lowest J by the Gaussian process's
+        posterior mean, which pools a scan's repeats and its neighbours' results (the lowest J
+        seen is biased low by the luckiest draw of a noisy reconstruction). Before the model
+        leads, and in Pareto mode, :meth:`best`."""
         import torch
 
         if len(self.observations) < max(self.n_init, 2) or self.objective != "efficiency":
@@ -412,8 +402,21 @@ class Planner:
         if self._fitted is None or self._fitted[0] != len(self.observations):
             train_x, train_y = self._training_data()
             train_x = train_x[:, :4] if len(self.space.reflections) == 1 else train_x
-            self._fitted = (len(self.observations), self._model(train_x, train_y), train_x)
+            with self._own_random_state():
+                self._fitted = (len(self.observations), self._model(train_x, train_y), train_x)
         return self._fitted[1:]
+
+    @contextlib.contextmanager
+    def _own_random_state(self):
+        """torch's random draws (the acquisition's quasi-Monte Carlo samples, the fit's restarts)
+        seeded by the planner's seed and the scans told or pending, so that a session gives the
+        same suggestions whatever the caller drew before; the caller's random state is kept."""
+        import torch
+
+        told = len(self.observations) + len(self.pending)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(np.random.SeedSequence([self.seed, told]).generate_state(1)[0]))
+            yield
 
     def _model(self, train_x, train_y):
         from botorch.fit import fit_gpytorch_mll
@@ -447,19 +450,21 @@ class Planner:
 
         model, train_x = self._fit()
         dims = train_x.shape[-1]
-        centre, _ = self.space.point(self._model_best().scan)
+        centre, _ = self.space.point(self.recommend().scan)
         x, k = self.candidates(centre=centre)
         choices = torch.tensor(np.column_stack([x, k]), dtype=torch.float64)[:, :dims]
         pending = None
         if self.pending:
             pending = torch.tensor(np.array([np.append(*self.space.point(p)) for p in self.pending]),
                                    dtype=torch.float64)[:, :dims]
-        if self.objective == "efficiency":  # maximise quality - log10 time = -J
-            objective = GenericMCObjective(lambda samples, X: samples[..., 0] - self._log_time(X))
-            acq = qLogNoisyExpectedImprovement(model, train_x, objective=objective, X_pending=pending, cache_root=False)
-        else:
-            acq = self._hypervolume_acquisition(model, train_x, pending)
-        best, _ = optimize_acqf_discrete(acq, q=1, choices=choices, max_batch_size=512, unique=True)
+        with self._own_random_state():
+            if self.objective == "efficiency":  # maximise quality - log10 time = -J
+                objective = GenericMCObjective(lambda samples, X: samples[..., 0] - self._log_time(X))
+                acq = qLogNoisyExpectedImprovement(model, train_x, objective=objective, X_pending=pending,
+                                                   cache_root=False)
+            else:
+                acq = self._hypervolume_acquisition(model, train_x, pending)
+            best, _ = optimize_acqf_discrete(acq, q=1, choices=choices, max_batch_size=512, unique=True)
         z = best[0].numpy()
         return self.space.scan(z[:4], int(round(z[4])) if dims == 5 else 0)
 

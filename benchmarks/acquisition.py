@@ -8,8 +8,8 @@ truth. Every method gets the same crystal, the same feasible space and the same 
 simulator calls; the design each method recommends is then measured REMEASURES more times on fresh noise,
 and the mean of those J is the one compared, so that no method profits from a lucky draw (and one unlucky
 re-measurement, a reconstruction that lands in a wrong minimum, weighs less) (the planner recommends with
-`Planner.recommend`: of its repeated scans the one of lowest mean J; random search and the grid their
-lowest J seen).
+`Planner.recommend`: the told scan of lowest J by its Gaussian process's posterior mean; random search and
+the grid their lowest J seen).
 
 Prints one JSON object on its last line:
 - median_J, random_median_J, grid_median_J: median over seeds of the re-measured J = log10(error²
