@@ -402,20 +402,20 @@ class Planner:
         if self._fitted is None or self._fitted[0] != len(self.observations):
             train_x, train_y = self._training_data()
             train_x = train_x[:, :4] if len(self.space.reflections) == 1 else train_x
-            with self._own_random_state():
+            with self._own_random_state(len(self.observations)):
                 self._fitted = (len(self.observations), self._model(train_x, train_y), train_x)
         return self._fitted[1:]
 
     @contextlib.contextmanager
-    def _own_random_state(self):
+    def _own_random_state(self, count):
         """torch's random draws (the acquisition's quasi-Monte Carlo samples, the fit's restarts)
-        seeded by the planner's seed and the scans told or pending, so that a session gives the
-        same suggestions whatever the caller drew before; the caller's random state is kept."""
+        seeded by the planner's seed and `count` (the scans told, for a fit; told or pending, for a
+        suggestion), so that a session gives the same suggestions whatever the caller drew before
+        and a fit does not depend on what was pending; the caller's random state is kept."""
         import torch
 
-        told = len(self.observations) + len(self.pending)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(np.random.SeedSequence([self.seed, told]).generate_state(1)[0]))
+            torch.manual_seed(int(np.random.SeedSequence([self.seed, count]).generate_state(1)[0]))
             yield
 
     def _model(self, train_x, train_y):
@@ -457,7 +457,7 @@ class Planner:
         if self.pending:
             pending = torch.tensor(np.array([np.append(*self.space.point(p)) for p in self.pending]),
                                    dtype=torch.float64)[:, :dims]
-        with self._own_random_state():
+        with self._own_random_state(len(self.observations) + len(self.pending)):
             if self.objective == "efficiency":  # maximise quality - log10 time = -J
                 objective = GenericMCObjective(lambda samples, X: samples[..., 0] - self._log_time(X))
                 acq = qLogNoisyExpectedImprovement(model, train_x, objective=objective, X_pending=pending,
