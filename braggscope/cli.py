@@ -133,13 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
                                      "perfect crystal, dislocation(s), loop, stacking fault or twin, with calibrated "
                                      "probabilities, the defects the reflection cannot show (G·b = 0, G·R ∈ 2πℤ) "
                                      "and 'unknown' when the pattern is unlike the training data. The data are "
-                                     "cropped around the peak to 64³ (64² for --2d); bin them first (--bin) when "
-                                     "the fringes are more than 3.4 pixels apart (oversampling above 3.4).")
+                                     "cropped around the peak to 64³ (64² for --2d) and binned per axis to the "
+                                     "oversampling the network was trained at (about 3.3 pixels per fringe), "
+                                     "estimated from the data unless --bin says otherwise.")
     cls.add_argument("data", type=Path, help="diffraction data (.cxi, .npz or .npy)")
     cls.add_argument("--json", type=Path, help="write the verdict as JSON")
     cls.add_argument("--2d", dest="two_d", action="store_true",
                      help="use the 2-D network on the frame at the top of the rocking curve")
-    cls.add_argument("--bin", type=int, default=1, help="sum this many pixels per axis before cropping")
+    cls.add_argument("--bin", nargs="+", default=["auto"], metavar="N",
+                     help="pixels summed per axis: 'auto' (from the estimated oversampling), one integer, "
+                          "or one per axis of the data")
     cls.add_argument("--hkl", type=int, nargs=3, metavar=("H", "K", "L"),
                      help="reflection measured (default: from the file), to list the defects it cannot show")
     cls.add_argument("--weights", type=Path, help="classifier weights (default: the shipped ones)")
@@ -523,15 +526,15 @@ def _cmd_classify(args):
 
     if args.json is not None and args.json.resolve() == args.data.resolve():
         raise ConfigError("--json would overwrite the input file; choose another name")
-    if args.bin < 1:
-        raise ConfigError(f"--bin must be ≥ 1, got {args.bin}")
+    bins = _bin_argument(args.bin)
     data = read_data(args.data)
     clf = PatternClassifier.load(args.weights, dims=2 if args.two_d else 3, device=str(resolve_device(args.device)))
     hkl = args.hkl if args.hkl is not None else data.config.get("hkl")
-    verdict = clf.classify(data.intensity, data.mask, bin=args.bin, hkl=hkl)
+    verdict = clf.classify(data.intensity, data.mask, bin=bins, hkl=hkl)
     ranked = sorted(verdict.probabilities.items(), key=lambda kv: -kv[1])
     print(f"{args.data}: {verdict.label}" + ("" if verdict.known else
-          f" (out of the training distribution: score {verdict.ood_score:.0f} > {verdict.ood_threshold:.0f})"))
+          f" (out of the training distribution: score {verdict.ood_score:.0f} > {verdict.ood_threshold:.0f})")
+          + f"  [binned {'×'.join(map(str, verdict.bins))}]")
     for name, p in ranked:
         print(f"  {name:15s} {p:6.3f}")
     print("  " + invisible_text(verdict.hkl, verdict.invisible))
@@ -540,6 +543,19 @@ def _cmd_classify(args):
     if args.json is not None:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(verdict.to_dict() | {"input": str(args.data), "dims": clf.dims}, indent=2))
+
+
+def _bin_argument(values):
+    """--bin's words: 'auto', or integers ≥ 1 (one, or one per axis of the data)."""
+    if values == ["auto"]:
+        return "auto"
+    try:
+        bins = [int(v) for v in values]
+    except ValueError:
+        raise ConfigError(f"--bin takes 'auto' or integers ≥ 1, got {' '.join(values)}") from None
+    if any(b < 1 for b in bins):
+        raise ConfigError(f"--bin must be ≥ 1, got {' '.join(values)}")
+    return bins
 
 
 def _read_micrograph(path):

@@ -157,7 +157,9 @@ def _verdict_text(v):
     ranked = ranked_classes(v)
     unknown = "" if v["known"] else (f" The pattern lies outside the training distribution (score {v['ood_score']:.0f} "
                                      f"above {v['ood_threshold']:.0f}), so the verdict is <b>unknown</b>.")
-    return (f"<p>From the diffraction pattern alone (the 3-D network on the 64³ crop around the peak): {ranked}; "
+    binned = "×".join(map(str, v.get("bins") or (1, 1, 1)))
+    return (f"<p>From the diffraction pattern alone (the 3-D network on the 64³ crop around the peak, binned "
+            f"{binned}): {ranked}; "
             f"{html.escape(invisible_text(v['hkl'], v['invisible']))}.{unknown}</p>")
 
 

@@ -20,7 +20,7 @@ True
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +33,9 @@ from braggscope.errors import ConfigError, ShapeError
 from .patterns import PATTERN_CLASSES, PATTERN_SHAPE, POSITION_BINS, invisible_defects
 from .unet import _layers
 
-__all__ = ["PatternNet", "pattern_input", "prepare_pattern", "PatternVerdict", "PatternClassifier",
-           "fit_temperature", "expected_calibration_error", "mahalanobis_fit", "mahalanobis_score", "pattern_weights_path"]
+__all__ = ["PatternNet", "pattern_input", "prepare_pattern", "pattern_bins", "TRAINED_OVERSAMPLING", "PatternVerdict",
+           "PatternClassifier", "fit_temperature", "expected_calibration_error", "mahalanobis_fit", "mahalanobis_score",
+           "pattern_weights_path"]
 
 
 def _conv(spatial_dims, c_in, c_out, stride):
@@ -88,12 +89,32 @@ def pattern_input(counts, mask=None) -> torch.Tensor:
     return torch.stack([logs / top, mask.float()], dim=1)
 
 
-def prepare_pattern(intensity, mask=None, *, dims=3, bin=1):
+TRAINED_OVERSAMPLING = 3.3  # the median oversampling per axis (estimate_oversampling) of the training patterns
+
+
+def pattern_bins(intensity, mask=None) -> tuple:
+    """Pixels per axis to sum so that a measured pattern comes to the oversampling the networks
+    were trained at: the estimate per axis (:func:`~braggscope.retrieval.neural.estimate_oversampling`)
+    over TRAINED_OVERSAMPLING, rounded, at least 1, and at most as many as leave the 64-pixel
+    window inside the data (an axis of fewer than 128 pixels is not binned, and is not estimated).
+    A scan with a fine rocking step or a long detector distance is binned along those axes only."""
+    from braggscope.retrieval.neural import estimate_oversampling
+
+    most = np.maximum(np.array(np.shape(intensity)) // PATTERN_SHAPE[0], 1)
+    if np.all(most == 1):
+        return (1,) * len(most)
+    ratio = estimate_oversampling(intensity, mask) / TRAINED_OVERSAMPLING
+    return tuple(int(b) for b in np.clip(np.rint(ratio), 1, most))
+
+
+def prepare_pattern(intensity, mask=None, *, dims=3, bin="auto"):
     """Counts and mask (64³, or 64² for `dims` 2) around the Bragg peak of any measured array.
 
-    The data (a 3-D scan, frames first, or one 2-D frame) are summed over `bin` pixels per axis
-    and cropped around the peak, masked where the crop leaves the detector; for `dims` 2 a 3-D
-    scan gives its frame at the top of the rocking curve (the frame through the peak)."""
+    The data (a 3-D scan, frames first, or one 2-D frame) are cropped to 64 × `bin` pixels per
+    axis around the peak (masked where the crop leaves the detector) and summed over `bin`
+    pixels per axis: 'auto' (:func:`pattern_bins`), one integer, or one per axis of the data.
+    For `dims` 2 a 3-D scan gives its frame at the top of the rocking curve (the frame through
+    the peak)."""
     from braggscope.retrieval.prepare import bin_pixels, crop_around_peak
 
     intensity = np.asarray(intensity, np.float32)
@@ -101,14 +122,22 @@ def prepare_pattern(intensity, mask=None, *, dims=3, bin=1):
     if intensity.ndim not in (2, 3) or (dims == 3 and intensity.ndim == 2):
         raise ShapeError(f"the {dims}-D classifier needs a {'3-D scan' if dims == 3 else '2-D frame or 3-D scan'}, "
                          f"got shape {intensity.shape}", expected="(frames, rows, columns)", actual=intensity.shape)
-    if bin > 1:
-        keep = tuple(slice(0, n - n % bin) for n in intensity.shape)
-        intensity, mask = bin_pixels(intensity[keep], bin, mask=mask[keep])
-    if dims == 2 and intensity.ndim == 3:
-        frame = int(np.argmax(np.where(mask, 0, intensity).sum(axis=(1, 2))))
-        intensity, mask = intensity[frame], mask[frame]
-    counts, mask, _ = crop_around_peak(intensity, PATTERN_SHAPE[:dims], mask=mask)
+    bins = pattern_bins(intensity, mask) if isinstance(bin, str) and bin == "auto" else _bins(bin, intensity.ndim)
+    counts, mask, _ = crop_around_peak(intensity, tuple(PATTERN_SHAPE[0] * b for b in bins), mask=mask)
+    if any(b > 1 for b in bins):
+        counts, mask = bin_pixels(counts, bins, mask=mask)
+    if dims == 2 and counts.ndim == 3:
+        frame = int(np.argmax(np.where(mask, 0, counts).sum(axis=(1, 2))))
+        counts, mask = counts[frame], mask[frame]
     return counts, mask
+
+
+def _bins(bin, ndim) -> tuple:
+    """`bin` (one integer, or one per axis) as a tuple of `ndim` integers ≥ 1."""
+    values = np.atleast_1d(np.asarray(bin))
+    if (values.size not in (1, ndim) or not np.issubdtype(values.dtype, np.integer) or np.any(values < 1)):
+        raise ConfigError(f"bin must be 'auto', one integer ≥ 1 or {ndim} of them, got {bin!r}")
+    return tuple(int(b) for b in np.broadcast_to(values, (ndim,)))
 
 
 @dataclass(frozen=True)
@@ -133,6 +162,8 @@ class PatternVerdict:
         Squared Mahalanobis distance of the pattern's features from the training data.
     ood_threshold : float
         The score above which the pattern is unknown (99th percentile of held-out patterns).
+    bins : tuple or None
+        The pixels summed per axis of the data before the network saw it (:func:`prepare_pattern`).
     """
 
     label: str
@@ -142,6 +173,7 @@ class PatternVerdict:
     ood_threshold: float
     hkl: tuple | None = None
     invisible: dict | None = None
+    bins: tuple | None = None
 
     @property
     def known(self) -> bool:
@@ -263,14 +295,16 @@ class PatternClassifier:
         return [self._verdict(*(out[k][i] for k in ("kind", "position", "ood")), hkl, invisible)
                 for i in range(len(out["kind"]))]
 
-    def classify(self, intensity, mask=None, *, bin=1, hkl=None) -> PatternVerdict:
-        """The verdict on one pattern of any size (cropped around its peak, see
-        :func:`prepare_pattern`) measured at the reflection `hkl` (optional: it names the defects
-        the verdict cannot see)."""
-        counts, mask = prepare_pattern(intensity, mask, dims=self.dims, bin=bin)
+    def classify(self, intensity, mask=None, *, bin="auto", hkl=None) -> PatternVerdict:
+        """The verdict on one pattern of any size (cropped around its peak and binned to the
+        trained oversampling, see :func:`prepare_pattern`) measured at the reflection `hkl`
+        (optional: it names the defects the verdict cannot see)."""
+        bins = pattern_bins(intensity, mask) if isinstance(bin, str) and bin == "auto" else bin
+        counts, mask = prepare_pattern(intensity, mask, dims=self.dims, bin=bins)
         if not np.any(counts[~mask] > 0):
             raise ConfigError("the pattern holds no counts outside its mask")
-        return self.classify_batch(counts[None], mask[None], hkl=hkl)[0]
+        verdict = self.classify_batch(counts[None], mask[None], hkl=hkl)[0]
+        return replace(verdict, bins=_bins(bins, np.ndim(intensity)))
 
     def stream(self, frames, masks=None, *, hkl=None):
         """Verdicts, one per item, of an iterable of patterns (detector frames for the 2-D

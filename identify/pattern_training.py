@@ -71,7 +71,8 @@ def _frames(expected, rng):
 
 def noisy_batch(log_expected, rng, *, dims=3, photons=None):
     """Counts and masks (B, 64, ...) of stored patterns, as a measurement gives them to the
-    classifier: Poisson counts for a total of `photons` (default log-uniform in PHOTONS) in the
+    classifier: the pattern integrated over pixels of random size and offset in three of four
+    (:func:`_pixel_integrated`), Poisson counts for a total of `photons` (default log-uniform in PHOTONS) in the
     3-D scan (a 2-D frame keeps its share), a detector's module gaps in half of them
     (:func:`_detector_gaps`), a Gaussian alien 10⁻³–10⁻¹ of the peak away from the centre in one
     of five, random flips and axis permutations, and last the crop around the measured peak of
@@ -79,6 +80,7 @@ def noisy_batch(log_expected, rng, *, dims=3, photons=None):
     expected = torch.pow(10.0, torch.as_tensor(log_expected).float()) - LOG_FLOOR
     if dims == 2:
         expected = _frames(expected, rng)
+    expected = _pixel_integrated(expected, rng)
     b = len(expected)
     total = 10 ** rng.uniform(*np.log10(PHOTONS), size=b) if photons is None else np.full(b, float(photons))
     scaled = expected.clamp(min=0) * torch.as_tensor(total, dtype=torch.float32).view(-1, *[1] * dims)
@@ -94,8 +96,28 @@ def noisy_batch(log_expected, rng, *, dims=3, photons=None):
             counts, mask = counts.flip(d), mask.flip(d)
     order = [0] + [int(a) + 1 for a in rng.permutation(dims)]
     counts, mask = counts.permute(*order).numpy(), mask.permute(*order).numpy()
-    cropped = [prepare_pattern(c, m, dims=dims) for c, m in zip(counts, mask)]
+    cropped = [prepare_pattern(c, m, dims=dims, bin=1) for c, m in zip(counts, mask)]
     return torch.from_numpy(np.stack([c for c, _ in cropped])), torch.from_numpy(np.stack([m for _, m in cropped]))
+
+
+def _pixel_integrated(expected, rng, share=0.75):
+    """The point-sampled patterns `expected` (B, ...) as pixels of finite size record them, in
+    `share` of them: integrated over a box 0–1 pixel wide and centred up to half a pixel off the
+    sample, drawn per axis (a detector's pixel along the frame axes, a rocking step, a binned
+    finer scan; see :func:`braggscope.simulate.pixel_integrated`, which this is a batched torch
+    form of). The others keep their point samples."""
+    b, ndim = len(expected), expected.ndim - 1
+    width = rng.uniform(0, 1, (b, ndim)) * (rng.uniform(size=(b, 1)) < share)
+    shift = rng.uniform(-0.5, 0.5, (b, ndim)) * (width > 0)
+    axes = tuple(range(1, ndim + 1))
+    coefficients = torch.fft.rfftn(expected.double(), dim=axes)  # float64: the faint pixels lie 10⁻¹⁰ below the peak
+    for axis in range(ndim):
+        n = expected.shape[axis + 1]
+        f = torch.fft.rfftfreq(n, dtype=torch.float64) if axis == ndim - 1 else torch.fft.fftfreq(n, dtype=torch.float64)
+        w, s = (torch.as_tensor(v[:, axis, None]) for v in (width, shift))
+        factor = torch.sinc(f * w) * torch.exp(2j * np.pi * f * s) * (f.abs() < 0.5)
+        coefficients = coefficients * factor.view(b, *[-1 if a == axis else 1 for a in range(ndim)])
+    return torch.fft.irfftn(coefficients, s=expected.shape[1:], dim=axes).clamp(min=0).float()
 
 
 def _detector_gaps(shape, rng) -> np.ndarray:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from braggscope._validate import check_vector
+from braggscope.errors import ConfigError
 from braggscope.physics import wrap_phase
 from braggscope.simulate.planar import SplitDislocation, twin_shares_reflection
 from braggscope.simulate import (REFLECTIONS, Detector, SmoothStrain, StackingFault, TwinBoundary,
@@ -61,7 +62,8 @@ class Pattern:
     Attributes
     ----------
     expected : (64, 64, 64) ndarray of float32
-        The noiseless intensity, normalised to sum 1, Bragg peak at index 32.
+        The noiseless intensity, normalised to sum 1, Bragg peak at index 32 (64 · finer and
+        32 · finer for a finer grid, :func:`simulate_pattern`).
     label : int
         Index in PATTERN_CLASSES of the visible defect kind (0: none visible).
     invisible : bool
@@ -185,32 +187,39 @@ def _labels(crystal, kind, defects, hkl):
     return label, not all(seen), position
 
 
-def simulate_pattern(seed, *, model="continuum", size=(30.0, 200.0)) -> Pattern:
+def simulate_pattern(seed, *, model="continuum", size=(30.0, 200.0), finer=1) -> Pattern:
     """The labelled noiseless pattern of `seed`: a random crystal of inscribed diameter in `size`
     [nm] with one random defect kind, at a random low-index reflection.
 
     `model` 'continuum' transforms the voxel object (the training data); 'atomistic' sums the
     displaced fcc atoms on the same q-grid (finufft; keep `size` below about 50 nm: millions of
     atoms), so that split partials, Frank loops' fractional G·b and the lattice's discreteness
-    are in the pattern the way they are in a measurement."""
+    are in the pattern the way they are in a measurement.
+
+    `finer` (an integer, or one per axis) samples the same q-range on a grid that many times
+    finer: the pattern has 64 · finer pixels and `finer` times the oversampling along that axis,
+    as a scan with smaller pixels, a longer detector distance or a finer rocking step measures
+    it. The crystal and its labels are those of `seed` whatever `finer` is."""
+    finer = np.broadcast_to(np.asarray(finer, int), (len(PATTERN_SHAPE),))
+    if np.any(finer < 1):
+        raise ConfigError(f"finer must be ≥ 1 per axis, got {tuple(finer)}")
+    shape = tuple(int(n * f) for n, f in zip(PATTERN_SHAPE, finer))
     rng = np.random.default_rng(seed)
     crystal, kind, defects, hkl = _draw(rng, size)
     voxel = 2 * circumradius(crystal.shape) / (rng.uniform(0.6, 0.85) * OBJECT_SHAPE[0])
     if model == "atomistic":
-        q_basis = orthogonal_q_basis(PATTERN_SHAPE, voxel)
+        q_basis = orthogonal_q_basis(PATTERN_SHAPE, voxel) / finer  # columns: the q-step per axis
         amp = atomistic_amplitude(fcc_atoms(crystal, defects), g_vector=crystal.g_vector(hkl), q_basis=q_basis,
-                                  shape=PATTERN_SHAPE)
+                                  shape=shape)
         intensity = amp.real ** 2 + amp.imag ** 2
     elif model == "continuum":
         # the object sampled twice finer and its transform cut to the window: without the aliasing of
         # a coarse voxel grid, which a network learns and the atoms do not have
         sample = simulate_sample(crystal, defects, shape=tuple(2 * n for n in OBJECT_SHAPE), voxel_size=voxel / 2,
                                  hkl=hkl)
-        full = continuum_intensity(sample.obj, shape=tuple(2 * n for n in PATTERN_SHAPE), workers=1)
-        intensity = full[tuple(slice(n // 2, n // 2 + n) for n in PATTERN_SHAPE)]
+        full = continuum_intensity(sample.obj, shape=tuple(2 * n for n in shape), workers=1)
+        intensity = full[tuple(slice(n // 2, n // 2 + n) for n in shape)]
     else:
-        from braggscope.errors import ConfigError
-
         raise ConfigError(f"unknown diffraction model {model!r}; use 'continuum' or 'atomistic'")
     label, invisible, position = _labels(crystal, kind, defects, hkl)
     expected = (intensity / intensity.sum()).astype(np.float32)

@@ -7,7 +7,7 @@ from braggscope.errors import ConfigError, ShapeError
 from braggscope.geometry import Geometry
 from braggscope.simulate import (Crystal, Detector, atomistic_amplitude, continuum_intensity, fcc_atoms,
                                  gap_mask, grid_points, kinematic_amplitude, measure, orthogonal_q_basis,
-                                 simulate_bcdi, simulate_sample, sphere, support_fraction, truncated_octahedron)
+                                 pixel_integrated, simulate_bcdi, simulate_sample, sphere, support_fraction, truncated_octahedron)
 
 
 def test_sphere_pattern_matches_the_analytic_form_factor():
@@ -122,3 +122,25 @@ def test_detector_model():
         measure(intensity[0, 0], det)
     with pytest.raises(ConfigError, match="gap layout"):
         Detector(gaps="pilatus")
+
+
+@pytest.mark.parametrize("width, shift", [(1.0, 0.0), (1.0, 0.3), (0.5, -0.25), (0.0, 0.5)])
+def test_pixel_integration_is_the_pixel_mean_of_the_pattern(width, shift):
+    """A slab of L voxels in N gives the Dirichlet kernel |sin(π L k/N) / sin(π k/N)|² along its
+    normal; a pixel of `width` centred `shift` off the sample records its mean over the pixel,
+    computed here by quadrature of the analytic kernel (width 0: the kernel at the shifted point)."""
+    from scipy.integrate import quad
+
+    n, length = 48, 16
+    kernel = lambda k: length ** 2 if abs(np.sin(np.pi * k / n)) < 1e-12 else (
+        np.sin(np.pi * length * k / n) / np.sin(np.pi * k / n)) ** 2
+    k = np.arange(n) - n // 2
+    samples = np.array([kernel(v) for v in k])
+    expected = np.array([kernel(v + shift) if width == 0 else
+                         quad(kernel, v + shift - width / 2, v + shift + width / 2, limit=200)[0] / width for v in k])
+    np.testing.assert_allclose(pixel_integrated(samples, width, shift), expected, atol=1e-9 * length ** 2)
+    slab = np.broadcast_to(samples[:, None], (n, 8))  # per axis: integrated along the first, not the second
+    np.testing.assert_allclose(pixel_integrated(slab, (width, 1.0), (shift, 0.0)), np.broadcast_to(expected[:, None], (n, 8)),
+                               atol=1e-9 * length ** 2)
+    with pytest.raises(ConfigError, match="pixel width"):
+        pixel_integrated(samples, -1.0)

@@ -7,15 +7,18 @@ import pytest
 import torch
 
 from braggscope.cli import main
+from braggscope.errors import ConfigError
 from braggscope.identify.classifier import (PatternClassifier, expected_calibration_error, fit_temperature,
-                                            mahalanobis_fit, mahalanobis_score, pattern_input, prepare_pattern)
+                                            mahalanobis_fit, mahalanobis_score, pattern_bins, pattern_input,
+                                            prepare_pattern)
 from braggscope.identify.pattern_training import noisy_batch
 from braggscope.identify.patterns import (MIN_CONTRAST, PATTERN_CLASSES, TEST_SEED, _draw, _labels, defect_contrast,
                                           detector_counts, format_vector, invisible_defects, relative_depth,
                                           simulate_pattern)
 from braggscope.io import write_cxi_data
 from braggscope.retrieval.prepare import peak_position
-from braggscope.simulate import Crystal, SmoothStrain, continuum_intensity, simulate_sample, sphere
+from braggscope.simulate import (Crystal, SmoothStrain, continuum_intensity, pixel_integrated, simulate_sample,
+                                 sphere)
 from braggscope.simulate.planar import SplitDislocation, StackingFault, TwinBoundary
 
 
@@ -148,6 +151,52 @@ def test_prepare_pattern_crops_around_the_peak_and_picks_the_top_frame():
     assert frame.shape == (64, 64) and frame.sum() == pytest.approx(big.sum(axis=(1, 2)).max(), rel=1e-3)
     binned, _ = prepare_pattern(np.repeat(big, 2, axis=2), dims=3, bin=2)
     assert binned.shape == (64,) * 3
+    per_axis, _ = prepare_pattern(np.repeat(big, 2, axis=2), dims=3, bin=(1, 1, 2))
+    assert per_axis.shape == (64,) * 3 and per_axis.sum() == pytest.approx(2 * big.sum(), rel=1e-3)
+    for bad in (0, (1, 2), 1.5, "two"):
+        with pytest.raises(ConfigError, match="bin must be"):
+            prepare_pattern(big, dims=3, bin=bad)
+
+
+def test_a_finer_pattern_holds_the_coarse_one_in_every_other_pixel():
+    """finer=2 samples the same q-range twice as finely: its even pixels are the plain pattern's
+    (the same crystal, the same continuous transform), and its oversampling is twice as high."""
+    plain, fine = simulate_pattern(3), simulate_pattern(3, finer=2)
+    assert fine.expected.shape == (128,) * 3 and (fine.label, fine.hkl) == (plain.label, plain.hkl)
+    even = fine.expected[::2, ::2, ::2]
+    np.testing.assert_allclose(even / even.sum(), plain.expected, rtol=1e-3, atol=1e-6 * plain.expected.max())
+    assert simulate_pattern(3, finer=(1, 2, 2)).expected.shape == (64, 128, 128)
+    with pytest.raises(ConfigError, match="finer"):
+        simulate_pattern(3, finer=0)
+
+
+def test_pattern_bins_bring_a_scan_to_the_trained_oversampling():
+    """A ball 24 voxels wide in a 64-pixel pattern is oversampled 2.7 times: no binning. The same
+    ball measured on a q-grid twice as fine along the frame axes (a detector twice as far away)
+    is binned 2 along those axes only, and the network then sees the pattern it knows."""
+    xtal = Crystal(sphere(60.0), "Pt")
+    s = simulate_sample(xtal, [], shape=(32,) * 3, voxel_size=2.5, hkl=(1, 1, 1))
+    assert pattern_bins(continuum_intensity(s.obj, shape=(64,) * 3) * 1e8) == (1, 1, 1)
+    far = continuum_intensity(s.obj, shape=(64, 128, 128)) * 1e8
+    assert pattern_bins(far) == (1, 2, 2)
+    counts, _ = prepare_pattern(far)
+    assert counts.shape == (64,) * 3 and counts.sum() == pytest.approx(far.sum(), rel=1e-3)
+    # flat noise has no fringes (an oversampling past any bound): binned no further than the data reach
+    assert pattern_bins(np.random.default_rng(0).poisson(100.0, (64, 128, 192)).astype(np.float32)) == (1, 2, 3)
+
+
+def test_training_pixel_integration_is_the_detector_models():
+    """The trainer's batched torch pixel integration gives the simulator's, pattern by pattern."""
+    from braggscope.identify.pattern_training import _pixel_integrated
+
+    expected = torch.from_numpy(np.stack([simulate_pattern(s).expected for s in (1, 2)]))
+    rng = np.random.default_rng(3)
+    batch = _pixel_integrated(expected, np.random.default_rng(3), share=1.0)
+    width = rng.uniform(0, 1, (2, 3)) * (rng.uniform(size=(2, 1)) < 1.0)
+    shift = rng.uniform(-0.5, 0.5, (2, 3))
+    for e, b, w, sh in zip(expected.numpy(), batch.numpy(), width, shift):
+        np.testing.assert_allclose(b, pixel_integrated(e, w, sh), atol=1e-6 * e.max())
+        assert not np.allclose(b, e, atol=1e-3 * e.max())
 
 
 def test_fit_temperature_recovers_an_overconfident_models_temperature():
@@ -261,6 +310,11 @@ def test_classify_cli_writes_json_and_rejects_bad_input(tmp_path, capsys):
     assert main(["classify", str(bad), "--json", str(missing)]) == 2
     assert not missing.exists()
     assert main(["classify", str(data), "--2d", "--json", str(data)]) == 2
+    assert main(["classify", str(data), "--bin", "1", "2", "2", "--json", str(out), "-q"]) == 0
+    assert json.loads(out.read_text())["bins"] == [1, 2, 2] and "binned 1×2×2" in capsys.readouterr().out
+    for bad in (["two"], ["1", "2"], ["0"]):
+        assert main(["classify", str(data), "--bin", *bad, "--json", str(missing)]) == 2
+    assert not missing.exists()
 
 
 @pytest.mark.slow
