@@ -22,8 +22,8 @@ Held-out sets (seeds the training never saw):
 Figures (one JSON line): accuracy_{3d,2d}_{level}, per-class F1 and confusion matrices (rows:
 truth, columns: prediction, classes in PATTERN_CLASSES order) at 10⁸, macro F1, the atomistic
 accuracy and its continuum twin, accuracy_{3d,2d}_1e8_pixels, accuracy_3d_1e8_finer2_auto and
-_bin1 with the share of those patterns binned 2 on every axis (bins_2_share), ece_3d (15 bins, all levels pooled) with ece_3d_uncalibrated
-(temperature 1), the share of crystals holding only defects their reflection cannot show (G·b = 0,
+_bin1 with the share of those patterns binned 2 on every axis (finer2_bins_2_share), ece_3d (15
+bins, all levels pooled) with ece_3d_uncalibrated (temperature 1), the share of crystals holding only defects their reflection cannot show (G·b = 0,
 G·R ∈ 2πℤ) that the 3-D network calls perfect (their verdict lists those defects by the visibility
 rule, checked in the tests), the dislocation-position accuracy, the
 share of each out-of-distribution set flagged unknown and of the in-distribution set at 10⁸,
@@ -38,8 +38,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_time, device, emit  # noqa: E402
 
-from braggscope.identify.classifier import PatternClassifier, expected_calibration_error, prepare_pattern  # noqa: E402
+from braggscope.identify.classifier import (PatternClassifier, expected_calibration_error, pattern_bins,  # noqa: E402
+                                            prepare_pattern)
 from braggscope.identify.patterns import PATTERN_CLASSES, TEST_SEED, detector_counts, simulate_pattern  # noqa: E402
 from braggscope.simulate import pixel_integrated  # noqa: E402
 
@@ -82,8 +83,6 @@ def _pair(seed):
 def _predict(clf, patterns, photons, seed, bin="auto"):
     """Calibrated class probabilities, position outputs, out-of-distribution scores and the bins
     used ('bins') of measured `patterns`."""
-    from braggscope.identify.classifier import pattern_bins
-
     rows = []
     for i, p in enumerate(patterns):
         counts, mask = detector_counts(p.expected, photons, rng=[seed, i, int(np.log10(photons))])

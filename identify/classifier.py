@@ -96,8 +96,9 @@ def pattern_bins(intensity, mask=None) -> tuple:
     """Pixels per axis to sum so that a measured pattern comes to the oversampling the networks
     were trained at: the estimate per axis (:func:`~braggscope.retrieval.neural.estimate_oversampling`)
     over TRAINED_OVERSAMPLING, rounded, at least 1, and at most as many as leave the 64-pixel
-    window inside the data (an axis of fewer than 128 pixels is not binned, and is not estimated).
-    A scan with a fine rocking step or a long detector distance is binned along those axes only."""
+    window inside the data (an axis of fewer than 128 pixels is not binned; data with no such
+    axis are not estimated at all). A scan with a fine rocking step or a long detector distance
+    is binned along those axes only."""
     from braggscope.retrieval.neural import estimate_oversampling
 
     most = np.maximum(np.array(np.shape(intensity)) // PATTERN_SHAPE[0], 1)
