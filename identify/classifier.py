@@ -123,7 +123,7 @@ def prepare_pattern(intensity, mask=None, *, dims=3, bin="auto"):
     if intensity.ndim not in (2, 3) or (dims == 3 and intensity.ndim == 2):
         raise ShapeError(f"the {dims}-D classifier needs a {'3-D scan' if dims == 3 else '2-D frame or 3-D scan'}, "
                          f"got shape {intensity.shape}", expected="(frames, rows, columns)", actual=intensity.shape)
-    bins = pattern_bins(intensity, mask) if isinstance(bin, str) and bin == "auto" else _bins(bin, intensity.ndim)
+    bins = _bins(bin, intensity, mask)
     counts, mask, _ = crop_around_peak(intensity, tuple(PATTERN_SHAPE[0] * b for b in bins), mask=mask)
     if any(b > 1 for b in bins):
         counts, mask = bin_pixels(counts, bins, mask=mask)
@@ -133,8 +133,12 @@ def prepare_pattern(intensity, mask=None, *, dims=3, bin="auto"):
     return counts, mask
 
 
-def _bins(bin, ndim) -> tuple:
-    """`bin` (one integer, or one per axis) as a tuple of `ndim` integers ≥ 1."""
+def _bins(bin, intensity, mask) -> tuple:
+    """`bin` as one integer ≥ 1 per axis of `intensity`: :func:`pattern_bins` for 'auto', else
+    the integer (or the integers, one per axis) given."""
+    if isinstance(bin, str) and bin == "auto":
+        return pattern_bins(intensity, mask)
+    ndim = np.ndim(intensity)
     values = np.atleast_1d(np.asarray(bin))
     if (values.size not in (1, ndim) or not np.issubdtype(values.dtype, np.integer) or np.any(values < 1)):
         raise ConfigError(f"bin must be 'auto', one integer ≥ 1 or {ndim} of them, got {bin!r}")
@@ -300,12 +304,11 @@ class PatternClassifier:
         """The verdict on one pattern of any size (cropped around its peak and binned to the
         trained oversampling, see :func:`prepare_pattern`) measured at the reflection `hkl`
         (optional: it names the defects the verdict cannot see)."""
-        bins = pattern_bins(intensity, mask) if isinstance(bin, str) and bin == "auto" else bin
+        bins = _bins(bin, intensity, mask)
         counts, mask = prepare_pattern(intensity, mask, dims=self.dims, bin=bins)
         if not np.any(counts[~mask] > 0):
             raise ConfigError("the pattern holds no counts outside its mask")
-        verdict = self.classify_batch(counts[None], mask[None], hkl=hkl)[0]
-        return replace(verdict, bins=_bins(bins, np.ndim(intensity)))
+        return replace(self.classify_batch(counts[None], mask[None], hkl=hkl)[0], bins=bins)
 
     def stream(self, frames, masks=None, *, hkl=None):
         """Verdicts, one per item, of an iterable of patterns (detector frames for the 2-D
