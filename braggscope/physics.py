@@ -26,7 +26,12 @@ import numpy as np
 from ._validate import check_vector
 from .errors import ConfigError
 
+#: A Gaussian's full width at half maximum over its standard deviation, 2 √(2 ln 2): PSF and beam
+#: widths are given as FWHM at the interface and used as σ inside.
+FWHM_PER_SIGMA = float(2 * np.sqrt(2 * np.log(2)))
+
 __all__ = [
+    "FWHM_PER_SIGMA",
     "bragg_vector",
     "phase_from_displacement",
     "object_from_displacement",

@@ -22,6 +22,8 @@ import math
 import scipy.fft
 import torch
 
+from braggscope.physics import FWHM_PER_SIGMA
+
 __all__ = ["fft", "ifft", "project_modulus", "project_support", "hio_update", "raar_update",
            "poisson_llk", "gaussian_llk", "gaussian_blur_abs", "shrink_wrap_support", "intensity_of", "convolve_intensity", "gaussian_psf",
            "update_psf"]
@@ -154,7 +156,7 @@ def convolve_intensity(intensity, otf):
 
 def gaussian_psf(shape, fwhm, *, device=None, dtype=torch.float32):
     """(1, ...) Gaussian PSF of `fwhm` pixels, FFT-ordered (centre at index 0), summing to 1."""
-    sigma = fwhm / (2 * math.sqrt(2 * math.log(2)))
+    sigma = fwhm / FWHM_PER_SIGMA
     axes = [torch.fft.fftfreq(n, d=1 / n, device=device, dtype=dtype) for n in shape]  # signed pixel offsets
     r2 = sum(g * g for g in torch.meshgrid(*axes, indexing="ij"))
     psf = torch.exp(-r2 / (2 * sigma**2))

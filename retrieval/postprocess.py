@@ -20,6 +20,7 @@ from scipy import ndimage
 from braggscope.errors import ConfigError
 from braggscope.io.cxi import validate_intensity
 from braggscope.metrics import align_to
+from braggscope.physics import FWHM_PER_SIGMA
 from braggscope.simulate.diffraction import continuum_intensity
 
 from .engine import best_runs
@@ -223,7 +224,7 @@ def psf_fwhm(psf) -> tuple:
     for axis in range(psf.ndim):
         profile = psf.sum(axis=tuple(a for a in range(psf.ndim) if a != axis))
         offset = np.arange(profile.size) - profile.size // 2
-        widths.append(2 * np.sqrt(2 * np.log(2)) * float(np.sqrt((profile * offset**2).sum())))
+        widths.append(FWHM_PER_SIGMA * float(np.sqrt((profile * offset**2).sum())))
     return tuple(widths)
 
 

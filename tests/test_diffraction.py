@@ -7,7 +7,8 @@ from braggscope.errors import ConfigError, ShapeError
 from braggscope.geometry import Geometry
 from braggscope.simulate import (Crystal, Detector, atomistic_amplitude, continuum_intensity, fcc_atoms,
                                  gap_mask, grid_points, kinematic_amplitude, measure, orthogonal_q_basis,
-                                 pixel_integrated, simulate_bcdi, simulate_sample, sphere, support_fraction, truncated_octahedron)
+                                 partially_coherent, pixel_integrated, simulate_bcdi, simulate_sample, sphere,
+                                 support_fraction, truncated_octahedron)
 
 
 def test_sphere_pattern_matches_the_analytic_form_factor():
@@ -144,3 +145,33 @@ def test_pixel_integration_is_the_pixel_mean_of_the_pattern(width, shift):
                                atol=1e-9 * length ** 2)
     with pytest.raises(ConfigError, match="pixel width"):
         pixel_integrated(samples, -1.0)
+
+
+@pytest.mark.parametrize("fwhm", [0.5, 1.3, 2.5])
+def test_partial_coherence_is_the_patterns_convolution_with_a_gaussian(fwhm):
+    """The slab's Dirichlet kernel convolved with a continuous Gaussian of `fwhm` pixels, by
+    quadrature of the analytic kernel: the counts are kept, and the peak falls. A kernel sampled
+    on the pixels (scipy's gaussian_filter) is close for a PSF a few pixels wide, but not for one
+    narrower than a pixel, which is why the blur works on the Fourier coefficients."""
+    from scipy.integrate import quad
+    from scipy.ndimage import gaussian_filter
+
+    n, length = 48, 16
+    kernel = lambda k: length ** 2 if abs(np.sin(np.pi * k / n)) < 1e-12 else (
+        np.sin(np.pi * length * k / n) / np.sin(np.pi * k / n)) ** 2
+    sigma = fwhm / (2 * np.sqrt(2 * np.log(2)))
+    gauss = lambda t: np.exp(-t ** 2 / (2 * sigma ** 2)) / (np.sqrt(2 * np.pi) * sigma)
+    k = np.arange(n) - n // 2
+    samples = np.array([kernel(v) for v in k])
+    expected = np.array([quad(lambda t: kernel(v - t) * gauss(t), -10 * sigma, 10 * sigma, limit=400,
+                              points=[0.0])[0] for v in k])
+    blurred = partially_coherent(samples, fwhm)
+    np.testing.assert_allclose(blurred, expected, atol=1e-8 * length ** 2)
+    assert blurred.sum() == pytest.approx(samples.sum()) and blurred.max() < samples.max()
+    sampled_kernel = np.abs(gaussian_filter(samples, sigma, mode="wrap") - expected).max() / length ** 2
+    assert sampled_kernel > 0.01 if fwhm < 1 else sampled_kernel < 0.01
+    slab = np.broadcast_to(samples[:, None], (n, 8))  # per axis: blurred along the first only
+    np.testing.assert_allclose(partially_coherent(slab, (fwhm, 0.0)), np.broadcast_to(expected[:, None], (n, 8)),
+                               atol=1e-8 * length ** 2)
+    with pytest.raises(ConfigError, match="FWHM"):
+        partially_coherent(samples, -1.0)

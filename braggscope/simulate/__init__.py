@@ -19,7 +19,7 @@ Examples
 """
 from .bcdi import BCDIData, align_to_geometry, simulate_bcdi
 from .crystal import Crystal
-from .detector import Detector, Measurement, gap_mask, measure, pixel_integrated
+from .detector import Detector, Measurement, gap_mask, measure, partially_coherent, pixel_integrated
 from .diffraction import (atomistic_amplitude, circumradius, continuum_amplitude_on, continuum_intensity, fcc_atoms,
                           kinematic_amplitude, orthogonal_q_basis, to_ase_atoms)
 from .dislocations import DislocationLoop, StraightDislocation, circular_loop_vertices
@@ -33,7 +33,8 @@ from .shapes import (Ellipsoid, Polyhedron, Sphere, cube, cuboctahedron, ellipso
                      wulff)
 
 __all__ = [
-    "BCDIData", "align_to_geometry", "simulate_bcdi", "Crystal", "Detector", "Measurement", "gap_mask", "measure", "pixel_integrated",
+    "BCDIData", "align_to_geometry", "simulate_bcdi", "Crystal", "Detector", "Measurement", "gap_mask", "measure",
+    "pixel_integrated", "partially_coherent",
     "atomistic_amplitude", "circumradius", "continuum_amplitude_on", "continuum_intensity", "fcc_atoms", "kinematic_amplitude",
     "orthogonal_q_basis", "to_ase_atoms", "DislocationLoop", "StraightDislocation", "circular_loop_vertices", "DilatationCentre",
     "SmoothStrain", "SurfaceRelaxation", "StackingFault", "TwinBoundary", "twin_shares_reflection",

@@ -13,8 +13,9 @@ from scipy import ndimage
 
 from .._validate import check_choice, check_finite
 from ..errors import ConfigError, ShapeError
+from ..physics import FWHM_PER_SIGMA
 
-__all__ = ["Detector", "Measurement", "measure", "gap_mask", "pixel_integrated"]
+__all__ = ["Detector", "Measurement", "measure", "gap_mask", "pixel_integrated", "partially_coherent"]
 
 # (chip size, gap between chips) [pixels] along rows and columns
 _GAP_LAYOUTS = {
@@ -124,18 +125,44 @@ def pixel_integrated(intensity, width=1.0, shift=0.0) -> np.ndarray:
     pixel index, with no term at the Nyquist frequency (0.5 cycles per pixel; that term, which an
     oversampled pattern lacks, is dropped). A pattern cut from a larger one rings a little at the
     cut; values below 0 are clipped. Returns float64 of the input's shape."""
-    import scipy.fft
-
     data = np.asarray(intensity, float)
     width = np.broadcast_to(np.asarray(width, float), (data.ndim,))
     shift = np.broadcast_to(np.asarray(shift, float), (data.ndim,))
     if np.any(width < 0) or not (np.all(np.isfinite(width)) and np.all(np.isfinite(shift))):
         raise ConfigError(f"pixel width must be ≥ 0 and finite, shift finite; got {tuple(width)}, {tuple(shift)}")
+    return _fourier_filtered(data, [lambda f, w=w, s=s: np.sinc(f * w) * np.exp(2j * np.pi * f * s)
+                                    for w, s in zip(width, shift)])
+
+
+def partially_coherent(intensity, fwhm) -> np.ndarray:
+    """The pattern a partially coherent beam gives: the coherent `intensity` convolved with a
+    Gaussian point-spread function of `fwhm` [pixels] full width at half maximum (one value, or
+    one per axis; 0: fully coherent along that axis), as the PSF model of Clark et al., Nat.
+    Commun. 3, 993 (2012) (doi:10.1038/ncomms1994), which the retrieval's PSF refines, has it. A
+    detector's charge sharing blurs the same way and adds to it.
+
+    The continuous convolution multiplies the pattern's Fourier coefficients along an axis by
+    exp(-2π² σ² f²), σ = fwhm / FWHM_PER_SIGMA: exact for an oversampled pattern, as
+    :func:`pixel_integrated` explains (a kernel sampled on the pixels, as scipy's
+    ``gaussian_filter`` uses, is not, for σ under a pixel). The convolution is circular.
+    Returns float64 of the input's shape, clipped at 0."""
+    data = np.asarray(intensity, float)
+    fwhm = np.broadcast_to(np.asarray(fwhm, float), (data.ndim,))
+    if np.any(fwhm < 0) or not np.all(np.isfinite(fwhm)):
+        raise ConfigError(f"PSF width (FWHM) must be ≥ 0 and finite, got {tuple(fwhm)} [pixels]")
+    sigma = fwhm / FWHM_PER_SIGMA
+    return _fourier_filtered(data, [lambda f, s=s: np.exp(-2 * (np.pi * s * f) ** 2) for s in sigma])
+
+
+def _fourier_filtered(data, factors) -> np.ndarray:
+    """`data` (float64) with its Fourier coefficients multiplied along each axis by `factors[axis](f)`
+    (f: fftfreq, cycles per pixel) and the Nyquist term dropped; back in real space, clipped at 0."""
+    import scipy.fft
+
     coefficients = scipy.fft.fftn(data)
-    for axis, (w, s) in enumerate(zip(width, shift)):
+    for axis, factor in enumerate(factors):
         f = scipy.fft.fftfreq(data.shape[axis])
-        factor = np.sinc(f * w) * np.exp(2j * np.pi * f * s) * (np.abs(f) < 0.5)
-        coefficients *= factor.reshape([-1 if a == axis else 1 for a in range(data.ndim)])
+        coefficients *= (factor(f) * (np.abs(f) < 0.5)).reshape([-1 if a == axis else 1 for a in range(data.ndim)])
     return np.maximum(scipy.fft.ifftn(coefficients).real, 0.0)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from .._validate import check_positive
 from ..errors import ConfigError
 from ..geometry import HC_KEV_NM
+from ..physics import FWHM_PER_SIGMA
 from .polycrystal import dislocation_density
 from .structure import CrystalStructure, get_structure
 
@@ -432,7 +433,7 @@ def laue_pattern(polycrystal, detector: LaueDetector, beam: Beam | None = None) 
     grain_of = polycrystal.grain_map.reshape(-1)
     r_lab = to_lab @ points
     off_axis = r_lab[1:]  # distance from the beam axis (x̂): the y and z lab components
-    sigma = beam.fwhm / (2 * np.sqrt(2 * np.log(2)))
+    sigma = beam.fwhm / FWHM_PER_SIGMA
     profile = np.exp(-np.sum(off_axis**2, axis=0) / (2 * sigma**2))
     lit = (profile > 1e-3) & (grain_of >= 0)
     image = np.zeros(detector.shape)
