@@ -14,6 +14,10 @@ Held-out sets (seeds the training never saw):
   the detector's pixels along the two frame axes (braggscope.simulate.pixel_integrated, width 1,
   offset up to half a pixel; point samples along the rocking axis, as a step scan takes them), as
   every real detector records it; the plain sets above are point samples of the intensity;
+- partial coherence: the same continuum crystals at 10⁸ photons blurred by a Gaussian PSF
+  (braggscope.simulate.partially_coherent) of PSF_FWHM pixels FWHM on every axis (scan 54's
+  refined PSF is 1.2–1.5 pixels wide), then recorded by detector pixels as above; the 3-D network
+  also at the widths of PSF_SWEEP;
 - finer sampling: the first FINER_PATTERNS crystals on a q-grid twice as fine along every axis
   (simulate_pattern(..., finer=2): oversampling 4.8–6.8, as a longer detector distance and a finer
   rocking step give), pixel-integrated the same way, classified with the bins estimated from the
@@ -21,7 +25,10 @@ Held-out sets (seeds the training never saw):
 
 Figures (one JSON line): accuracy_{3d,2d}_{level}, per-class F1 and confusion matrices (rows:
 truth, columns: prediction, classes in PATTERN_CLASSES order) at 10⁸, macro F1, the atomistic
-accuracy and its continuum twin, accuracy_{3d,2d}_1e8_pixels, accuracy_3d_1e8_finer2_auto and
+accuracy and its continuum twin, accuracy_{3d,2d}_1e8_pixels, accuracy_{3d,2d}_1e8_psf with the share
+of those patterns called twin (twin_share_{3d,2d}_1e8_psf; the true share is twin_share_true),
+accuracy_3d_1e8_psf_sweep (FWHM [pixels] → accuracy) with the share flagged unknown at the widest
+(unknown_share_psf_widest), accuracy_3d_1e8_finer2_auto and
 _bin1 with the share of those patterns binned 2 on every axis (finer2_bins_2_share), ece_3d (15
 bins, all levels pooled) with ece_3d_uncalibrated (temperature 1), the share of crystals holding only defects their reflection cannot show (G·b = 0,
 G·R ∈ 2πℤ) that the 3-D network calls perfect (their verdict lists those defects by the visibility
@@ -50,12 +57,14 @@ from _common import best_time, device, emit  # noqa: E402
 from braggscope.identify.classifier import (PatternClassifier, expected_calibration_error, pattern_bins,  # noqa: E402
                                             prepare_pattern)
 from braggscope.identify.patterns import PATTERN_CLASSES, TEST_SEED, detector_counts, simulate_pattern  # noqa: E402
-from braggscope.simulate import pixel_integrated  # noqa: E402
+from braggscope.simulate import partially_coherent, pixel_integrated  # noqa: E402
 
 LEVELS = (1e5, 1e6, 1e7, 1e8, 1e9)
 ATOMISTIC_SEED = TEST_SEED + 500_000
 ATOMISTIC_SIZE = (25.0, 45.0)
 FINER_PATTERNS = 150
+PSF_FWHM = 1.3  # [pixels] the partial-coherence PSF of the headline set
+PSF_SWEEP = (0.7, 1.3, 2.0, 3.0)  # [pixels] the 3-D network's sweep; 3 lies past the training's widest (2)
 
 
 def _detector_pixels(expected, seed):
@@ -63,6 +72,12 @@ def _detector_pixels(expected, seed):
     (the last two), at an offset of up to half a pixel from the point samples."""
     shift = np.random.default_rng(seed).uniform(-0.5, 0.5, 3)
     return pixel_integrated(expected, (0.0, 1.0, 1.0), shift).astype(np.float32)
+
+
+def _partially_coherent(patterns, fwhm, seeds):
+    """`patterns` blurred by a Gaussian PSF of `fwhm` pixels, then recorded by detector pixels."""
+    return [replace(p, expected=_detector_pixels(partially_coherent(p.expected, fwhm), seed))
+            for seed, p in zip(seeds, patterns)]
 
 
 def _finer(seed):
@@ -173,10 +188,13 @@ def main(argv=None):
         patterns = list(pool.map(_continuum, range(TEST_SEED, TEST_SEED + n), chunksize=8))
         pairs = list(pool.map(_pair, range(ATOMISTIC_SEED, ATOMISTIC_SEED + n_atom)))
         finer = list(pool.map(_finer, range(TEST_SEED, TEST_SEED + n_finer), chunksize=4))
-    pixels = [replace(p, expected=_detector_pixels(p.expected, p_seed))
-              for p_seed, p in zip(range(TEST_SEED, TEST_SEED + n), patterns)]
-    result = {"patterns": n, "atomistic_patterns": n_atom, "pattern_shape": [64, 64, 64], "levels": list(LEVELS)}
+    seeds = range(TEST_SEED, TEST_SEED + n)
+    pixels = [replace(p, expected=_detector_pixels(p.expected, seed)) for seed, p in zip(seeds, patterns)]
+    psf_sets = {fwhm: _partially_coherent(patterns, fwhm, seeds) for fwhm in PSF_SWEEP}  # PSF_FWHM among them
+    result = {"patterns": n, "atomistic_patterns": n_atom, "pattern_shape": [64, 64, 64], "levels": list(LEVELS),
+              "psf_fwhm": PSF_FWHM}
     truth = np.array([p.label for p in patterns])
+    result["twin_share_true"] = float(np.mean(truth == PATTERN_CLASSES.index("twin")))
     for dims in (3, 2):
         clf = PatternClassifier.load(dims=dims)
         s = _scores(clf, patterns, seed=dims)
@@ -196,6 +214,15 @@ def main(argv=None):
         result[f"confusion_{dims}d_atomistic_1e8"] = _confusion(atom_truth, atom).tolist()
         result[f"accuracy_{dims}d_1e8_pixels"] = float(np.mean(_predict(clf, pixels, 1e8, seed=dims)["kind"].argmax(1)
                                                             == truth))
+        blurred = {fwhm: _predict(clf, psf_sets[fwhm], 1e8, seed=dims) for fwhm in (PSF_SWEEP if dims == 3 else
+                                                                                       (PSF_FWHM,))}
+        called = blurred[PSF_FWHM]["kind"].argmax(1)
+        result[f"accuracy_{dims}d_1e8_psf"] = float(np.mean(called == truth))
+        result[f"twin_share_{dims}d_1e8_psf"] = float(np.mean(called == PATTERN_CLASSES.index("twin")))
+        if dims == 3:
+            result["accuracy_3d_1e8_psf_sweep"] = {str(fwhm): float(np.mean(out["kind"].argmax(1) == truth))
+                                                   for fwhm, out in blurred.items()}
+            result["unknown_share_psf_widest"] = float(np.mean(blurred[PSF_SWEEP[-1]]["ood"] > clf.threshold))
         if dims == 3:
             finer_truth = np.array([p.label for p in finer])
             for bin in ("auto", 1):

@@ -4,9 +4,10 @@
 
 simulates the noiseless continuum patterns of seeds 0 … N-1 (:func:`.patterns.simulate_pattern`)
 and the calibration set (seeds from VALIDATION_SEED), trains the 3-D and the 2-D network with
-photon noise, detector gaps and aliens drawn afresh for every batch, fits the temperature and the
-out-of-distribution statistics, and writes the weights with their validation scores. The
-benchmark's held-out patterns start at TEST_SEED; training never sees them.
+photon noise, pixel integration, partial coherence, detector gaps and aliens drawn afresh for
+every batch, fits the temperature and the out-of-distribution statistics, and writes the weights
+with their validation scores. The benchmark's held-out patterns start at TEST_SEED; training
+never sees them.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from braggscope._backend import one_cycle_training, simulated_set
+from braggscope.physics import FWHM_PER_SIGMA
 from braggscope.simulate import gap_mask
 
 from .classifier import (PatternClassifier, PatternNet, expected_calibration_error, fit_temperature, mahalanobis_fit,
@@ -30,6 +32,7 @@ __all__ = ["make_patterns", "noisy_batch", "train", "calibrate", "main"]
 
 LOG_FLOOR = 1e-14  # patterns are stored as float16 log10(expected + LOG_FLOOR)
 PHOTONS = (1e5, 1e10)  # the range of total counts trained on (past the 10⁹ of the benchmark's top level)
+PSF_FWHM = 2.0  # [pixels] the widest partial-coherence PSF trained on (scan 54's refined PSF: 1.2–1.5)
 
 
 _SOURCES = ("braggscope.identify.patterns",)  # the code that makes a pattern (with what it imports)
@@ -71,16 +74,17 @@ def _frames(expected, rng):
 
 def noisy_batch(log_expected, rng, *, dims=3, photons=None):
     """Counts and masks (B, 64, ...) of stored patterns, as a measurement gives them to the
-    classifier: the pattern integrated over pixels of random size and offset in three of four
-    (:func:`_pixel_integrated`), Poisson counts for a total of `photons` (default log-uniform in PHOTONS) in the
-    3-D scan (a 2-D frame keeps its share), a detector's module gaps in half of them
+    classifier: the pattern integrated over pixels of random size and offset in three of four and
+    blurred by a partially coherent beam in one of two (:func:`_detector_response`), Poisson counts
+    for a total of `photons` (default log-uniform in PHOTONS) in the 3-D scan (a 2-D frame keeps its
+    share), a detector's module gaps in half of them
     (:func:`_detector_gaps`), a Gaussian alien 10⁻³–10⁻¹ of the peak away from the centre in one
     of five, random flips and axis permutations, and last the crop around the measured peak of
     :func:`.classifier.prepare_pattern`, which a gap or the noise can move off the stored centre."""
     expected = torch.pow(10.0, torch.as_tensor(log_expected).float()) - LOG_FLOOR
     if dims == 2:
         expected = _frames(expected, rng)
-    expected = _pixel_integrated(expected, rng)
+    expected = _detector_response(expected, rng)
     b = len(expected)
     total = 10 ** rng.uniform(*np.log10(PHOTONS), size=b) if photons is None else np.full(b, float(photons))
     scaled = expected.clamp(min=0) * torch.as_tensor(total, dtype=torch.float32).view(-1, *[1] * dims)
@@ -100,22 +104,27 @@ def noisy_batch(log_expected, rng, *, dims=3, photons=None):
     return torch.from_numpy(np.stack([c for c, _ in cropped])), torch.from_numpy(np.stack([m for _, m in cropped]))
 
 
-def _pixel_integrated(expected, rng, share=0.75):
-    """The point-sampled patterns `expected` (B, ...) as pixels of finite size record them, in
-    `share` of them: integrated over a box 0–1 pixel wide and centred up to half a pixel off the
-    sample, drawn per axis (a detector's pixel along the frame axes, a rocking step, a binned
-    finer scan; see :func:`braggscope.simulate.pixel_integrated`, which this is a batched torch
-    form of). The others keep their point samples."""
+def _detector_response(expected, rng, *, pixel_share=0.75, psf_share=0.5):
+    """The point-sampled patterns `expected` (B, ...) as a measurement records them. In
+    `pixel_share` of them they are integrated over a box 0–1 pixel wide, centred up to half a pixel
+    off the sample, drawn per axis (a detector's pixel along the frame axes, a rocking step, a
+    binned finer scan; :func:`braggscope.simulate.pixel_integrated`). In `psf_share` of them they
+    are blurred by the beam's partial coherence, a Gaussian PSF of 0–PSF_FWHM pixels FWHM drawn
+    per axis (:func:`braggscope.simulate.partially_coherent`). This is a batched torch form of
+    the two, in one pass over the Fourier coefficients; both are convolutions, so their order does
+    not matter. The others keep their point samples."""
     b, ndim = len(expected), expected.ndim - 1
-    width = rng.uniform(0, 1, (b, ndim)) * (rng.uniform(size=(b, 1)) < share)
+    width = rng.uniform(0, 1, (b, ndim)) * (rng.uniform(size=(b, 1)) < pixel_share)
     shift = rng.uniform(-0.5, 0.5, (b, ndim)) * (width > 0)
+    fwhm = rng.uniform(0, PSF_FWHM, (b, ndim)) * (rng.uniform(size=(b, 1)) < psf_share)
+    sigma = fwhm / FWHM_PER_SIGMA
     axes = tuple(range(1, ndim + 1))
     coefficients = torch.fft.rfftn(expected.double(), dim=axes)  # float64: the faint pixels lie 10⁻¹⁰ below the peak
     for axis in range(ndim):
         n = expected.shape[axis + 1]
         f = torch.fft.rfftfreq(n, dtype=torch.float64) if axis == ndim - 1 else torch.fft.fftfreq(n, dtype=torch.float64)
-        w, s = (torch.as_tensor(v[:, axis, None]) for v in (width, shift))
-        factor = torch.sinc(f * w) * torch.exp(2j * np.pi * f * s) * (f.abs() < 0.5)
+        w, s, g = (torch.as_tensor(v[:, axis, None]) for v in (width, shift, sigma))
+        factor = torch.sinc(f * w) * torch.exp(2j * np.pi * f * s - 2 * (np.pi * g * f) ** 2) * (f.abs() < 0.5)
         coefficients = coefficients * factor.view(b, *[-1 if a == axis else 1 for a in range(ndim)])
     return torch.fft.irfftn(coefficients, s=expected.shape[1:], dim=axes).clamp(min=0).float()
 
