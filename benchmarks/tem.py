@@ -10,7 +10,9 @@ Figures (one JSON line): per level the object F1 per class (IoU ≥ 0.5, the cla
 the median relative size error of the matched objects (all and per class), the median relative
 error of the object count per micrograph (number density), the median error of the matched loops'
 inclination, the share of loops found by size (< 10 nm or not), tilt (≥ 60° or not) and g·b (0 or
-not), the pixel accuracy per class (DefectSegNet's measure: the true pixels of a class predicted as it); the
+not), why the visible objects not found were lost (missed_<class>: nothing found touches it; low_iou_<class>:
+touched, IoU < 0.5; wrong_class_<class>: outlined but called another class; shares of that class's visible
+objects), the pixel accuracy per class (DefectSegNet's measure: the true pixels of a class predicted as it); the
 headline keys are those at 400 e/px. Beside them a classical peer measured on the same images: a
 band-pass filter, a threshold and connected pieces (ImageJ's "Analyze Particles" recipe, with
 scikit-image), class-agnostic object F1 with the best of four thresholds chosen on the images

@@ -257,6 +257,38 @@ def segmenter():
     return TEMSegmenter.load()
 
 
+def test_scores_say_why_objects_were_lost():
+    """Four visible objects: a loop found, a cavity outlined too small (IoU 0.25), a precipitate
+    outlined but called a loop, and a loop nothing touches. Each lost object is counted once,
+    under its own class and reason."""
+    from braggscope.identify.tem import TEMResult, score_micrographs
+    from braggscope.simulate.tem import Micrograph
+
+    truth = np.zeros((64, 64), np.int32)
+    truth[2:12, 2:12], truth[20:30, 20:30], truth[40:50, 2:12], truth[40:50, 40:50] = 1, 2, 3, 4
+    loop = {"class": "loop", "visible": True, "diameter_nm": 5.0, "inclination_deg": 0.0, "g_dot_b": 1.0}
+    objects = [loop, {"class": "cavity", "visible": True, "diameter_nm": 5.0},
+               {"class": "precipitate", "visible": True, "diameter_nm": 5.0}, dict(loop)]
+    found = np.zeros_like(truth)
+    found[2:12, 2:12], found[20:25, 20:25], found[40:50, 2:12] = 1, 2, 3
+    called = [{"id": 1, "class": "loop", "diameter_nm": 5.0, "inclination_deg": 0.0},
+              {"id": 2, "class": "cavity", "diameter_nm": 2.5}, {"id": 3, "class": "loop", "diameter_nm": 5.0,
+                                                                   "inclination_deg": 0.0}]
+    m = Micrograph(image=np.ones((64, 64), np.float32), intensity=np.ones((64, 64), np.float32), pixel_nm=0.5,
+                   labels=truth, objects=objects)
+
+    class Stub:
+        def detect(self, image, pixel_nm):
+            return TEMResult(objects=called, labels=found, pixel_nm=pixel_nm, field_um2=1e-3,
+                             classes=np.zeros((64, 64), np.uint8))
+
+    scores = score_micrographs(Stub(), [m])
+    assert (scores["missed_loop"], scores["low_iou_loop"], scores["wrong_class_loop"]) == (0.5, 0.0, 0.0)
+    assert (scores["missed_cavity"], scores["low_iou_cavity"], scores["wrong_class_cavity"]) == (0.0, 1.0, 0.0)
+    assert scores["wrong_class_precipitate"] == 1.0 and scores["missed_precipitate"] == 0.0
+    assert scores["loop_f1"] == pytest.approx(2 / (2 + 1 + 1))  # one found, one called a loop wrongly, one lost
+
+
 @pytest.mark.slow
 def test_shipped_unet_on_held_out_micrographs(segmenter):
     """The shipped weights on ten held-out micrographs at 1000 electrons per pixel (seeds the
