@@ -214,8 +214,8 @@ def main(argv=None):
         result[f"confusion_{dims}d_atomistic_1e8"] = _confusion(atom_truth, atom).tolist()
         result[f"accuracy_{dims}d_1e8_pixels"] = float(np.mean(_predict(clf, pixels, 1e8, seed=dims)["kind"].argmax(1)
                                                             == truth))
-        blurred = {fwhm: _predict(clf, psf_sets[fwhm], 1e8, seed=dims) for fwhm in (PSF_SWEEP if dims == 3 else
-                                                                                       (PSF_FWHM,))}
+        widths = PSF_SWEEP if dims == 3 else (PSF_FWHM,)
+        blurred = {fwhm: _predict(clf, psf_sets[fwhm], 1e8, seed=dims) for fwhm in widths}
         called = blurred[PSF_FWHM]["kind"].argmax(1)
         result[f"accuracy_{dims}d_1e8_psf"] = float(np.mean(called == truth))
         result[f"twin_share_{dims}d_1e8_psf"] = float(np.mean(called == PATTERN_CLASSES.index("twin")))
@@ -223,7 +223,6 @@ def main(argv=None):
             result["accuracy_3d_1e8_psf_sweep"] = {str(fwhm): float(np.mean(out["kind"].argmax(1) == truth))
                                                    for fwhm, out in blurred.items()}
             result["unknown_share_psf_widest"] = float(np.mean(blurred[PSF_SWEEP[-1]]["ood"] > clf.threshold))
-        if dims == 3:
             finer_truth = np.array([p.label for p in finer])
             for bin in ("auto", 1):
                 out = _predict(clf, finer, 1e8, seed=dims, bin=bin)

@@ -347,8 +347,9 @@ def _f1(tp, fp, fn):
 
 
 def _tally(result: TEMResult, m, t):
-    """Add one micrograph's object matches, size and tilt errors, count error and pixel hits to
-    the running tally `t`. A found object on an invisible true one is neither right nor wrong."""
+    """Add one micrograph's object matches, size and tilt errors, count error, pixel hits, visible
+    objects and the reason each lost one was lost to the running tally `t`. A found object on an
+    invisible true one is neither right nor wrong."""
     truth = {i + 1: o for i, o in enumerate(m.objects)}
     pred = {o["id"]: o for o in result.objects}
     pairs = match_objects(result.labels, m.labels)
@@ -370,6 +371,7 @@ def _tally(result: TEMResult, m, t):
     found = {j for i, j, _ in pairs if pred[i]["class"] == truth[j]["class"]}
     touched = set(np.unique(np.asarray(m.labels)[np.asarray(result.labels) > 0]).tolist())
     for j, o in truth.items():
+        t["visible"][TEM_CLASSES.index(o["class"])] += o["visible"]
         t["fn"][TEM_CLASSES.index(o["class"])] += o["visible"] and j not in matched_t
         if o["visible"] and j not in found:  # why it was lost: the class, the outline, or not seen at all
             why = "wrong_class" if j in matched_t else "low_iou" if j in touched else "missed"
@@ -407,16 +409,14 @@ def score_micrographs(segmenter, micrographs) -> dict:
     of the class predicted as it), and why the visible objects of each class that were not found
     were lost, as shares of them: missed_<class> (no found object touches it), low_iou_<class>
     (touched, but no found object overlaps it with IoU ≥ 0.5: a wrong outline, a split or a merge)
-    and wrong_class_<class> (outlined, but called another class). Objects the noiseless image does not show (contrast below
-    MIN_CONTRAST) count neither as misses nor, when found, as false."""
+    and wrong_class_<class> (outlined, but called another class). Objects the noiseless image does
+    not show (contrast below MIN_CONTRAST) count neither as misses nor, when found, as false."""
     k = len(TEM_CLASSES)
     t = {"tp": np.zeros(k), "fp": np.zeros(k), "fn": np.zeros(k), "pixels": np.zeros(k), "hits": np.zeros(k),
-         "missed": np.zeros(k), "low_iou": np.zeros(k), "wrong_class": np.zeros(k),
+         "visible": np.zeros(k), "missed": np.zeros(k), "low_iou": np.zeros(k), "wrong_class": np.zeros(k),
          "size": [], "tilt": [], "count": [], "loops": []}
-    visible = np.zeros(k)
     for m in micrographs:
         _tally(segmenter.detect(m.image, m.pixel_nm), m, t)
-        visible += np.bincount([TEM_CLASSES.index(o["class"]) for o in m.objects if o["visible"]], minlength=k)
     scores = {f"{c}_f1": float(_f1(t["tp"][i], t["fp"][i], t["fn"][i])) for i, c in enumerate(TEM_CLASSES) if i}
     scores["mean_f1"] = float(np.mean([scores[f"{c}_f1"] for c in TEM_CLASSES[1:]]))
     scores.update(size_error=_median([e for _, e in t["size"]]), density_error=_median(t["count"]),
@@ -425,8 +425,8 @@ def score_micrographs(segmenter, micrographs) -> dict:
                    for i, c in enumerate(TEM_CLASSES) if i})
     scores.update({f"pixel_accuracy_{c}": float(t["hits"][i] / max(t["pixels"][i], 1))
                    for i, c in enumerate(TEM_CLASSES) if i})
-    scores.update({f"{why}_{c}": float(t[why][i] / max(visible[i], 1)) for why in ("missed", "low_iou", "wrong_class")
-                   for i, c in enumerate(TEM_CLASSES) if i})
+    scores.update({f"{why}_{c}": float(t[why][i] / max(t["visible"][i], 1))
+                   for why in ("missed", "low_iou", "wrong_class") for i, c in enumerate(TEM_CLASSES) if i})
     scores.update(_loop_recalls(t["loops"]))
     scores["objects_true"] = int(t["tp"].sum() + t["fn"].sum())
     return scores
