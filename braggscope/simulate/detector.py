@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from .._validate import check_choice, check_finite
 from ..errors import ConfigError, ShapeError
@@ -47,7 +46,8 @@ class Detector:
     aliens : int
         Number of parasitic bright blobs (other crystals' peaks), away from the centre.
     psf_sigma : float
-        [pixels] Gaussian blur of the intensity standing for partial coherence (0: none).
+        [pixels] Gaussian blur of the intensity standing for partial coherence (0: none;
+        :func:`partially_coherent`, with σ instead of the FWHM).
     noise : bool
         Draw Poisson counts (False keeps the expected counts).
     """
@@ -206,7 +206,7 @@ def measure(intensity, detector: Detector = Detector(), *, rng=None) -> Measurem
     if np.any(i < 0) or not np.any(i > 0):
         raise ConfigError("`intensity` must be ≥ 0 and not all zero")
     if detector.psf_sigma > 0:
-        i = ndimage.gaussian_filter(i, detector.psf_sigma, mode="constant")
+        i = partially_coherent(i, detector.psf_sigma * FWHM_PER_SIGMA)
     crystal = i * (detector.photons / i.sum())
     aliens = _alien_blobs(i.shape, detector.aliens, crystal.max(), rng)
     alien_mask = aliens > 3 * np.sqrt(crystal + detector.background + 1)  # 3 σ above the noise
