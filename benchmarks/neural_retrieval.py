@@ -1,5 +1,7 @@
 """Benchmark of the neural first guess (issue: neural retrieval): seeded against random-start phase
-retrieval on held-out simulated crystals and on the measured 34-ID-C scan.
+retrieval on held-out simulated crystals and on the measured 34-ID-C scan. Seeded runs refine the
+guess by seeded_chain(n), random starts run default_chain(n): the same shape, the shrink-wrap's blur
+starting at 1 voxel instead of 2.
 
 Prints one JSON object on its last line:
 - net_error: median error of the network's guess alone (DESIGN.md's measure: against the
@@ -17,7 +19,7 @@ Prints one JSON object on its last line:
   share of crystals whose better random run by free LLK succeeds, after 1000 and SEEDED_CYCLES;
 - real_scan54_llk_seeded, real_scan54_llk_random: the best LLK of 2 seeded and 2 random-start
   runs after the same SEEDED_CYCLES cycles on the prepared measured scan (and free LLKs); the keys
-  ending in _psf the same with a partial-coherence PSF in the chain (default_chain(..., psf=True));
+  ending in _psf the same with a partial-coherence PSF in the chains (psf=True);
 - inference_s_64: seconds of the network's guess of a 64³ pattern on this CPU (the window, the
   network, the resampling onto the data grid); net_forward_s_64 the network alone;
 - the sizes, the test seeds, device.
@@ -45,7 +47,7 @@ from braggscope.metrics import band_limited, reconstruction_error  # noqa: E402
 from braggscope.retrieval import prepare, reconstruct  # noqa: E402
 from braggscope.retrieval.engine import default_chain  # noqa: E402
 from braggscope.retrieval.neural import (SEEDED_CYCLES, first_guess, load_phase_net, network_input,  # noqa: E402
-                                         starts_from_guess)
+                                         seeded_chain, starts_from_guess)
 from braggscope.retrieval.neural_training import TEST_SEED, simulate_pattern  # noqa: E402
 
 REAL_SCAN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "aps34idc_scan54_crop128.npz"
@@ -69,7 +71,7 @@ def run_crystal(i, net, budgets, random_runs):
     guess = first_guess(p["counts"], p["mask"], net=net, device="cpu")
     row = {"seed": FIRST + i, "photons": p["photons"], "defective": p["defective"], "defects": p["defects"],
            "net": error(guess.obj)}
-    row["seeded"] = {n: error(reconstruct(p["counts"], default_chain(n), mask=p["mask"], obj=guess.obj,
+    row["seeded"] = {n: error(reconstruct(p["counts"], seeded_chain(n), mask=p["mask"], obj=guess.obj,
                                           support=guess.support, rng=i, device="cpu").obj[0]) for n in budgets}
     rand = reconstruct(p["counts"], default_chain(RANDOM_CYCLES), mask=p["mask"], n_runs=random_runs, rng=i,
                        device="cpu")
@@ -97,13 +99,13 @@ def real_scan(net, cycles):
     z = np.load(REAL_SCAN)
     p = prepare(z["iobs"], z["mask"] > 0)
     guess = first_guess(p.intensity, p.mask, net=net, device="cpu")
-    recipe = default_chain(cycles)
     starts = starts_from_guess(guess, 2, rng=0)
-    seeded = reconstruct(p.intensity, recipe, mask=p.mask, obj=starts, support=guess.support, n_runs=2, rng=0)
-    rand = reconstruct(p.intensity, recipe, mask=p.mask, n_runs=2, rng=0)
-    recipe = default_chain(cycles, psf=True)
-    seeded_psf = reconstruct(p.intensity, recipe, mask=p.mask, obj=starts, support=guess.support, n_runs=2, rng=0)
-    rand_psf = reconstruct(p.intensity, recipe, mask=p.mask, n_runs=2, rng=0)
+    seeded = reconstruct(p.intensity, seeded_chain(cycles), mask=p.mask, obj=starts, support=guess.support, n_runs=2,
+                         rng=0)
+    rand = reconstruct(p.intensity, default_chain(cycles), mask=p.mask, n_runs=2, rng=0)
+    seeded_psf = reconstruct(p.intensity, seeded_chain(cycles, psf=True), mask=p.mask, obj=starts,
+                             support=guess.support, n_runs=2, rng=0)
+    rand_psf = reconstruct(p.intensity, default_chain(cycles, psf=True), mask=p.mask, n_runs=2, rng=0)
     return {"real_scan54_llk_seeded": float(seeded.llk[0]), "real_scan54_llk_random": float(rand.llk[0]),
             "real_scan54_llk_seeded_psf": float(seeded_psf.llk[0]), "real_scan54_llk_random_psf": float(rand_psf.llk[0]),
             "real_scan54_free_llk_seeded_psf": float(seeded_psf.free_llk[0]),

@@ -15,16 +15,19 @@ from braggscope._validate import check_choice
 from braggscope.errors import ConfigError
 from braggscope.io.cxi import validate_intensity
 
-from .operators import Operator, RetrievalState, parse_recipe
+from .operators import Operator, RetrievalState, ShrinkWrap, parse_recipe
 
 __all__ = ["DEFAULT_RECIPE", "Reconstruction", "reconstruct", "autocorrelation_support", "best_runs", "default_chain"]
 
 
-def default_chain(cycles, *, psf=False) -> str:
+def default_chain(cycles, *, psf=False, support_sigma=ShrinkWrap.sigma) -> str:
     """The default chain's shape at `cycles` cycles: three quarters with a shrink-wrap every 5–20
     cycles, HIO for the first half of them and RAAR for the second, then ER for the rest. The
-    shrink-wrap's blur tightens from 2 to 0.7 voxels over those cycles, as in the 800-cycle
-    default, so that a short chain also ends on a tight support.
+    shrink-wrap's blur tightens from `support_sigma` (2 voxels unless said) to 0.7 voxels over
+    those cycles, as in the 800-cycle default, so that a short chain also ends on a tight support.
+    A start whose support is already close to the crystal's (a network's guess) starts tighter
+    (:func:`~braggscope.retrieval.neural.seeded_chain`); PyNX's runner calls the blur's two ends
+    `support_smooth_width_begin` and `_end`.
 
     HIO comes first, as PyNX's runner runs its `nb_hio` cycles before its `nb_raar`: on crystals
     whose phase winds around dislocations or jumps at faults, RAAR alone stalls far from the
@@ -41,6 +44,8 @@ def default_chain(cycles, *, psf=False) -> str:
     'ER**260 * (ShrinkWrap(sigma_cycles=740) * RAAR**20)**19 * (ShrinkWrap(sigma_cycles=740, keep_when_exploded=True) * HIO**20)**18'
     >>> default_chain(100)
     'ER**30 * (ShrinkWrap(sigma_cycles=70) * RAAR**7)**5 * (ShrinkWrap(sigma_cycles=70, keep_when_exploded=True) * HIO**7)**5'
+    >>> default_chain(100, support_sigma=1.0)
+    'ER**30 * (ShrinkWrap(sigma=1.0, sigma_cycles=70) * RAAR**7)**5 * (ShrinkWrap(sigma=1.0, sigma_cycles=70, keep_when_exploded=True) * HIO**7)**5'
     >>> default_chain(40, psf=True)
     '(PSF * ER**5)**2 * (PSF * ShrinkWrap(sigma_cycles=30) * RAAR**5)**3 * (ShrinkWrap(sigma_cycles=30, keep_when_exploded=True) * HIO**5)**3'
     """
@@ -52,8 +57,9 @@ def default_chain(cycles, *, psf=False) -> str:
     blocks = projections // every
     projections = blocks * every  # whole shrink-wrap blocks; the blur ends at the last one
     hio_blocks = blocks // 2
-    hio = _repeat(f"ShrinkWrap(sigma_cycles={projections}, keep_when_exploded=True) * HIO**{every}", hio_blocks)
-    raar = f"ShrinkWrap(sigma_cycles={projections}) * RAAR**{every}"
+    blur = "" if support_sigma == ShrinkWrap.sigma else f"sigma={float(support_sigma)}, "
+    hio = _repeat(f"ShrinkWrap({blur}sigma_cycles={projections}, keep_when_exploded=True) * HIO**{every}", hio_blocks)
+    raar = f"ShrinkWrap({blur}sigma_cycles={projections}) * RAAR**{every}"
     er = cycles - projections
     if not psf:
         parts = [f"ER**{er}", _repeat(raar, blocks - hio_blocks), hio]

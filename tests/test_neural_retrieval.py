@@ -13,7 +13,7 @@ from braggscope.retrieval import pynx_available, reconstruct
 from braggscope.retrieval.engine import default_chain
 from braggscope.retrieval.neural import (NET_SIZE, SEEDED_CYCLES, PhaseNet, default_weights_path,
                                          estimate_oversampling, first_guess, load_phase_net, network_frame,
-                                         starts_from_guess, to_data_grid)
+                                         seeded_chain, starts_from_guess, to_data_grid)
 from braggscope.retrieval.neural_training import (TEST_SEED, augment, fine_tune, poisson_loss, recentring_ramp,
                                                   simulate_pattern, supervised_loss)
 from braggscope.simulate import Crystal, continuum_intensity, simulate_sample, sphere
@@ -158,10 +158,9 @@ def test_seeded_refinement_beats_random_starts_at_the_same_cycles():
         p = simulate_pattern(TEST_SEED + 300 + i, photons=1e8)
         truth = band_limited(p["truth"], p["counts"].shape)
         guess = first_guess(p["counts"], p["mask"], net=net, device="cpu")
-        recipe = default_chain(SEEDED_CYCLES)
-        run = lambda **start: reconstruct(p["counts"], recipe, mask=p["mask"], rng=i, **start).obj[0]
-        seeded.append(reconstruction_error(run(obj=guess.obj, support=guess.support), truth)["error"])
-        random.append(reconstruction_error(run(), truth)["error"])
+        run = lambda recipe, **start: reconstruct(p["counts"], recipe, mask=p["mask"], rng=i, **start).obj[0]
+        seeded.append(reconstruction_error(run(seeded_chain(), obj=guess.obj, support=guess.support), truth)["error"])
+        random.append(reconstruction_error(run(default_chain(SEEDED_CYCLES)), truth)["error"])
     assert np.median(seeded) < np.median(random)
 
 
@@ -222,6 +221,16 @@ def test_cli_reconstruct_seeds_from_the_network(tmp_path, small_weights, capsys)
     assert "from random starts" in capsys.readouterr().out
 
 
+def test_a_seeded_start_refines_the_guess_by_the_tighter_seeded_chain(small_weights):
+    from braggscope.retrieval import DEFAULT_RECIPE, network_start
+
+    p = simulate_pattern(TEST_SEED + 11, photons=1e8)
+    start, guess = network_start(p["counts"], p["mask"], n_runs=2, seed_net=True, rng=0, device="cpu")
+    assert start["recipe"] == seeded_chain(SEEDED_CYCLES) != default_chain(SEEDED_CYCLES)
+    assert start["obj"].shape == (2,) + p["counts"].shape and np.array_equal(start["support"], guess.support)
+    assert network_start(p["counts"], p["mask"], n_runs=2, seed_net=False) == ({"recipe": DEFAULT_RECIPE}, None)
+
+
 def test_cli_seed_net_without_weights_exits_2(tmp_path, small_weights, capsys):
     from braggscope.cli import main
 
@@ -239,7 +248,7 @@ def test_pynx_refines_the_network_guess():
     p = simulate_pattern(TEST_SEED + 301, photons=1e8)
     truth = band_limited(p["truth"], p["counts"].shape)
     guess = first_guess(p["counts"], p["mask"], device="cpu")
-    refined = reconstruct(p["counts"], default_chain(SEEDED_CYCLES), mask=p["mask"], obj=guess.obj,
+    refined = reconstruct(p["counts"], seeded_chain(), mask=p["mask"], obj=guess.obj,
                           support=guess.support, backend="pynx")
     assert reconstruction_error(refined.obj[0], truth)["error"] < reconstruction_error(guess.obj, truth)["error"]
 

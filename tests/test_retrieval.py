@@ -33,12 +33,14 @@ def _updates(op, cycle=0):
     return [], cycle + op.cycles
 
 
+@pytest.mark.parametrize("support_sigma", [ShrinkWrap.sigma, 1.0])
 @pytest.mark.parametrize("cycles", [40, 100, 200, 400, 1000])
-def test_the_default_chain_tightens_its_support_blur_whatever_its_length(cycles):
-    updates, total = _updates(parse_recipe(default_chain(cycles)))
+def test_the_default_chain_tightens_its_support_blur_whatever_its_length(cycles, support_sigma):
+    updates, total = _updates(parse_recipe(default_chain(cycles, support_sigma=support_sigma)))
     blurs = [op.sigma_at(cycle) for op, cycle in updates]
     assert total == cycles and np.all(np.diff(blurs) < 0)
-    assert blurs[0] > ShrinkWrap.sigma - 0.3 and blurs[-1] == pytest.approx(ShrinkWrap.sigma_end)  # the last ends it
+    assert support_sigma - 0.3 < blurs[0] <= support_sigma
+    assert blurs[-1] == pytest.approx(ShrinkWrap.sigma_end)  # the last ends it
 
 
 def _algorithms(op):
