@@ -245,7 +245,10 @@ def test_pipeline_serial_resumes_and_isolates_a_failure(simulated_batch):
         assert {"data.cxi", "result.cxi", "strain.h5", "strain.png", "defects.json", "report.html",
                 "thumb.png"} <= set(r["files"]) and (folder / "summary.json").is_file()
         assert abs(r["d_spacing_nm"] - 0.3924 / np.sqrt(3)) < 2e-4  # |G| of the file's grid
-        assert 30 < r["size_nm"] < 60 and r["llk"] < 5 and r["psf_fwhm_pixels"] is None  # no PSF by default
+        # the truncated octahedron's largest extent: its circumscribed diameter, edge × √10, with the edge
+        # 45 nm / √6 ({111}-to-{111} distance over √6): 58.1 nm, to within a voxel (3 nm)
+        assert abs(r["size_nm"] - 45 / np.sqrt(6) * np.sqrt(10)) < 3.0
+        assert r["llk"] < 5 and r["psf_fwhm_pixels"] is None  # no PSF by default
         assert not list(folder.glob(".*tmp"))  # no half-written file
         summary = json.loads((folder / "summary.json").read_text())
         assert summary["config"]["reconstruct"]["seed"] == 0 and "torch" in summary["versions"]
