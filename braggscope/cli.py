@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--backend", choices=("torch", "pynx"), default="torch", help="phase-retrieval engine")
     rec.add_argument("--seed-net", action=argparse.BooleanOptionalAction, default=None,
                      help="start every run from the neural first guess (object and support) instead of random "
-                          "phases, with a 200-cycle chain unless --algorithm says otherwise (default: on when "
+                          "phases, with the 200-cycle seeded chain (its shrink-wrap blur starting at 1 voxel) "
+                          "unless --algorithm says otherwise (default: on when "
                           "trained weights for the data's dimension are installed)")
     rec.add_argument("--psf", action="store_true",
                      help="model partial coherence (measured data): refine a point-spread function by "
