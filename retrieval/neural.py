@@ -31,6 +31,8 @@ from braggscope._backend import load_checkpoint
 from braggscope.errors import ConfigError
 from braggscope.io.cxi import validate_intensity
 
+from .engine import DEFAULT_RECIPE, default_chain
+from .operators import parse_recipe
 from .prepare import bin_pixels, crop_around_peak
 
 __all__ = ["NET_SIZE", "PhaseNet", "network_input", "object_from_output", "NetworkFrame", "network_frame",
@@ -289,8 +291,6 @@ def seeded_chain(cycles=SEEDED_CYCLES, *, psf=False) -> str:
     >>> seeded_chain(40)
     'ER**10 * (ShrinkWrap(sigma=1.0, sigma_cycles=30) * RAAR**5)**3 * (ShrinkWrap(sigma=1.0, sigma_cycles=30, keep_when_exploded=True) * HIO**5)**3'
     """
-    from .engine import default_chain
-
     return default_chain(cycles, psf=psf, support_sigma=SEEDED_SUPPORT_SIGMA)
 
 
@@ -303,9 +303,6 @@ def network_start(intensity, mask=None, *, n_runs, seed_net=None, psf=False, rng
     `n_runs` starts spread around the guess ('obj', :func:`starts_from_guess`) and its support;
     without it, random starts and DEFAULT_RECIPE. `psf` adds a partial-coherence PSF to either
     chain (:func:`~braggscope.retrieval.default_chain`)."""
-    from .engine import DEFAULT_RECIPE, default_chain
-    from .operators import parse_recipe
-
     if seed_net is False or (seed_net is None and not default_weights_path(np.ndim(intensity)).is_file()):
         return {"recipe": default_chain(parse_recipe(DEFAULT_RECIPE).cycles, psf=True) if psf else DEFAULT_RECIPE}, None
     guess = first_guess(intensity, mask, device=device)
