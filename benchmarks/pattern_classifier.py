@@ -30,7 +30,8 @@ of those patterns called twin (twin_share_{3d,2d}_1e8_psf; the true share is twi
 accuracy_3d_1e8_psf_sweep (FWHM [pixels] → accuracy) with the share flagged unknown at the widest
 (unknown_share_psf_widest), accuracy_3d_1e8_finer2_auto and
 _bin1 with the share of those patterns binned 2 on every axis (finer2_bins_2_share), ece_3d (15
-bins, all levels pooled) with ece_3d_uncalibrated (temperature 1), the share of crystals holding only defects their reflection cannot show (G·b = 0,
+bins, all levels pooled) with ece_3d_uncalibrated (temperature 1, no bias) and the calibration
+(temperature_3d, bias_3d), the share of crystals holding only defects their reflection cannot show (G·b = 0,
 G·R ∈ 2πℤ) that the 3-D network calls perfect (their verdict lists those defects by the visibility
 rule, checked in the tests), the dislocation-position accuracy, the
 share of each out-of-distribution set flagged unknown and of the in-distribution set at 10⁸,
@@ -235,11 +236,11 @@ def main(argv=None):
         if dims == 3:
             probs, labels = np.concatenate(s["probabilities"]), np.concatenate(s["truth"])
             ece, bins = expected_calibration_error(probs, labels)
-            logits = np.log(np.clip(probs, 1e-12, 1)) * clf.temperature  # undo the temperature
+            logits = (np.log(np.clip(probs, 1e-12, 1)) - clf.bias) * clf.temperature  # undo the calibration
             raw = np.exp(logits - logits.max(1, keepdims=True))
             result["ece_3d"], result["ece_3d_uncalibrated"] = ece, expected_calibration_error(
                 raw / raw.sum(1, keepdims=True), labels)[0]
-            result["temperature_3d"] = clf.temperature
+            result["temperature_3d"], result["bias_3d"] = clf.temperature, clf.bias.round(3).tolist()
             _reliability_png(bins, ece, args.out / "pattern_reliability.png")
             at = s["at_1e8"]
             hidden_only = np.array([p.invisible for p in patterns]) & (truth == 0)

@@ -7,8 +7,8 @@ far from the centre it runs. No pattern can tell whether the crystal holds a def
 cannot show (G·b = 0, G·R ∈ 2πℤ: the pattern is a perfect crystal's), so given the reflection the
 verdict lists those defects by the visibility rule (:func:`~.patterns.invisible_defects`); a
 second reflection that shows them settles it. Probabilities are calibrated by temperature
-scaling; a pattern far from the training data (Mahalanobis distance of the network's features) is
-reported as unknown.
+scaling with a bias per class (:func:`fit_temperature_and_bias`); a pattern far from the training
+data (Mahalanobis distance of the network's features) is reported as unknown.
 
 >>> import numpy as np
 >>> from braggscope.identify.classifier import PatternClassifier
@@ -34,8 +34,8 @@ from .patterns import PATTERN_CLASSES, PATTERN_SHAPE, POSITION_BINS, invisible_d
 from .unet import _layers
 
 __all__ = ["PatternNet", "pattern_input", "prepare_pattern", "pattern_bins", "TRAINED_OVERSAMPLING", "PatternVerdict",
-           "PatternClassifier", "fit_temperature", "expected_calibration_error", "mahalanobis_fit", "mahalanobis_score",
-           "pattern_weights_path"]
+           "PatternClassifier", "fit_temperature", "fit_temperature_and_bias", "expected_calibration_error",
+           "mahalanobis_fit", "mahalanobis_score", "pattern_weights_path"]
 
 
 def _conv(spatial_dims, c_in, c_out, stride):
@@ -191,19 +191,33 @@ class PatternVerdict:
 def fit_temperature(logits, labels) -> float:
     """The temperature T that minimises the negative log-likelihood of softmax(logits / T) on
     held-out `labels` (Guo et al., ICML 2017)."""
+    return _fit_calibration(logits, labels, bias=False)[0]
+
+
+def fit_temperature_and_bias(logits, labels) -> tuple[float, np.ndarray]:
+    """The temperature T and the per-class logit offsets b (C,) that minimise the negative
+    log-likelihood of softmax(logits / T + b) on held-out `labels`: temperature scaling with a
+    bias per class (vector scaling of Guo et al., ICML 2017, with one shared scale). The offsets
+    mend a class that the network calls less (or more) often than the held-out data hold it."""
+    return _fit_calibration(logits, labels, bias=True)
+
+
+def _fit_calibration(logits, labels, *, bias):
     logits = torch.as_tensor(logits, dtype=torch.float64)
     labels = torch.as_tensor(labels, dtype=torch.long)
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+    offsets = torch.zeros(logits.shape[1], dtype=torch.float64, requires_grad=bias)
+    opt = torch.optim.LBFGS([log_t, offsets] if bias else [log_t], lr=0.1, max_iter=200)
 
     def closure():
         opt.zero_grad()
-        loss = nn.functional.cross_entropy(logits / log_t.exp(), labels)
+        loss = nn.functional.cross_entropy(logits / log_t.exp() + offsets, labels)
         loss.backward()
         return loss
 
     opt.step(closure)
-    return float(log_t.detach().exp())
+    b = offsets.detach()
+    return float(log_t.detach().exp()), (b - b.mean()).numpy()
 
 
 def expected_calibration_error(probabilities, labels, bins=15) -> tuple[float, dict]:
@@ -244,18 +258,20 @@ def pattern_weights_path(dims=3) -> Path:
 
 
 class PatternClassifier:
-    """A trained :class:`PatternNet` with its temperature and out-of-distribution statistics.
+    """A trained :class:`PatternNet` with its calibration (temperature, per-class logit `bias`) and
+    out-of-distribution statistics.
 
     Use :meth:`load` for the shipped weights, :meth:`classify` for one pattern (any size: it is
     cropped around the peak), :meth:`classify_batch` for prepared 64³/64² arrays and
     :meth:`stream` for a stream of detector frames.
     """
 
-    def __init__(self, net, *, temperature=1.0, means=None, precision=None, threshold=float("inf"), meta=None,
-                 device="cpu"):
+    def __init__(self, net, *, temperature=1.0, bias=None, means=None, precision=None, threshold=float("inf"),
+                 meta=None, device="cpu"):
         self.net = net.to(device).eval()
         self.dims = net.config["spatial_dims"]
         self.temperature = float(temperature)
+        self.bias = np.zeros(len(PATTERN_CLASSES)) if bias is None else np.asarray(bias, float)
         self.means, self.precision = means, precision
         self.threshold = float(threshold)
         self.meta = meta or {}
@@ -268,17 +284,18 @@ class PatternClassifier:
                                 "train them with python -m braggscope.identify.pattern_training")
         net = PatternNet(**saved["config"])
         net.load_state_dict(saved["state_dict"])
-        return cls(net, temperature=saved["temperature"], means=saved["means"], precision=saved["precision"],
-                   threshold=saved["threshold"], meta=saved.get("meta", {}), device=device)
+        return cls(net, temperature=saved["temperature"], bias=saved.get("bias"), means=saved["means"],
+                   precision=saved["precision"], threshold=saved["threshold"], meta=saved.get("meta", {}),
+                   device=device)
 
     def save(self, path) -> None:
-        """Weights, temperature, out-of-distribution statistics and `meta`, written atomically."""
+        """Weights, calibration, out-of-distribution statistics and `meta`, written atomically."""
         from braggscope.io.cxi import atomic_path
 
         with atomic_path(path) as tmp:
             torch.save({"config": self.net.config, "state_dict": self.net.state_dict(),
-                        "temperature": self.temperature, "means": self.means, "precision": self.precision,
-                        "threshold": self.threshold, "meta": self.meta}, tmp)
+                        "temperature": self.temperature, "bias": self.bias.tolist(), "means": self.means,
+                        "precision": self.precision, "threshold": self.threshold, "meta": self.meta}, tmp)
 
     @torch.no_grad()
     def outputs(self, counts, mask=None) -> dict:
@@ -288,8 +305,14 @@ class PatternClassifier:
         out = self.net(x)
         ood = (mahalanobis_score(out["features"].cpu(), self.means, self.precision) if self.means is not None
                else torch.zeros(len(x)))
-        return {"kind": torch.softmax(out["kind"] / self.temperature, 1).cpu().numpy(),
+        return {"kind": self.probabilities(out["kind"].cpu()),
                 "position": torch.softmax(out["position"], 1).cpu().numpy(), "ood": ood.numpy()}
+
+    def probabilities(self, logits) -> np.ndarray:
+        """Calibrated class probabilities (B, C) of the network's kind logits (B, C):
+        softmax(logits / temperature + bias)."""
+        z = torch.as_tensor(logits, dtype=torch.float64) / self.temperature + torch.as_tensor(self.bias)
+        return torch.softmax(z, 1).float().numpy()
 
     def classify_batch(self, counts, mask=None, *, hkl=None) -> list[PatternVerdict]:
         """Verdicts of prepared patterns (B, 64, ...) (:func:`prepare_pattern`), all measured at

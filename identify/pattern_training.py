@@ -5,9 +5,10 @@
 simulates the noiseless continuum patterns of seeds 0 … N-1 (:func:`.patterns.simulate_pattern`)
 and the calibration set (seeds from VALIDATION_SEED), trains the 3-D and the 2-D network with
 photon noise, pixel integration, partial coherence, detector gaps and aliens drawn afresh for
-every batch, fits the temperature and the out-of-distribution statistics, and writes the weights
-with their validation scores. The benchmark's held-out patterns start at TEST_SEED; training
-never sees them.
+every batch, fits the calibration (temperature and a bias per class) and the out-of-distribution
+statistics, and writes the weights with their validation scores (`--calibrate-only` fits these
+again for the shipped networks, without training). The benchmark's held-out patterns start at
+TEST_SEED; training never sees them.
 """
 from __future__ import annotations
 
@@ -24,11 +25,11 @@ from braggscope._backend import one_cycle_training, simulated_set
 from braggscope.physics import FWHM_PER_SIGMA
 from braggscope.simulate import gap_mask
 
-from .classifier import (PatternClassifier, PatternNet, expected_calibration_error, fit_temperature, mahalanobis_fit,
-                         mahalanobis_score, pattern_input, pattern_weights_path, prepare_pattern)
-from .patterns import PATTERN_SHAPE, TEST_SEED, VALIDATION_SEED, simulate_pattern
+from .classifier import (PatternClassifier, PatternNet, expected_calibration_error, fit_temperature_and_bias,
+                         mahalanobis_fit, mahalanobis_score, pattern_input, pattern_weights_path, prepare_pattern)
+from .patterns import PATTERN_SHAPE, POSITION_BINS, TEST_SEED, VALIDATION_SEED, simulate_pattern
 
-__all__ = ["make_patterns", "noisy_batch", "train", "calibrate", "main"]
+__all__ = ["make_patterns", "noisy_batch", "sampling_probabilities", "train", "calibrate", "main"]
 
 LOG_FLOOR = 1e-14  # patterns are stored as float16 log10(expected + LOG_FLOOR)
 PHOTONS = (1e5, 1e10)  # the range of total counts trained on (past the 10⁹ of the benchmark's top level)
@@ -155,19 +156,32 @@ def _loss(out, label, position):
     return loss
 
 
+def sampling_probabilities(position, surface_weight=1.0):
+    """The probability (N,) that a training batch draws each pattern, from their dislocation
+    positions (index in POSITION_BINS, -1 for none): uniform (None) for `surface_weight` 1, else
+    a dislocation in the crystal's outer third `surface_weight` times as likely as any other."""
+    if surface_weight == 1:
+        return None
+    weights = np.where(np.asarray(position) == POSITION_BINS.index("surface"), float(surface_weight), 1.0)
+    return weights / weights.sum()
+
+
 def train(data, *, dims=3, epochs=8, batch=16, lr=2e-3, seed=0, features=(12, 24, 48, 96), init=None,
-          log_every=50):
+          surface_weight=1.0, log_every=50):
     """A :class:`PatternNet` trained on `data` (:func:`make_patterns`): AdamW, one-cycle learning
-    rate, cross-entropy of the kind + ½ cross-entropy of the dislocation's position (where there is one); from the weights of the net `init` when given.
-    Returns the net in eval mode."""
+    rate, cross-entropy of the kind + ½ cross-entropy of the dislocation's position (where there
+    is one); from the weights of the net `init` when given. Patterns are drawn uniformly, those of
+    a dislocation in the outer third of the crystal (POSITION_BINS 'surface', the class's hard
+    part) `surface_weight` times as often. Returns the net in eval mode."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = PatternNet(dims, features)
     if init is not None:
         net.load_state_dict(init.state_dict())
+    n, p = len(data["label"]), sampling_probabilities(data["position"], surface_weight)
 
     def batch_loss(step):
-        idx = rng.integers(0, len(data["label"]), batch)
+        idx = rng.integers(0, n, batch) if p is None else rng.choice(n, batch, p=p)
         counts, mask = noisy_batch(data["log"][idx], rng, dims=dims)
         out = net(pattern_input(counts, mask))
         return _loss(out, *(torch.as_tensor(data[k][idx]) for k in ("label", "position")))
@@ -189,17 +203,19 @@ def _forward(net, data, rng, *, dims):
 
 
 def calibrate(net, train_data, validation, *, dims, seed=1) -> PatternClassifier:
-    """The classifier of `net`: temperature fitted on the validation patterns, class means and
-    precision of the training patterns' features, and the out-of-distribution threshold at the
-    99th percentile of the validation patterns' scores (all at photon levels drawn as in training)."""
+    """The classifier of `net`: temperature and per-class bias fitted on the validation patterns
+    (:func:`~.classifier.fit_temperature_and_bias`), class means and precision of the training
+    patterns' features, and the out-of-distribution threshold at the 99th percentile of the
+    validation patterns' scores (all at photon levels drawn as in training)."""
     rng = np.random.default_rng(seed)
     logits, validation_features = _forward(net, validation, rng, dims=dims)
     part = {k: v[:3000] for k, v in train_data.items()}
     _, features = _forward(net, part, rng, dims=dims)
     means, precision = mahalanobis_fit(features, part["label"])
     scores = mahalanobis_score(validation_features, means, precision)
-    return PatternClassifier(net, temperature=fit_temperature(logits, validation["label"]), means=means,
-                             precision=precision, threshold=float(np.percentile(scores.numpy(), 99)))
+    temperature, bias = fit_temperature_and_bias(logits, validation["label"])
+    return PatternClassifier(net, temperature=temperature, bias=bias, means=means, precision=precision,
+                             threshold=float(np.percentile(scores.numpy(), 99)))
 
 
 def _validation_scores(clf, validation, *, dims, seed=2) -> dict:
@@ -225,6 +241,10 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--continue", dest="resume", action="store_true",
                         help="start from the weights there are (a longer training in steps)")
+    parser.add_argument("--surface-weight", type=float, default=1.0,
+                        help="draw the patterns of a dislocation in the crystal's outer third this many times as often")
+    parser.add_argument("--calibrate-only", action="store_true",
+                        help="no training: fit the shipped networks' calibration and statistics again")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     data = centre_on_peak(make_patterns(range(args.train), Path(args.out) / f"train_{args.train}.npz",
@@ -233,9 +253,12 @@ def main(argv=None):
                                               Path(args.out) / f"validation_{args.validation}.npz", workers=args.workers))
     for dims in args.dims:
         t0 = time.time()
-        before = PatternClassifier.load(dims=dims) if args.resume else None
-        net = train(data, dims=dims, epochs=args.epochs[0] if dims == 3 else args.epochs[1], seed=args.seed,
-                    lr=args.lr, init=None if before is None else before.net)
+        before = PatternClassifier.load(dims=dims) if args.resume or args.calibrate_only else None
+        if args.calibrate_only:
+            net = before.net
+        else:
+            net = train(data, dims=dims, epochs=args.epochs[0] if dims == 3 else args.epochs[1], seed=args.seed,
+                        lr=args.lr, init=None if before is None else before.net, surface_weight=args.surface_weight)
         seconds = time.time() - t0 + (before.meta.get("train_seconds", 0) if before else 0)
         history = (before.meta.get("history", []) + [before.meta["args"]]) if before else []
         clf = calibrate(net, data, validation, dims=dims)
@@ -245,7 +268,7 @@ def main(argv=None):
                     "temperature": clf.temperature, "test_seed_start": TEST_SEED}
         clf.save(pattern_weights_path(dims))
         print(json.dumps({"dims": dims, "train_seconds": round(seconds), "temperature": clf.temperature,
-                          "ood_threshold": clf.threshold, **scores}), flush=True)
+                          "bias": clf.bias.round(3).tolist(), "ood_threshold": clf.threshold, **scores}), flush=True)
 
 
 if __name__ == "__main__":

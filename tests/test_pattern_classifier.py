@@ -8,10 +8,10 @@ import torch
 
 from braggscope.cli import main
 from braggscope.errors import ConfigError
-from braggscope.identify.classifier import (PatternClassifier, expected_calibration_error, fit_temperature,
-                                            mahalanobis_fit, mahalanobis_score, pattern_bins, pattern_input,
-                                            prepare_pattern)
-from braggscope.identify.pattern_training import noisy_batch
+from braggscope.identify.classifier import (PatternClassifier, PatternNet, expected_calibration_error,
+                                            fit_temperature, fit_temperature_and_bias, mahalanobis_fit,
+                                            mahalanobis_score, pattern_bins, pattern_input, prepare_pattern)
+from braggscope.identify.pattern_training import noisy_batch, sampling_probabilities
 from braggscope.identify.patterns import (MIN_CONTRAST, PATTERN_CLASSES, TEST_SEED, _draw, _labels, defect_contrast,
                                           detector_counts, format_vector, invisible_defects, relative_depth,
                                           simulate_pattern)
@@ -215,6 +215,38 @@ def test_fit_temperature_recovers_an_overconfident_models_temperature():
     assert ece_calibrated < 0.03 < expected_calibration_error(sharp, labels)[0]
 
 
+def test_fit_temperature_and_bias_recovers_a_networks_shifted_logits():
+    """A network that under-calls one class (its logits shifted down by 1.5) and is overconfident
+    (×2): the fit gives back both, and it lowers the held-out NLL that temperature alone leaves."""
+    rng = np.random.default_rng(1)
+    true_logits = rng.normal(scale=2.0, size=(6000, 5))
+    p = np.exp(true_logits) / np.exp(true_logits).sum(1, keepdims=True)
+    labels = np.array([rng.choice(5, p=row) for row in p])
+    shift = np.array([0.0, -1.5, 0.0, 0.0, 0.0])
+    network = 2.0 * (true_logits + shift)
+    temperature, bias = fit_temperature_and_bias(network[:3000], labels[:3000])
+    assert temperature == pytest.approx(2.0, rel=0.1)
+    np.testing.assert_allclose(bias, -(shift - shift.mean()), atol=0.15)
+    nll = torch.nn.functional.cross_entropy
+    held, truth = torch.as_tensor(network[3000:]), torch.as_tensor(labels[3000:])
+    assert (nll(held / temperature + torch.as_tensor(bias), truth)
+            < nll(held / fit_temperature(network[:3000], labels[:3000]), truth) - 0.05)
+
+
+def test_classifier_applies_its_bias_and_saves_it(tmp_path):
+    torch.manual_seed(0)
+    net = PatternNet(2, features=(4, 8, 8, 8))
+    bias = np.array([0.0, 2.0, -1.0, 0.0, -1.0])
+    clf = PatternClassifier(net, temperature=1.5, bias=bias)
+    counts = torch.poisson(torch.full((3, 64, 64), 5.0)).numpy()
+    logits = net(pattern_input(counts))["kind"].detach()
+    expected = torch.softmax(logits.double() / 1.5 + torch.as_tensor(bias), 1).numpy()
+    np.testing.assert_allclose(clf.outputs(counts)["kind"], expected, atol=1e-6)
+    clf.save(tmp_path / "c.pt")
+    loaded = PatternClassifier.load(tmp_path / "c.pt")
+    np.testing.assert_allclose(loaded.outputs(counts)["kind"], expected, atol=1e-6)
+
+
 def test_mahalanobis_score_separates_far_features():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, len(PATTERN_CLASSES), 500)
@@ -236,6 +268,12 @@ def test_noisy_batch_draws_the_photons_asked_and_zeroes_gaps():
     assert frames.shape == (2, 64, 64)
     for c, m in zip(counts.numpy(), mask.numpy()):  # cropped as prepare_pattern crops a measurement
         assert np.array_equal(np.rint(peak_position(c, m)), [32, 32, 32])
+
+
+def test_training_draws_surface_dislocations_as_often_as_asked():
+    position = np.array([-1, 2, 0, 1, 2, -1])  # POSITION_BINS: 2 is a dislocation in the outer third
+    assert sampling_probabilities(position) is None
+    np.testing.assert_allclose(sampling_probabilities(position, 3.0), np.array([1, 3, 1, 1, 3, 1]) / 10)
 
 
 def test_training_gaps_are_a_detectors_module_gaps():
