@@ -198,6 +198,7 @@ def main(argv=None):
     result["twin_share_true"] = float(np.mean(truth == PATTERN_CLASSES.index("twin")))
     for dims in (3, 2):
         clf = PatternClassifier.load(dims=dims)
+        result[f"views_{dims}d"] = clf.views
         s = _scores(clf, patterns, seed=dims)
         for level, acc in s["accuracy"].items():
             result[f"accuracy_{dims}d_{level:.0e}".replace("+0", "")] = acc

@@ -25,8 +25,9 @@ from braggscope._backend import one_cycle_training, simulated_set
 from braggscope.physics import FWHM_PER_SIGMA
 from braggscope.simulate import gap_mask
 
-from .classifier import (PatternClassifier, PatternNet, expected_calibration_error, fit_temperature_and_bias,
-                         mahalanobis_fit, mahalanobis_score, pattern_input, pattern_weights_path, prepare_pattern)
+from .classifier import (PatternClassifier, PatternNet, averaged_outputs, expected_calibration_error,
+                         fit_temperature_and_bias, mahalanobis_fit, mahalanobis_score, pattern_input,
+                         pattern_weights_path, prepare_pattern)
 from .patterns import PATTERN_SHAPE, POSITION_BINS, TEST_SEED, VALIDATION_SEED, simulate_pattern
 
 __all__ = ["make_patterns", "noisy_batch", "sampling_probabilities", "train", "calibrate", "main"]
@@ -197,25 +198,27 @@ def _batches(data, rng, *, dims, photons=None, size=32):
 
 
 @torch.no_grad()
-def _forward(net, data, rng, *, dims):
-    outs = [net(pattern_input(counts, mask)) for counts, mask in _batches(data, rng, dims=dims)]
+def _forward(net, data, rng, *, dims, views=1):
+    outs = [averaged_outputs(net, pattern_input(counts, mask), views)
+            for counts, mask in _batches(data, rng, dims=dims)]
     return torch.cat([o["kind"] for o in outs]), torch.cat([o["features"] for o in outs])
 
 
-def calibrate(net, train_data, validation, *, dims, seed=1) -> PatternClassifier:
-    """The classifier of `net`: temperature and per-class bias fitted on the validation patterns
-    (:func:`~.classifier.fit_temperature_and_bias`), class means and precision of the training
-    patterns' features, and the out-of-distribution threshold at the 99th percentile of the
-    validation patterns' scores (all at photon levels drawn as in training)."""
+def calibrate(net, train_data, validation, *, dims, views=1, seed=1) -> PatternClassifier:
+    """The classifier of `net` reading `views` symmetric copies of each pattern
+    (:func:`~.classifier.symmetry_views`): temperature and per-class bias fitted on the validation
+    patterns (:func:`~.classifier.fit_temperature_and_bias`), class means and precision of the
+    training patterns' features, and the out-of-distribution threshold at the 99th percentile of
+    the validation patterns' scores (all at photon levels drawn as in training)."""
     rng = np.random.default_rng(seed)
-    logits, validation_features = _forward(net, validation, rng, dims=dims)
+    logits, validation_features = _forward(net, validation, rng, dims=dims, views=views)
     part = {k: v[:3000] for k, v in train_data.items()}
-    _, features = _forward(net, part, rng, dims=dims)
+    _, features = _forward(net, part, rng, dims=dims, views=views)
     means, precision = mahalanobis_fit(features, part["label"])
     scores = mahalanobis_score(validation_features, means, precision)
     temperature, bias = fit_temperature_and_bias(logits, validation["label"])
     return PatternClassifier(net, temperature=temperature, bias=bias, means=means, precision=precision,
-                             threshold=float(np.percentile(scores.numpy(), 99)))
+                             threshold=float(np.percentile(scores.numpy(), 99)), views=views)
 
 
 def _validation_scores(clf, validation, *, dims, seed=2) -> dict:
@@ -245,6 +248,8 @@ def main(argv=None):
                         help="draw the patterns of a dislocation in the crystal's outer third this many times as often")
     parser.add_argument("--calibrate-only", action="store_true",
                         help="no training: fit the shipped networks' calibration and statistics again")
+    parser.add_argument("--views", type=int, default=None,
+                        help="symmetric copies of each pattern the classifier averages over (default: all, 2 per axis)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     data = centre_on_peak(make_patterns(range(args.train), Path(args.out) / f"train_{args.train}.npz",
@@ -261,7 +266,7 @@ def main(argv=None):
                         lr=args.lr, init=None if before is None else before.net, surface_weight=args.surface_weight)
         seconds = time.time() - t0 + (before.meta.get("train_seconds", 0) if before else 0)
         history = (before.meta.get("history", []) + [before.meta["args"]]) if before else []
-        clf = calibrate(net, data, validation, dims=dims)
+        clf = calibrate(net, data, validation, dims=dims, views=args.views or 2 * dims)
         scores = _validation_scores(clf, validation, dims=dims)
         clf.meta = {"script": "python -m braggscope.identify.pattern_training", "args": vars(args), "history": history,
                     "train_seconds": seconds, "train_patterns": args.train, "validation": scores,
