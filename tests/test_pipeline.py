@@ -290,7 +290,7 @@ def test_pipeline_on_a_local_dask_cluster_equals_the_serial_run(simulated_batch)
     pytest.importorskip("distributed")
     # the same torch threads as a worker's (one): reductions summed in another order differ in the last
     # bits, which shrink-wrap's thresholds can grow into another solution (LLK 1.11 against 1.06 for
-    # scan 1 on a 2-core Intel Xeon, ran serially with two threads)
+    # one of the scans on a 2-core Intel Xeon, run serially with two threads)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
