@@ -105,12 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     geo.add_argument("--distance", type=float, help="[m] detector distance")
     geo.add_argument("--pixel-size", type=float, help="[µm]")
     geo.add_argument("--rocking-step", type=float, help="[deg] per frame")
-    geo.add_argument("--delta", type=float, default=0.0, help="[deg] detector elevation")
-    geo.add_argument("--gamma", type=float, default=0.0, help="[deg] detector azimuth")
+    geo.add_argument("--delta", type=float, help="[deg] detector elevation (default 0, or the file's)")
+    geo.add_argument("--gamma", type=float, help="[deg] detector azimuth (default 0, or the file's)")
     geo.add_argument("--rocking-axis", choices=("x", "y"), default="x", help="lab axis of the rocking rotation")
     st.add_argument("--isosurface", type=float, help="support = amplitude above this fraction of the maximum "
                     "(default: the file's support)")
     st.add_argument("--apodize", choices=("blackman", "hann", "tukey"), help="window the object's spectrum first")
+    st.add_argument("--refraction", action="store_true",
+                    help="remove the phase of refraction (and undo the absorption) of the incident and exit beams "
+                         "in the crystal; needs the energy and the detector angles (from the file or --energy, "
+                         "--delta, --gamma), and the physical one of the twin pair")
     st.add_argument("--order", type=int, choices=(2, 4), default=4, help="order of the bulk central difference")
     st.add_argument("--reference", choices=("mean", "centre"), default="mean", help="phase offset reference")
     st.add_argument("--keep-ramp", action="store_true", help="do not remove the linear phase ramp")
@@ -394,7 +398,7 @@ def _strain_grid(args, shape, config):
             raise ConfigError("a rocking-scan geometry needs all of --energy, --distance, --pixel-size and "
                               "--rocking-step (and --delta/--gamma)")
         geo = Geometry(energy=args.energy, detector_distance=args.distance, pixel_size=args.pixel_size,
-                       rocking_step=args.rocking_step, delta=args.delta, gamma=args.gamma,
+                       rocking_step=args.rocking_step, delta=args.delta or 0.0, gamma=args.gamma or 0.0,
                        rocking_axis=args.rocking_axis)
         return geo.object_voxel(shape), geo.q_bragg, "detector"
     if "q_basis" in config and config.get("frame") in ("orthogonal", "detector"):
@@ -403,6 +407,24 @@ def _strain_grid(args, shape, config):
             np.asarray(config["g_vector"]) if "g_vector" in config else None, frame
     raise ConfigError(f"{args.result} carries no grid: give --voxel-size for an orthogonal reconstruction, or the "
                       "scan geometry (--energy --distance --pixel-size --rocking-step --delta --gamma)")
+
+
+def _refraction_corrected(args, config, obj, support, voxel, material):
+    """The object with the beams' refraction and absorption in the crystal undone
+    (:func:`braggscope.strain.correct_refraction`), the energy and detector angles from the
+    options or the file."""
+    from . import strain as st
+    from .geometry import scattered_direction
+
+    energy = args.energy if args.energy is not None else config.get("energy")
+    delta = args.delta if args.delta is not None else config.get("delta")
+    gamma = args.gamma if args.gamma is not None else config.get("gamma")
+    if energy is None or (delta is None and gamma is None):
+        raise ConfigError("--refraction needs the photon energy and the detector angles: the file does not hold "
+                          "them, give --energy and --delta/--gamma")
+    n_delta, n_beta = st.refractive_index(material, energy)
+    return st.correct_refraction(obj, support, voxel=voxel, energy=energy, delta=n_delta, beta=n_beta,
+                                 scattered=scattered_direction(delta or 0.0, gamma or 0.0))
 
 
 def _cmd_strain(args):
@@ -438,6 +460,8 @@ def _cmd_strain(args):
     g_vector = g_norm * g_dir / np.linalg.norm(g_dir)
     if args.apodize:
         obj = st.apodize(obj, args.apodize)
+    if args.refraction:
+        obj = _refraction_corrected(args, config, obj, support, voxel, material)
     field = st.strain_field(obj, support, g_vector=g_vector, voxel_size=voxel, remove_ramp=not args.keep_ramp,
                             reference=args.reference, order=args.order, frame=frame)
     if args.frame == "crystal":
@@ -446,7 +470,8 @@ def _cmd_strain(args):
         field = st.resample(field)
     st.write_strain(args.out, field, config={"input": str(args.result), "hkl": list(hkl), "material": material,
                                              "order": args.order, "reference": args.reference,
-                                             "apodize": args.apodize or "none", "isosurface": args.isosurface})
+                                             "apodize": args.apodize or "none", "isosurface": args.isosurface,
+                                             "refraction": args.refraction})
     if args.vti:
         st.write_vti(args.out.with_suffix(".vti"), field)
     if args.png:

@@ -19,9 +19,17 @@ import numpy as np
 from ._validate import check_choice, check_positive
 from .errors import ConfigError
 
-__all__ = ["Geometry", "wavelength_nm", "object_voxel_from_q_basis", "HC_KEV_NM"]
+__all__ = ["Geometry", "wavelength_nm", "object_voxel_from_q_basis", "scattered_direction", "HC_KEV_NM",
+           "INCIDENT_DIRECTION"]
 
 HC_KEV_NM = 1.239841984  # [keV·nm] h·c
+INCIDENT_DIRECTION = np.array([1.0, 0.0, 0.0])  # k_i / k in the lab frame (z, y, x): the beam runs along z
+
+
+def scattered_direction(delta=0.0, gamma=0.0) -> np.ndarray:
+    """k_f / k (z, y, x) towards a detector at elevation `delta` and azimuth `gamma` [deg]."""
+    d, g = np.radians(delta), np.radians(gamma)
+    return np.array([np.cos(d) * np.cos(g), np.sin(d), np.cos(d) * np.sin(g)])
 
 
 def wavelength_nm(energy_kev) -> float:
@@ -91,14 +99,10 @@ class Geometry:
         """[1/nm] Wavenumber 2π/λ."""
         return 2 * np.pi / self.wavelength
 
-    def _kf_hat(self):
-        d, g = np.radians(self.delta), np.radians(self.gamma)
-        return np.array([np.cos(d) * np.cos(g), np.sin(d), np.cos(d) * np.sin(g)])
-
     @property
     def q_bragg(self) -> np.ndarray:
         """[1/nm] Q = k_f - k_i at the centre of the detector and of the rocking curve (z, y, x)."""
-        return self.k * (self._kf_hat() - np.array([1.0, 0.0, 0.0]))
+        return self.k * (scattered_direction(self.delta, self.gamma) - INCIDENT_DIRECTION)
 
     def q_basis(self) -> np.ndarray:
         """[1/nm] B (3×3): column j is the change of q per index step along array axis j

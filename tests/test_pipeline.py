@@ -196,6 +196,9 @@ def test_config_names_the_closest_key_and_fills_beamline_defaults(tmp_path):
     with pytest.raises(ConfigError, match="psf shapes the default chain"):
         config_from_dict(base | {"reconstruct": {"psf": True, "recipe": "ER**100"}})
     assert config_from_dict(base | {"reconstruct": {"psf": True}}).reconstruct.psf
+    with pytest.raises(ConfigError, match="refraction needs the crystal's index of refraction"):
+        config_from_dict(base | {"strain": {"refraction": True}})
+    assert config_from_dict(base | {"strain": {"refraction": True}, "sample": {"material": "Au"}}).strain.refraction
     with pytest.raises(ConfigError, match="scans"):
         config_from_dict({"output": "out", "data": {"path": "x.cxi", "scans": []}})
     (tmp_path / "c.toml").write_text('beamline = "id01"\noutput = "o"\n[data]\npath = "m.h5"\nscans = [1, 2]\n')
@@ -323,7 +326,8 @@ def test_pipeline_from_a_bliss_file_measures_the_lattice_and_the_crystal(tmp_pat
                      "data": {"path": str(tmp_path / "master.h5"), "scans": [3], "detector": "mpx1x4"},
                      "prepare": {"shape": [48, 48, 48], "bin": list(bins)}, "reconstruct": {"runs": 2},
                      "sample": {"material": "Pt", "hkl": [2, 0, 0]},  # not the measured 111: flagged
-                     "identify": {"render": False, "classify": False}}).run()
+                     "identify": {"render": False, "classify": False},
+                     "strain": {"refraction": bins != (1, 1, 1)}}).run()
     row = rows[0]
     assert row["status"] == "done", row.get("error")
     assert row["d_spacing_nm"] == pytest.approx(0.3924 / np.sqrt(3), rel=2e-3)

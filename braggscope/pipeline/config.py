@@ -108,12 +108,15 @@ class ReconstructConfig:
 
 @dataclass(frozen=True)
 class StrainConfig:
-    """[strain]: the isosurface of the support, the derivative's order, the phase reference."""
+    """[strain]: the isosurface of the support, the derivative's order, the phase reference, and
+    whether the beams' refraction and absorption in the crystal are undone first (needs the scan's
+    geometry and [sample] material)."""
 
     isosurface: float = 0.3
     order: int = 4
     reference: str = "mean"
     vti: bool = True
+    refraction: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,10 @@ class PipelineConfig:
     identify: IdentifyConfig = field(default_factory=IdentifyConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     source: str | None = None
+
+    def __post_init__(self):
+        if self.strain.refraction and self.sample.material is None:
+            raise ConfigError("[strain] refraction needs the crystal's index of refraction: give [sample] material")
 
     def as_dict(self) -> dict:
         """The configuration as plain data (what goes into every output file)."""

@@ -188,14 +188,25 @@ def reconstruct_scan(config, prepared, device):
     return combine_runs(result, intensity, mask, keep=keep, method=r.combine), result, guess is not None
 
 
-def strain_scan(config, solution, voxel, g_vector, frame):
+def strain_scan(config, solution, voxel, g_vector, frame, energy=None):
     """The strain field of the solution, resampled onto an orthogonal lab grid if it was computed
-    on the detector frame's."""
+    on the detector frame's. With [strain] refraction the beams' refraction and absorption are
+    undone first: k_f = k_i + G at the scan's `energy` [keV], the index of [sample] material."""
     from .. import strain as st
+    from ..geometry import INCIDENT_DIRECTION, wavelength_nm
 
     s = config.strain
     support = st.support_from_amplitude(solution.obj, s.isosurface)
-    field = st.strain_field(solution.obj, support, g_vector=g_vector, voxel_size=voxel, reference=s.reference,
+    obj = solution.obj
+    if s.refraction:
+        if energy is None or config.sample.material is None:
+            raise ConfigError("[strain] refraction needs the scan's energy (a rocking-scan geometry) and [sample] "
+                              "material")
+        delta, beta = st.refractive_index(config.sample.material, energy)
+        scattered = INCIDENT_DIRECTION + np.asarray(g_vector) * wavelength_nm(energy) / (2 * np.pi)
+        obj = st.correct_refraction(obj, support, voxel=voxel, energy=energy, delta=delta, beta=beta,
+                                    scattered=scattered)
+    field = st.strain_field(obj, support, g_vector=g_vector, voxel_size=voxel, reference=s.reference,
                             order=s.order, frame=frame)
     return st.resample(field) if frame == "detector" else field
 
@@ -265,7 +276,8 @@ def process_scan(config, scan, *, progress=None) -> dict:
     solution, result, seeded = reconstruct_scan(config, prepared, device)
     outputs.write_result(folder, config, solution, result, seeded)
     lap("reconstruct")
-    field = strain_scan(config, solution, voxel, g_vector, frame)
+    field = strain_scan(config, solution, voxel, g_vector, frame,
+                        energy=raw.geometry.energy if raw.geometry is not None else None)
     outputs.write_strain(folder, config, field, g_vector)
     lap("strain")
     report = outputs.identify(folder, config, field, device)
