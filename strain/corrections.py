@@ -4,10 +4,12 @@ refraction and absorption of the incident and exit beams inside the crystal.
 Refraction: inside the crystal the index is n = 1 − δ + iβ, so the wave that reaches a voxel and
 the wave it scatters towards the detector carry an extra phase −kδL and amplitude exp(−kβL), L
 the length of crystal crossed by the two beams (L_in from the entry surface to the voxel along
-k_i, L_out from the voxel to the exit surface along k_f). The extra phase enters the scattered
-amplitude exactly as the displacement's does, so with the phase convention ρ = |ρ| exp(iG·u)
-the reconstruction's phase is G·u + kδL: an apparent displacement kδL / |G| along G (for Au at
-9 keV, kδ ≈ 1.7 rad per µm of path). bcdi removes it the same way before taking the strain.
+k_i, L_out from the voxel to the exit surface along k_f). In the physical amplitude, a sum over
+the crystal of exp(−iq·r), a voxel's displacement and its beams' paths enter as the factors
+exp(−iG·u) and exp(−ikδL) alike; the convention ρ = |ρ| exp(iG·u) conjugates both, so the
+reconstruction's phase is G·u + kδL: an apparent displacement kδL / |G| along G (for Au at 9 keV,
+kδ ≈ 1.7 rad per µm of path). bcdi's strain script offers the same correction
+(`correct_refraction`).
 
 >>> import numpy as np
 >>> support = np.ones((1, 1, 6), bool)
