@@ -363,7 +363,8 @@ def test_refraction_correction_restores_the_strain_of_a_gold_ball():
 
 def test_refractive_index_against_the_scattering_factor_and_the_attenuation():
     """δ = r_e λ² n (Z + f′) / 2π from Chantler's f′ and the lattice's atom density, and β = μλ/4π
-    from Elam's attenuation coefficient (another table), for the four metals at 9 keV."""
+    from Elam's attenuation coefficient (another table), for the four metals at 9 keV; and Pt's δ
+    and β at four energies as another BCDI code lists them for its refraction correction."""
     import xraydb
 
     from braggscope.geometry import wavelength_nm
@@ -380,3 +381,9 @@ def test_refractive_index_against_the_scattering_factor_and_the_attenuation():
         assert delta == pytest.approx(2.8179403e-15 * lam ** 2 * atoms * f1 / (2 * np.pi), rel=1e-3)
         mu = xraydb.mu_elam(name, 9000.0, kind="total") * density * 0.1  # [1/m] (cm²/g · kg/m³ · 0.1)
         assert beta == pytest.approx(mu * lam / (4 * np.pi), rel=0.05)
+    # Pt as bcdi's example strain configuration lists it (δ, β at 7994, 8500, 8994 and 9994 eV)
+    listed = {7.994: (5.2647e-5, 5.2245e-6), 8.5: (4.6353e-5, 4.1969e-6), 8.994: (4.1184e-5, 3.4298e-6),
+              9.994: (3.2880e-5, 2.3486e-6)}
+    for energy, (delta, beta) in listed.items():
+        assert refractive_index("Pt", energy) == pytest.approx((delta, beta), rel=0.03)
+        assert refractive_index("Pt", energy)[0] == pytest.approx(delta, rel=0.01)
