@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--isosurface", type=float, help="support = amplitude above this fraction of the maximum "
                     "(default: the file's support)")
     st.add_argument("--apodize", choices=("blackman", "hann", "tukey"), help="window the object's spectrum first")
+    st.add_argument("--twin", action="store_true",
+                    help="take the twin image ρ*(−r) of the reconstruction (same diffraction pattern; where the "
+                         "crystal's orientation shows that the run came out as the other one)")
     st.add_argument("--refraction", action="store_true",
                     help="remove the phase of refraction (and undo the absorption) of the incident and exit beams "
                          "in the crystal; needs the energy and the detector angles (from the file or --energy, "
@@ -446,6 +449,10 @@ def _cmd_strain(args):
         except ImportError:
             raise OptionalDependencyError("pyvista", "viz") from None
     obj, support, _, config = read_result(args.result)
+    if args.twin:
+        from .retrieval import flip_twin
+
+        obj, support = flip_twin(obj), None if support is None else flip_twin(np.asarray(support, np.float32)) > 0.5
     if args.isosurface is not None:
         support = st.support_from_amplitude(obj, args.isosurface)
     hkl = args.hkl if args.hkl is not None else config.get("hkl")
@@ -471,7 +478,7 @@ def _cmd_strain(args):
     st.write_strain(args.out, field, config={"input": str(args.result), "hkl": list(hkl), "material": material,
                                              "order": args.order, "reference": args.reference,
                                              "apodize": args.apodize or "none", "isosurface": args.isosurface,
-                                             "refraction": args.refraction})
+                                             "refraction": args.refraction, "twin": args.twin})
     if args.vti:
         st.write_vti(args.out.with_suffix(".vti"), field)
     if args.png:

@@ -284,6 +284,13 @@ def test_cli_strain_from_detector_frame_reconstruction(tmp_path):
     assert main(["strain", str(result), "--out", str(tmp_path / "r.h5"), "--refraction", "-q"]) == 0
     moved = np.abs(read_strain(tmp_path / "r.h5").strain - f.strain)[f.support]
     assert 1e-7 < np.nanmax(moved) < 5e-4
+    # the twin ρ*(−r) on the reconstruction's own grid: the same strain, inverted through the centre
+    for name, extra in (("n.h5", []), ("t.h5", ["--twin"])):
+        assert main(["strain", str(result), "--out", str(tmp_path / name), "--frame", "native", "-q"] + extra) == 0
+    native, twin = read_strain(tmp_path / "n.h5"), read_strain(tmp_path / "t.h5")
+    inverted = np.roll(np.flip(native.strain), [1 - n % 2 for n in native.strain.shape], axis=(0, 1, 2))
+    np.testing.assert_allclose(twin.strain[twin.support], inverted[twin.support], atol=1e-6)
+    (tmp_path / "n.h5").unlink(), (tmp_path / "t.h5").unlink()
     assert main(["strain", str(result), "--out", str(tmp_path / "bad.h5"), "--hkl", "0", "0", "0", "-q"]) == 2
     assert main(["strain", str(result), "--out", str(tmp_path / "bad.h5"), "--frame", "crystal", "-q"]) == 2
     np.save(tmp_path / "obj.npy", np.ones((8, 8, 8), np.complex64))
