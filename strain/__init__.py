@@ -10,6 +10,7 @@ from .field import (StrainField, crystal_size, strain_field, support_from_amplit
 from .frames import crystal_rotation, resample, rotation_to_axis, to_orthogonal
 from .gradient import phase_gradient, phase_steps
 
-__all__ = ["average_strain", "apodize", "beam_path_length", "refraction_path", "correct_refraction", "refractive_index", "read_strain", "write_strain", "write_vti", "StrainField", "strain_field",
-           "support_from_amplitude", "surface_layers", "unwrap_phase", "voxel_matrix", "crystal_size",
-           "crystal_rotation", "resample", "rotation_to_axis", "to_orthogonal", "phase_gradient", "phase_steps"]
+__all__ = ["average_strain", "apodize", "beam_path_length", "refraction_path", "correct_refraction", "refractive_index",
+           "read_strain", "write_strain", "write_vti", "StrainField", "strain_field", "support_from_amplitude",
+           "surface_layers", "unwrap_phase", "voxel_matrix", "crystal_size", "crystal_rotation", "resample",
+           "rotation_to_axis", "to_orthogonal", "phase_gradient", "phase_steps"]

@@ -199,9 +199,8 @@ def strain_scan(config, solution, voxel, g_vector, frame, energy=None):
     support = st.support_from_amplitude(solution.obj, s.isosurface)
     obj = solution.obj
     if s.refraction:
-        if energy is None or config.sample.material is None:
-            raise ConfigError("[strain] refraction needs the scan's energy (a rocking-scan geometry) and [sample] "
-                              "material")
+        if energy is None:  # [sample] material is checked with the configuration
+            raise ConfigError("[strain] refraction needs the scan's energy: a rocking-scan geometry")
         delta, beta = st.refractive_index(config.sample.material, energy)
         scattered = INCIDENT_DIRECTION + np.asarray(g_vector) * wavelength_nm(energy) / (2 * np.pi)
         obj = st.correct_refraction(obj, support, voxel=voxel, energy=energy, delta=delta, beta=beta,
