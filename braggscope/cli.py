@@ -111,9 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--isosurface", type=float, help="support = amplitude above this fraction of the maximum "
                     "(default: the file's support)")
     st.add_argument("--apodize", choices=("blackman", "hann", "tukey"), help="window the object's spectrum first")
-    st.add_argument("--twin", action="store_true",
+    st.add_argument("--twin", nargs="?", const="flip", choices=("flip", "auto"),
                     help="take the twin image ρ*(−r) of the reconstruction (same diffraction pattern; where the "
-                         "crystal's orientation shows that the run came out as the other one)")
+                         "crystal's orientation shows that the run came out as the other one); 'auto' with "
+                         "--refraction: keep the one whose phase follows the refraction more (right for 21 of 24 "
+                         "simulated crystals)")
     st.add_argument("--refraction", action="store_true",
                     help="remove the phase of refraction (and undo the absorption) of the incident and exit beams "
                          "in the crystal; needs the energy and the detector angles (from the file or --energy, "
@@ -413,9 +415,10 @@ def _strain_grid(args, shape, config):
 
 
 def _refraction_corrected(args, config, obj, support, voxel, material):
-    """The object with the beams' refraction and absorption in the crystal undone
+    """(object, support) with the beams' refraction and absorption in the crystal undone
     (:func:`braggscope.strain.correct_refraction`), the energy and detector angles from the
-    options or the file."""
+    options or the file; with ``--twin auto`` on the one of the twin pair whose phase follows the
+    refraction more (:func:`braggscope.strain.twin_by_refraction`)."""
     from . import strain as st
     from .geometry import scattered_direction
 
@@ -426,8 +429,14 @@ def _refraction_corrected(args, config, obj, support, voxel, material):
         raise ConfigError("--refraction needs the photon energy and the detector angles: the file does not hold "
                           "them, give --energy and --delta/--gamma")
     n_delta, n_beta = st.refractive_index(material, energy)
+    scattered = scattered_direction(delta or 0.0, gamma or 0.0)
+    if args.twin == "auto":
+        obj, support, flipped, share, other = st.twin_by_refraction(obj, support, voxel=voxel, energy=energy,
+                                                                    delta=n_delta, scattered=scattered)
+        if not args.quiet:
+            print(f"twin: {'flipped' if flipped else 'kept'} (refraction share {share:.2f} against {other:.2f})")
     return st.correct_refraction(obj, support, voxel=voxel, energy=energy, delta=n_delta, beta=n_beta,
-                                 scattered=scattered_direction(delta or 0.0, gamma or 0.0))
+                                 scattered=scattered), support
 
 
 def _cmd_strain(args):
@@ -449,7 +458,9 @@ def _cmd_strain(args):
         except ImportError:
             raise OptionalDependencyError("pyvista", "viz") from None
     obj, support, _, config = read_result(args.result)
-    if args.twin:
+    if args.twin == "auto" and not args.refraction:
+        raise ConfigError("--twin auto chooses the twin by the refraction's phase: give --refraction too")
+    if args.twin == "flip":
         from .retrieval import flip_twin
 
         obj, support = flip_twin(obj), None if support is None else flip_twin(np.asarray(support, np.float32)) > 0.5
@@ -468,7 +479,7 @@ def _cmd_strain(args):
     if args.apodize:
         obj = st.apodize(obj, args.apodize)
     if args.refraction:
-        obj = _refraction_corrected(args, config, obj, support, voxel, material)
+        obj, support = _refraction_corrected(args, config, obj, support, voxel, material)
     field = st.strain_field(obj, support, g_vector=g_vector, voxel_size=voxel, remove_ramp=not args.keep_ramp,
                             reference=args.reference, order=args.order, frame=frame)
     if args.frame == "crystal":
@@ -478,7 +489,7 @@ def _cmd_strain(args):
     st.write_strain(args.out, field, config={"input": str(args.result), "hkl": list(hkl), "material": material,
                                              "order": args.order, "reference": args.reference,
                                              "apodize": args.apodize or "none", "isosurface": args.isosurface,
-                                             "refraction": args.refraction, "twin": args.twin})
+                                             "refraction": args.refraction, "twin": args.twin or "none"})
     if args.vti:
         st.write_vti(args.out.with_suffix(".vti"), field)
     if args.png:

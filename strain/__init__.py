@@ -3,7 +3,8 @@
 >>> from braggscope.strain import strain_field, to_orthogonal, phase_gradient
 """
 from .average import average_strain
-from .corrections import apodize, beam_path_length, correct_refraction, refraction_path, refractive_index
+from .corrections import (apodize, beam_path_length, correct_refraction, refraction_path, refraction_share,
+                          refractive_index, twin_by_refraction)
 from .export import read_strain, write_strain, write_vti
 from .field import (StrainField, crystal_size, strain_field, support_from_amplitude, surface_layers, unwrap_phase,
                     voxel_matrix)
@@ -13,4 +14,4 @@ from .gradient import phase_gradient, phase_steps
 __all__ = ["average_strain", "apodize", "beam_path_length", "refraction_path", "correct_refraction", "refractive_index",
            "read_strain", "write_strain", "write_vti", "StrainField", "strain_field", "support_from_amplitude",
            "surface_layers", "unwrap_phase", "voxel_matrix", "crystal_size", "crystal_rotation", "resample",
-           "rotation_to_axis", "to_orthogonal", "phase_gradient", "phase_steps"]
+           "rotation_to_axis", "to_orthogonal", "phase_gradient", "phase_steps", "refraction_share", "twin_by_refraction"]

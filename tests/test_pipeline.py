@@ -330,6 +330,9 @@ def test_pipeline_from_a_bliss_file_measures_the_lattice_and_the_crystal(tmp_pat
                      "strain": {"refraction": bins != (1, 1, 1)}}).run()
     row = rows[0]
     assert row["status"] == "done", row.get("error")
+    assert (row["refraction"] is None) == (bins == (1, 1, 1))
+    if row["refraction"]:  # the twin kept is the one whose phase follows the refraction more
+        assert row["refraction"]["share"] >= row["refraction"]["share_of_other_twin"]
     assert row["d_spacing_nm"] == pytest.approx(0.3924 / np.sqrt(3), rel=2e-3)
     assert any(f.startswith("d-spacing +15.") for f in row["flags"])  # d111 / d200 = 2/√3 = 1.155
     from braggscope.io import read_data

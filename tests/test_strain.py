@@ -291,6 +291,10 @@ def test_cli_strain_from_detector_frame_reconstruction(tmp_path):
     inverted = np.roll(np.flip(native.strain), [1 - n % 2 for n in native.strain.shape], axis=(0, 1, 2))
     np.testing.assert_allclose(twin.strain[twin.support], inverted[twin.support], atol=1e-6)
     (tmp_path / "n.h5").unlink(), (tmp_path / "t.h5").unlink()
+    assert main(["strain", str(result), "--out", str(tmp_path / "a.h5"), "--refraction", "--twin", "auto", "-q"]) == 0
+    assert read_strain(tmp_path / "a.h5").support.sum() == f.support.sum()  # one of the pair, either way round
+    assert main(["strain", str(result), "--out", str(tmp_path / "bad.h5"), "--twin", "auto", "-q"]) == 2
+    (tmp_path / "a.h5").unlink()
     assert main(["strain", str(result), "--out", str(tmp_path / "bad.h5"), "--hkl", "0", "0", "0", "-q"]) == 2
     assert main(["strain", str(result), "--out", str(tmp_path / "bad.h5"), "--frame", "crystal", "-q"]) == 2
     np.save(tmp_path / "obj.npy", np.ones((8, 8, 8), np.complex64))
@@ -366,6 +370,32 @@ def test_refraction_correction_restores_the_strain_of_a_gold_ball():
         correct_refraction(measured, ball, voxel=voxel, energy=9.0, delta=-1e-5, scattered=kf)
     with pytest.raises(ShapeError):
         correct_refraction(measured, ball[1:], voxel=voxel, energy=9.0, delta=delta, scattered=kf)
+
+
+def test_twin_by_refraction_keeps_the_orientation_whose_phase_follows_the_paths():
+    """A 600 nm Au ball at 9 keV whose phase is a mild cubic field plus the refraction kδL: the
+    phase's share along kδL is 1 on it and −1 on its twin (a ball is centrosymmetric), so the
+    physical one is kept, and its twin is turned back."""
+    from braggscope.geometry import INCIDENT_DIRECTION, scattered_direction
+    from braggscope.retrieval import flip_twin
+    from braggscope.strain import refractive_index, twin_by_refraction
+
+    voxel, radius = 15.0 * np.eye(3), 300.0
+    r, ball = _sphere_on(voxel, radius)
+    kf = scattered_direction(AU_111.delta, AU_111.gamma)
+    delta, beta = refractive_index("Au", 9.0)
+    path = _chord(r, -INCIDENT_DIRECTION, radius) + _chord(r, kf, radius)
+    obj = (np.where(ball, np.exp(1j * (r[:, 2] / radius) ** 3).reshape(ball.shape), 0)
+           * np.exp((1j * delta - beta) * AU_111.k * path)).astype(np.complex64)
+    keys = dict(voxel=voxel, energy=9.0, delta=delta, scattered=kf)
+    kept, support, flipped, share, other = twin_by_refraction(obj, ball, **keys)
+    assert not flipped and share == pytest.approx(1.0, abs=0.15) and other == pytest.approx(-share)
+    np.testing.assert_array_equal(kept, obj)
+    back, back_support, flipped, _, _ = twin_by_refraction(flip_twin(obj), flip_twin(ball.astype(np.float32)) > 0.5,
+                                                           **keys)
+    assert flipped
+    np.testing.assert_allclose(back, obj, atol=1e-6)
+    np.testing.assert_array_equal(back_support, ball)
 
 
 def test_refractive_index_against_the_scattering_factor_and_the_attenuation():

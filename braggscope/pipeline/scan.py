@@ -191,7 +191,9 @@ def reconstruct_scan(config, prepared, device):
 def strain_scan(config, solution, voxel, g_vector, frame, energy=None):
     """The strain field of the solution, resampled onto an orthogonal lab grid if it was computed
     on the detector frame's. With [strain] refraction the beams' refraction and absorption are
-    undone first: k_f = k_i + G at the scan's `energy` [keV], the index of [sample] material."""
+    undone first (k_f = k_i + G at the scan's `energy` [keV], the index of [sample] material), on
+    the one of the twin pair whose phase follows the refraction more (:func:`~braggscope.strain.
+    twin_by_refraction`; the choice is in the field's metadata)."""
     from .. import strain as st
     from ..geometry import INCIDENT_DIRECTION, wavelength_nm
 
@@ -203,10 +205,14 @@ def strain_scan(config, solution, voxel, g_vector, frame, energy=None):
             raise ConfigError("[strain] refraction needs the scan's energy: a rocking-scan geometry")
         delta, beta = st.refractive_index(config.sample.material, energy)
         scattered = INCIDENT_DIRECTION + np.asarray(g_vector) * wavelength_nm(energy) / (2 * np.pi)
+        obj, support, flipped, share, other = st.twin_by_refraction(obj, support, voxel=voxel, energy=energy,
+                                                                    delta=delta, scattered=scattered)
         obj = st.correct_refraction(obj, support, voxel=voxel, energy=energy, delta=delta, beta=beta,
                                     scattered=scattered)
     field = st.strain_field(obj, support, g_vector=g_vector, voxel_size=voxel, reference=s.reference,
                             order=s.order, frame=frame)
+    if s.refraction:
+        field.metadata["refraction"] = {"twin_flipped": flipped, "share": share, "share_of_other_twin": other}
     return st.resample(field) if frame == "detector" else field
 
 
@@ -290,7 +296,8 @@ def process_scan(config, scan, *, progress=None) -> dict:
             "mode_fraction": float(solution.mode_fraction), "prtf_resolution_voxels": solution.prtf["resolution"],
             "seed_net": bool(seeded), "recipe": result.recipe, "device": str(device),
             "psf_fwhm_pixels": None if solution.psf_fwhm is None else list(solution.psf_fwhm),
-            "defect_counts": report.counts(), "prepare": prepared.report["masked_voxels"]}
+            "defect_counts": report.counts(), "prepare": prepared.report["masked_voxels"],
+            "refraction": field.metadata.get("refraction")}
     row["flags"] = _flags(row, solution, field)
     outputs.write_report(folder, config, row, timings, field, report)
     lap("report")
