@@ -463,7 +463,7 @@ def _cmd_strain(args):
     if args.twin == "flip":
         from .retrieval import flip_twin
 
-        obj, support = flip_twin(obj), None if support is None else flip_twin(np.asarray(support, np.float32)) > 0.5
+        obj, support = flip_twin(obj), None if support is None else flip_twin(np.asarray(support, bool))
     if args.isosurface is not None:
         support = st.support_from_amplitude(obj, args.isosurface)
     hkl = args.hkl if args.hkl is not None else config.get("hkl")

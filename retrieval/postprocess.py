@@ -73,10 +73,12 @@ class Solution:
 
 
 def flip_twin(obj):
-    """The twin image ρ*(-r) of a centred object, on the same centre (index n//2 stays put)."""
+    """The twin image ρ*(-r) of a centred object, on the same centre (index n//2 stays put); a
+    real array (a support) is inverted the same way and keeps its dtype."""
     obj = np.asarray(obj)
     shift = tuple(1 if n % 2 == 0 else 0 for n in obj.shape)
-    return np.roll(np.conj(np.flip(obj)), shift, axis=tuple(range(obj.ndim)))
+    flipped = np.conj(np.flip(obj)) if np.iscomplexobj(obj) else np.flip(obj)
+    return np.roll(flipped, shift, axis=tuple(range(obj.ndim)))
 
 
 def centring_shift(support) -> tuple:

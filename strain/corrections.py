@@ -189,7 +189,7 @@ def twin_by_refraction(obj, support, *, voxel, energy, delta, scattered, inciden
     from braggscope.retrieval.postprocess import flip_twin
 
     obj = np.asarray(obj)
-    twin, twin_support = flip_twin(obj), flip_twin(np.asarray(support, np.float32)) > 0.5
+    twin, twin_support = flip_twin(obj), flip_twin(np.asarray(support, bool))
     keys = dict(voxel=voxel, energy=energy, delta=delta, scattered=scattered, incident=incident)
     c, c_twin = refraction_share(obj, support, **keys), refraction_share(twin, twin_support, **keys)
     if c_twin > c:

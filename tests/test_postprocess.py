@@ -17,6 +17,9 @@ def test_twin_has_the_same_intensity_and_keeps_the_centre(rng):
     point = np.zeros((8, 8)); point[4, 4] = 1
     assert flip_twin(point)[4, 4] == 1
     np.testing.assert_allclose(flip_twin(flip_twin(obj)), obj)
+    support = np.abs(obj) > 0  # a support is inverted with the object and stays a mask
+    assert flip_twin(support).dtype == bool
+    np.testing.assert_array_equal(flip_twin(support), np.abs(twin) > 0)
 
 
 def test_phase_ramp_and_global_phase_are_removed_through_wraps():

@@ -199,7 +199,7 @@ def strain_scan(config, solution, voxel, g_vector, frame, energy=None):
 
     s = config.strain
     support = st.support_from_amplitude(solution.obj, s.isosurface)
-    obj = solution.obj
+    obj, refraction = solution.obj, None
     if s.refraction:
         if energy is None:  # [sample] material is checked with the configuration
             raise ConfigError("[strain] refraction needs the scan's energy: a rocking-scan geometry")
@@ -209,10 +209,11 @@ def strain_scan(config, solution, voxel, g_vector, frame, energy=None):
                                                                     delta=delta, scattered=scattered)
         obj = st.correct_refraction(obj, support, voxel=voxel, energy=energy, delta=delta, beta=beta,
                                     scattered=scattered)
+        refraction = {"twin_flipped": flipped, "share": share, "share_of_other_twin": other}
     field = st.strain_field(obj, support, g_vector=g_vector, voxel_size=voxel, reference=s.reference,
                             order=s.order, frame=frame)
-    if s.refraction:
-        field.metadata["refraction"] = {"twin_flipped": flipped, "share": share, "share_of_other_twin": other}
+    if refraction:
+        field.metadata["refraction"] = refraction
     return st.resample(field) if frame == "detector" else field
 
 
