@@ -14,6 +14,7 @@ from braggscope.errors import ConfigError, FileFormatError
 from braggscope.geometry import Geometry
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+DATA = Path(__file__).resolve().parent / "data"
 
 
 # --- writers of the beamlines' formats (the tests' own, from the formats' documentation) -------
@@ -155,6 +156,78 @@ def test_34idc_loader_and_flat_field_on_the_measured_scan(tmp_path):
         load_34idc(spec, 54, frames=sorted((tmp_path / "scan_0054").glob("*.tif"))[:79], detector_distance=0.5)
     with pytest.raises(FileFormatError, match="detector_distance"):
         load_34idc(spec, 54, frames=tmp_path / "scan_0054")
+
+
+def test_34idc_geometry_matches_cohere_axes(tmp_path):
+    """The geometry load_34idc reads from SPEC puts every frame and pixel of the TIFFs, as stored,
+    at the q that xrayutilities gives under cohere's 34-ID-C definition: sample th about y+ (then
+    chi about z-, phi about y+), detector delta about y+ then gamma about x-, beam along z, and
+    the frame transposed as cohere reads it, its first index along x+ and its second along y-."""
+    xu = pytest.importorskip("xrayutilities")
+    from braggscope.io.beamline import load_34idc
+
+    n, c, step = 9, 4, 0.01
+    spec = write_34idc(tmp_path, np.zeros((n, n, n), np.uint16), theta_step=step, delta=32.17, gamma=12.63)
+    geo = load_34idc(spec, 54, frames=tmp_path / "scan_0054", detector_distance=0.5).geometry
+    lam = geo.wavelength * 10  # [Å]
+    conv = xu.experiment.QConversion(("y+", "z-", "y+"), ("y+", "x-"), (0, 0, 1), wl=lam)
+    conv.init_area("x+", "y-", cch1=c, cch2=c, Nch1=n, Nch2=n, distance=500.0, pwidth1=0.055, pwidth2=0.055)
+    theta = step * (np.arange(n) - n // 2)  # as write_34idc writes it
+    zeros = np.zeros(n)
+    qx, qy, qz = conv.area(theta, zeros, zeros, np.full(n, 32.17), np.full(n, 12.63), wl=lam)
+    q_cohere = np.stack([qz, qy, qx]).transpose(0, 1, 3, 2) * 10  # [1/nm] (z, y, x) × (frame, row, column)
+    k = np.stack(np.meshgrid(*[np.arange(n) - c] * 3, indexing="ij"))
+    q_ours = geo.q_bragg[:, None, None, None] + np.tensordot(geo.q_basis(), k, axes=1)
+    np.testing.assert_allclose(q_cohere[:, c, c, c], geo.q_bragg, rtol=1e-9)
+    assert np.abs(q_cohere - q_ours).max() < 0.02 * np.linalg.norm(geo.q_basis(), axis=0).max()
+
+
+def test_34idc_reads_the_spec_file_the_beamline_wrote(tmp_path):
+    """Scan 54's SPEC file as 34-ID-C wrote it (columns Theta, motors Delta, Gamma, camdist [mm],
+    Energy; the command says th) gives the geometry of the shared scan with no motor given by hand."""
+    import tifffile
+
+    from braggscope.io.beamline import load_34idc
+
+    folder = tmp_path / "Staff20-1a_S0054"
+    folder.mkdir()
+    for i in range(201):
+        tifffile.imwrite(folder / f"Staff20-1a_S0054_{i:05d}.tif", np.zeros((4, 4), np.int32))
+    geo = load_34idc(DATA / "aps34idc_scan54.spec", 54, frames=folder).geometry
+    assert geo.rocking_step == pytest.approx(0.005, rel=1e-3)
+    assert_same_geometry(geo, Geometry(energy=9.0, detector_distance=0.5, pixel_size=55.0, delta=12.6346,
+                                       gamma=32.174, rocking_axis="y", rocking_step=geo.rocking_step))
+
+
+def test_spec_motors_by_mnemonic_and_case_under_the_header_in_force():
+    """A motor or column is found by its name, its mnemonic or in another case; a scan after a
+    restart takes the new header's motors; a missing motor is named with those there are."""
+    from braggscope.io.spec import parse_spec
+
+    text = ("#O0 Delta  Theta\n#o0 del th\n\n#S 1 ascan th 0 1 1 1\n#P0 30 1\n#L Theta  Seconds\n0 1\n1 1\n\n"
+            "#F restart\n#O0 Theta  Gamma\n#o0 th gam\n\n#S 2 ascan th 0 1 1 1\n#P0 2 12.5\n#L Theta  Seconds\n0 1\n1 1\n")
+    scans = parse_spec(text)
+    assert scans[1].motor("delta") == scans[1].motor("del") == 30
+    assert scans[1].column("th").tolist() == [0, 1]
+    assert scans[2].motor("theta") == 2 and scans[2].motor("gam") == 12.5
+    assert scans[2].motor("delta", None) is None
+    with pytest.raises(FileFormatError, match="no motor 'delta' \\(motors: Theta, Gamma\\)"):
+        scans[2].motor("delta")
+
+
+def test_34idc_frames_are_ordered_by_their_number(tmp_path):
+    """frame_2.tif is read before frame_10.tif, as the rocking scan took them."""
+    import tifffile
+
+    from braggscope.io.beamline import load_34idc
+
+    spec = write_34idc(tmp_path, np.zeros((12, 4, 4), np.uint16))
+    for path in (tmp_path / "scan_0054").glob("*.tif"):
+        path.unlink()
+    for i in range(12):
+        tifffile.imwrite(tmp_path / "scan_0054" / f"frame_{i}.tif", np.full((4, 4), i, np.uint16))
+    raw = load_34idc(spec, 54, frames=tmp_path / "scan_0054", detector_distance=0.5)
+    np.testing.assert_array_equal(raw.frames[:, 0, 0], np.arange(12))
 
 
 def test_cxi_loader_takes_what_the_file_lacks_from_the_configuration(tmp_path, detector_scan):

@@ -23,6 +23,7 @@ ID01       eta (about -x)      delta                      -nu (nu turns about -y
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -237,6 +238,13 @@ def _tiff_stack(paths):
     return np.stack([tifffile.imread(p) for p in paths])
 
 
+def _frame_number(path):
+    """Sort key of a TIFF frame: the number its name ends with, so that frame_2.tif comes before
+    frame_10.tif (file names need not be zero-padded); names without a number come last, by name."""
+    number = re.search(r"\d+$", path.stem)
+    return (0, int(number.group()), path.name) if number else (1, 0, path.name)
+
+
 def read_image(value, name):
     """A 2-D calibration image (dark, white field, bad-pixel map) from an array or a TIFF or .npy
     file; None stays None. `name` is what an error calls it."""
@@ -250,21 +258,26 @@ def read_image(value, name):
 
 def load_34idc(spec_path, scan, *, frames, dark=None, whitefield=None, bad_pixels=None, detector="34idcTIM2",
                energy=None, detector_distance=None, pixel_size=55.0) -> RawScan:
-    """Scan `scan` of APS 34-ID-C: the TIFF frames in the folder `frames` (or a list of files, in
-    rocking order), theta (the rocking column), delta and gamma from the SPEC file.
+    """Scan `scan` of APS 34-ID-C: the TIFF frames in the folder `frames` (in the order of the
+    number each file name ends with) or a list of files in rocking order, and theta (the rocking
+    column), delta and gamma from the SPEC file. The frames are kept as stored (row, column);
+    cohere transposes them and names the axes x+ and y- instead, the same directions.
 
-    The energy [keV] is the SPEC motor ``Energy`` where recorded; the detector distance [m] must
-    be given (SPEC does not record it)."""
+    SPEC names are matched through the file's mnemonics and in any case (34-ID-C writes ``Theta``,
+    ``Delta``, ``Gamma``; its scan commands say ``th``). The energy [keV] is the motor ``Energy`` and
+    the detector distance the motor ``camdist`` [mm] where recorded and not given [m]."""
     spec = read_spec_scan(spec_path, scan)
-    paths = sorted(Path(frames).glob("*.tif*")) if isinstance(frames, (str, Path)) else [Path(p) for p in frames]
+    paths = sorted(Path(frames).glob("*.tif*"), key=_frame_number) if isinstance(frames, (str, Path)) else [Path(p) for p in frames]
     if not paths:
         raise FileFormatError(f"no TIFF frames in {frames}")
-    theta = spec.column("theta") if "theta" in spec.columns else spec.column("th")
+    theta = spec.column("th", "theta")
     if len(theta) != len(paths):
         raise FileFormatError(f"SPEC scan {scan} has {len(theta)} theta positions but {len(paths)} TIFF frames "
                               f"in {frames}")
     stack, mask = _frames_and_mask(_tiff_stack(paths), read_image(bad_pixels, "bad-pixel"), detector)
-    energy = energy if energy is not None else spec.positions.get("Energy")
+    energy = energy if energy is not None else spec.motor("Energy", None)
+    if detector_distance is None and spec.motor("camdist", None) is not None:
+        detector_distance = spec.motor("camdist") / 1000  # [mm] → [m]
     where = f"{spec_path} scan {scan}"
     _required((energy, detector_distance), ("energy", "detector_distance"), where)
     geometry = Geometry(energy=energy, detector_distance=detector_distance, pixel_size=pixel_size,
