@@ -49,29 +49,29 @@ def write_scans(folder, n, size):
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "aps34idc_scan54_raw.npz"
 
 
+SPEC = Path(__file__).resolve().parents[1] / "tests" / "data" / "aps34idc_scan54.spec"
+
+
 def real_scan(folder):
-    """The shared 34-ID-C scan written as the beamline does (TIFF frames, SPEC with theta, delta,
-    gamma and Energy, dark and white field) and put through the pipeline serially."""
+    """The shared 34-ID-C scan as the beamline wrote it (TIFF frames named as its detector names them,
+    the beamline's own SPEC file with Theta, Delta, Gamma, Energy and camdist, dark and white field)
+    and put through the pipeline serially, given no geometry by hand."""
     import tifffile
 
     folder = Path(folder)
     with np.load(REAL) as z:
         frames, dark, white, bad = z["frames"], z["dark"], z["whitefield"], z["bad_pixels"]
-    (folder / "scan_0054").mkdir()
+    (folder / "Staff20-1a_S0054").mkdir()
     for i, frame in enumerate(frames):
-        tifffile.imwrite(folder / "scan_0054" / f"frame_{i:05d}.tif", frame)
+        tifffile.imwrite(folder / "Staff20-1a_S0054" / f"Staff20-1a_S0054_{i:05d}.tif", frame)
     tifffile.imwrite(folder / "dark.tif", dark)
     tifffile.imwrite(folder / "white.tif", white)
     np.save(folder / "bad.npy", bad)
-    theta = 0.005 * (np.arange(len(frames)) - len(frames) // 2)
-    lines = ["#O0 delta  gamma  Energy", "", "#S 54  ascan theta -0.5 0.5 200 1", "#P0 32.17 12.63 9.0",
-             "#L theta  Seconds"] + [f"{t:.5f} 1" for t in theta]
-    (folder / "staff.spec").write_text("\n".join(lines) + "\n")
     config = {"beamline": "34idc", "output": str(folder / "out_real"),
-              "data": {"path": str(folder / "staff.spec"), "frames": str(folder / "scan_{scan:04d}"), "scans": [54],
+              "data": {"path": str(SPEC), "frames": str(folder / "Staff20-1a_S{scan:04d}"), "scans": [54],
                        "dark": str(folder / "dark.tif"), "whitefield": str(folder / "white.tif"),
                        "bad_pixels": str(folder / "bad.npy")},
-              "geometry": {"detector_distance": 0.5}, "identify": {"render": False}}
+              "identify": {"render": False}}
     t = time.perf_counter()
     row = Pipeline(config).run()[0]
     if row["status"] != "done":
