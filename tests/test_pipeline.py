@@ -118,6 +118,12 @@ def test_id01_spec_edf_loader(tmp_path, detector_scan):
     assert_same_geometry(raw.geometry, g)
     with pytest.raises(FileFormatError, match="detector_distance"):
         load_id01_spec(tmp_path / "id01.spec", 7, edf_template=str(tmp_path / "mpx_%05d.edf.gz"), energy=9.0)
+    no_delta = [line.replace("  del", "") if line.startswith("#O0") else line for line in lines]
+    no_delta[3] = f"#P0 10 {-g.gamma} 0"
+    (tmp_path / "no_delta.spec").write_text("\n".join(no_delta) + "\n")
+    with pytest.raises(FileFormatError, match="delta is not recorded"):  # not taken as 0
+        load_id01_spec(tmp_path / "no_delta.spec", 7, edf_template=str(tmp_path / "mpx_%05d.edf.gz"), energy=9.0,
+                       detector_distance=0.06)
     assert fabio is not None
 
 

@@ -154,8 +154,10 @@ def _id01_geometry(motors, n_frames, *, energy, detector_distance, pixel_size, w
         raise FileFormatError(f"{where}: the rocking motor '{motor}' has {np.size(motors.get(motor, 0.0))} positions "
                               f"for {n_frames} frames")
     _required((energy, detector_distance, pixel_size), ("energy", "detector_distance", "pixel_size"), where)
+    if "delta" not in motors:
+        raise FileFormatError(f"{where}: the detector's delta is not recorded (motors: {', '.join(motors) or 'none'})")
     step = _rocking_step(motors[motor], motor)
-    delta, nu = (float(np.mean(motors.get(m, 0.0))) for m in ("delta", "nu"))
+    delta, nu = float(np.mean(motors["delta"])), float(np.mean(motors.get("nu", 0.0)))  # nu: 0 where not recorded
     return Geometry(energy=energy, detector_distance=detector_distance, pixel_size=pixel_size,
                     rocking_step=-step if motor == "eta" else step, delta=delta, gamma=-nu,
                     rocking_axis="x" if motor == "eta" else "y")
@@ -220,9 +222,8 @@ def load_id01_spec(spec_path, scan, *, edf_template, detector="mpx4inr", rocking
                               f"first {missing[0]}")
     frames = np.stack([fabio.open(str(p)).data for p in files])
     frames, mask = _frames_and_mask(frames, read_image(bad_pixels, "bad-pixel"), detector)
-    motors = {m: spec.columns[m] if m in spec.columns else spec.positions.get(m, 0.0)
-              for m in ("eta", "phi", "del", "nu")}
-    motors["delta"] = motors.pop("del")
+    motors = {m: spec.values(m, None) for m in ("eta", "phi", "del", "nu")}
+    motors = {"delta" if m == "del" else m: v for m, v in motors.items() if v is not None}
     geometry = _id01_geometry(motors, len(frames), energy=energy, detector_distance=detector_distance,
                               pixel_size=pixel_size, where=f"{spec_path} scan {scan}", rocking_motor=rocking_motor)
     return RawScan(frames, mask, geometry, whitefield=read_image(whitefield, "white field"),

@@ -70,6 +70,12 @@ class SpecScan:
                                   f"{', '.join(self.columns) or 'none'})")
         return self.columns[key]
 
+    def values(self, name, default=_REQUIRED):
+        """Motor `name` during the scan: its column (points,) where it was scanned, else its start
+        position; `default` where neither is recorded, or, without one, a clear error."""
+        key = self._key((name,), self.columns)
+        return self.columns[key] if key is not None else self.motor(name, default)
+
     def motor(self, name, default=_REQUIRED) -> float:
         """The position of motor `name` at the start of the scan; `default` where it is not recorded,
         or, without one, a clear error naming the motors there are."""
