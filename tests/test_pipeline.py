@@ -211,7 +211,8 @@ def test_spec_motors_by_mnemonic_and_case_under_the_header_in_force():
     from braggscope.io.spec import parse_spec
 
     text = ("#O0 Delta  Theta\n#o0 del th\n\n#S 1 ascan th 0 1 1 1\n#P0 30 1\n#L Theta  Seconds\n0 1\n1 1\n\n"
-            "#F restart\n#O0 Theta  Gamma\n#o0 th gam\n\n#S 2 ascan th 0 1 1 1\n#P0 2 12.5\n#L Theta  Seconds\n0 1\n1 1\n")
+            "#F restart\n#O0 Theta  Gamma\n#o0 th gam\n\n"
+            "#S 2 ascan th 0 1 1 1\n#P0 2 12.5\n#L Theta  Seconds\n0 1\n1 1\n")
     scans = parse_spec(text)
     assert scans[1].motor("delta") == scans[1].motor("del") == 30
     assert scans[1].column("th").tolist() == [0, 1]

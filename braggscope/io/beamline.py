@@ -268,7 +268,10 @@ def load_34idc(spec_path, scan, *, frames, dark=None, whitefield=None, bad_pixel
     ``Delta``, ``Gamma``; its scan commands say ``th``). The energy [keV] is the motor ``Energy`` and
     the detector distance the motor ``camdist`` [mm] where recorded and not given [m]."""
     spec = read_spec_scan(spec_path, scan)
-    paths = sorted(Path(frames).glob("*.tif*"), key=_frame_number) if isinstance(frames, (str, Path)) else [Path(p) for p in frames]
+    if isinstance(frames, (str, Path)):
+        paths = sorted(Path(frames).glob("*.tif*"), key=_frame_number)
+    else:
+        paths = [Path(p) for p in frames]
     if not paths:
         raise FileFormatError(f"no TIFF frames in {frames}")
     theta = spec.column("th", "theta")
