@@ -280,8 +280,9 @@ def load_34idc(spec_path, scan, *, frames, dark=None, whitefield=None, bad_pixel
                               f"in {frames}")
     stack, mask = _frames_and_mask(_tiff_stack(paths), read_image(bad_pixels, "bad-pixel"), detector)
     energy = energy if energy is not None else spec.motor("Energy", None)
-    if detector_distance is None and spec.motor("camdist", None) is not None:
-        detector_distance = spec.motor("camdist") / 1000  # [mm] → [m]
+    camdist = spec.motor("camdist", None)  # [mm]
+    if detector_distance is None and camdist is not None:
+        detector_distance = camdist / 1000
     where = f"{spec_path} scan {scan}"
     _required((energy, detector_distance), ("energy", "detector_distance"), where)
     geometry = Geometry(energy=energy, detector_distance=detector_distance, pixel_size=pixel_size,
