@@ -47,8 +47,6 @@ def write_scans(folder, n, size):
 
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "aps34idc_scan54_raw.npz"
-
-
 SPEC = Path(__file__).resolve().parents[1] / "tests" / "data" / "aps34idc_scan54.spec"
 
 
