@@ -32,7 +32,8 @@ test: $(VENV)/.installed .deps/pynx $(VENV)/.lauetools
 bench: $(VENV)/.installed .deps/pynx $(VENV)/.lauetools
 	PYTHONPATH=$(CURDIR)/.deps/pynx $(BIN)/braggscope bench simulate
 	PYTHONPATH=$(CURDIR)/.deps/pynx $(BIN)/braggscope bench retrieval
-	$(BIN)/pip install -q cdiutils  # the strain benchmark's peer
+	$(BIN)/pip install -q cdiutils  # the strain benchmark's peers: cdiutils, and bcdi without its pins (NumPy 1.26, Python < 3.12)
+	$(BIN)/pip install -q --no-deps bcdi==0.2.3
 	$(BIN)/braggscope bench strain
 	$(BIN)/braggscope bench identify
 	$(BIN)/braggscope bench neural_retrieval

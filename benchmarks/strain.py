@@ -21,9 +21,19 @@ Figures (one JSON line):
   sklearn ramp fit, hybrid gradient; isosurface 0.5; only that call is timed): bulk and surface
   errors, its error around
   the dislocation with its default and its defect mode (handle_defects=True), its times;
-- bcdi_*: null, with the reason (bcdi needs Python < 3.11 and its own pins);
-- speedup_vs_cdiutils_256, device.
-Run: python benchmarks/strain.py [--quick]  (64³/128³; cdiutils from PyPI, reported as null if missing)
+- bcdi_* (PyPI 0.2.3, installed without its pins; its strain functions as its postprocessing script
+  calls them with its example configuration: skimage unwrap above 0.05 of the amplitude, its gradient
+  ramp removal above 0.2, then get_strain, np.gradient along the axis that G lies on, default and
+  'defect' methods; the whole step is timed). bcdi needs G along an array axis, so it is given the same
+  crystal turned to put [111] along y, on which ours is measured too (*_g_along_y);
+- refraction_*: the beams' paths in a 600 nm Au ball (15 nm voxels, 48³; 111 at 9 keV) against the
+  exact chords, ours (refraction_path) and bcdi's (get_opticalpath, given the voxel size), RMS [nm] and
+  time, and the bulk strain that each correction leaves of the refraction's (a cubic field plus kδL on
+  the object; bias_rms: none removed); bcdi_as_run: its postprocessing's own use, which passes no voxel
+  size (the path in voxels, used as nm) and adds kδL to the phase after inverting it (the phase is then
+  G·u + kδL, so the addition doubles the refraction's share instead of removing it; README);
+- speedup_vs_cdiutils_256, speedup_vs_bcdi_256 (on the turned crystal, time_s_256_g_along_y), device.
+Run: python benchmarks/strain.py [--quick]  (64³/128³; cdiutils and bcdi from PyPI, reported as null if missing)
 """
 from __future__ import annotations
 
@@ -41,20 +51,22 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_time, device, emit  # noqa: E402
 
-from braggscope.simulate import Crystal, random_orientation, simulate_sample, truncated_octahedron  # noqa: E402
-from braggscope.strain import strain_field, surface_layers, unwrap_phase  # noqa: E402
+from braggscope.geometry import INCIDENT_DIRECTION, Geometry, scattered_direction  # noqa: E402
+from braggscope.simulate import (Crystal, orientation_from_axes, random_orientation, simulate_sample,  # noqa: E402
+                                 truncated_octahedron)
+from braggscope.strain import refraction_path, refractive_index, strain_field, surface_layers, unwrap_phase  # noqa: E402
 
 CRYSTAL_NM = 120.0
 
 
-def _crystal():
-    u = random_orientation(3)
+def _crystal(g_along_y=False):
+    u = orientation_from_axes((1, 1, 1), (0, 1, 0)) if g_along_y else random_orientation(3)
     return Crystal(truncated_octahedron(CRYSTAL_NM, u), "Pt", u)
 
 
-def sample(kind, n):
+def sample(kind, n, g_along_y=False):
     """The simulated crystal on n³ voxels (it fills about half of the array along each axis)."""
-    xtal = _crystal()
+    xtal = _crystal(g_along_y)
     h = 2 * CRYSTAL_NM / n * 1.07
     defects = {"smooth": [xtal.smooth_strain(0.03, 100.0, rng=0)],
                "screw": [xtal.dislocation((0, 0.5, 0.5), (0, 1, 1), (2.1, -1.3, 0.7))]}[kind]
@@ -111,6 +123,116 @@ def cdiutils_on_grid(s, out):
     return strain
 
 
+def _bcdi():
+    """bcdi's postprocessing functions, or None where bcdi is not installed. Its unwrap calls
+    scikit-image's unwrap_phase with `seed`, which scikit-image 0.24 renamed `rng`: the name is
+    passed on under its new one, nothing else changes."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        from bcdi.postprocessing import postprocessing_utils
+    except ImportError:
+        return None
+    from skimage.restoration import unwrap_phase as skimage_unwrap
+
+    postprocessing_utils.unwrap_phase = lambda image, seed=None, **kw: skimage_unwrap(image, rng=seed, **kw)
+    return postprocessing_utils
+
+
+def bcdi_run(s, h, method="default"):
+    """bcdi's strain step as its postprocessing script runs it (example configuration), on an
+    object whose G lies along y; our phase is G·u, the sign bcdi's phase has after its inversion."""
+    pu = _bcdi()
+    with contextlib.redirect_stdout(io.StringIO()):
+        phase, extent = pu.unwrap(s.obj, support_threshold=0.05, debugging=False)
+        _, phase, *_ = pu.remove_ramp(amp=np.abs(s.obj), phase=phase, initial_shape=s.obj.shape, method="gradient",
+                                      amplitude_threshold=0.2, threshold_gradient=1.0)
+        return pu.get_strain(phase, planar_distance=2 * np.pi / np.linalg.norm(s.g_vector), voxel_size=h,
+                             reference_axis="y", extent_phase=extent, method=method)
+
+
+def peer_bcdi(n128, n256):
+    """bcdi against ours on the crystal turned to put G along y: errors at the smaller size, times at both."""
+    out = {}
+    for n in (n128, n256):
+        s, h = sample("smooth", n, g_along_y=True)
+        t, strain = best_time(lambda: bcdi_run(s, h), 1)
+        out[f"bcdi_time_s_{n}"] = t
+        out[f"time_s_{n}_g_along_y"], _ = best_time(lambda: ours(s, h), 2)
+        if n == n128:
+            out["bulk_rms_error_g_along_y"], out["surface_rms_error_g_along_y"], _ = rms_errors(ours(s, h).strain, s)
+            out["bcdi_bulk_rms_error"], out["bcdi_surface_rms_error"], _ = rms_errors(strain, s)
+    s, h = sample("screw", n128, g_along_y=True)
+    _, _, out["dislocation_rms_error_g_along_y"] = rms_errors(ours(s, h).strain, s)
+    for name, method in (("bcdi_dislocation_rms_error", "default"), ("bcdi_defect_method_dislocation_rms_error", "defect")):
+        _, _, out[name] = rms_errors(bcdi_run(s, h, method), s)
+    return out
+
+
+def _refracting_ball():
+    """A 600 nm Au ball (15 nm voxels, 48³; 111 at 9 keV): its support, voxel [nm], beam directions,
+    exact L_in + L_out [nm] and kδ [1/nm], and left(φ), the bulk strain RMS that stays after the phase φ
+    is taken off the object (a cubic field plus kδL)."""
+    geo = Geometry.for_reflection(d_spacing=0.40782 / np.sqrt(3), energy=9.0, detector_distance=1.0, pixel_size=55.0,
+                                  rocking_step=0.004)
+    n, voxel, radius = 48, 15.0, 300.0
+    r = (np.indices((n,) * 3).reshape(3, -1).T - n // 2) * voxel
+    ball = (np.linalg.norm(r, axis=1) < radius).reshape((n,) * 3)
+    incident, scattered = np.asarray(INCIDENT_DIRECTION, float), scattered_direction(geo.delta, geo.gamma)
+
+    def chord(u):
+        rd = r @ u
+        return (-rd + np.sqrt(np.maximum(rd ** 2 - (r ** 2).sum(axis=1) + radius ** 2, 0))).reshape(ball.shape)
+
+    exact = np.where(ball, chord(-incident) + chord(scattered), 0)
+    g, k_delta = geo.q_bragg, geo.k * refractive_index("Au", 9.0)[0]
+    phase = (3.0 * ((r @ g) / np.linalg.norm(g) / radius) ** 2 + (r[:, 2] / radius) ** 3).reshape(ball.shape)
+    truth = np.where(ball, np.exp(1j * phase), 0)
+    measured = truth * np.exp(1j * k_delta * exact)
+    bulk = ball & ~surface_layers(ball, 2)
+    strain = lambda obj: strain_field(obj, ball, g_vector=g, voxel_size=voxel).strain
+    reference = strain(truth)
+    left = lambda removed: float(np.sqrt(np.mean((strain(measured * np.exp(-1j * removed)) - reference)[bulk] ** 2)))
+    return ball, voxel, (incident, scattered), exact, k_delta, left
+
+
+def refraction_paths():
+    """Our beam paths and bcdi's against the exact chords of the ball, and the bulk strain each
+    correction leaves (see the module's docstring)."""
+    ball, voxel, (incident, scattered), exact, k_delta, left = _refracting_ball()
+    path_rms = lambda p: float(np.sqrt(np.mean((p - exact)[ball] ** 2)))
+    t, path = best_time(lambda: refraction_path(ball, voxel, incident=incident, scattered=scattered), 2)
+    out = {"refraction_bias_rms": left(0 * exact), "refraction_path_rms_nm": path_rms(path), "refraction_path_s": t,
+           "refraction_strain_left_rms": left(k_delta * path), "refraction_mean_path_nm": float(exact[ball].mean())}
+    pu = _bcdi()
+    if pu is None:
+        return out
+    t, path = best_time(lambda: _bcdi_paths(pu, ball, incident, scattered, (voxel,) * 3), 1)
+    as_run = _bcdi_paths(pu, ball, incident, scattered, None)
+    out.update({"bcdi_refraction_path_rms_nm": path_rms(path), "bcdi_refraction_path_s": t,
+                "bcdi_refraction_strain_left_rms": left(k_delta * path),
+                "bcdi_as_run_refraction_strain_left_rms": left(-k_delta * as_run),
+                "bcdi_as_run_path_over_exact": float(as_run[ball].mean() / exact[ball].mean())})
+    return out
+
+
+def _bcdi_paths(pu, support, incident, scattered, voxel_size):
+    """L_in + L_out by bcdi's get_opticalpath. Its closing 3×3×3 mean over the support's voxels
+    (mean_filter) stops on NumPy 2 (it assigns a length-1 array to an element); the same mean is
+    taken with scipy's uniform_filter instead (equal to 10⁻¹² on a test ball against bcdi's own
+    loop with that line mended; README)."""
+    original = pu.mean_filter
+    pu.mean_filter = lambda array, support, **_: array
+    try:
+        path = sum(pu.get_opticalpath(support=support.astype(int), direction=d, k=k, voxel_size=voxel_size)
+                   for d, k in (("in", incident), ("out", scattered)))
+    finally:
+        pu.mean_filter = original
+    w = support.astype(float)
+    mean = lambda a: ndimage.uniform_filter(a, 3, mode="constant")
+    return np.where(support, mean(path * w) / np.maximum(mean(w), 1e-12), 0)
+
+
 def measure(sizes):
     result = {}
     n128, n256 = sizes
@@ -142,6 +264,9 @@ def measure(sizes):
     result[f"time_s_{n256}_dislocation"], f = best_time(lambda: ours(s, h), 1)
     result[f"unwrap_s_{n256}_dislocation"], _ = best_time(lambda: unwrap_phase(f.phase, f.support), 1)
     result.update(peer_time(s, h, f"cdiutils_time_s_{n256}_dislocation"))
+    if _bcdi() is not None:
+        result.update(peer_bcdi(n128, n256))
+    result.update(refraction_paths())
     return result
 
 
@@ -199,9 +324,13 @@ def main():
         result[f"speedup_vs_cdiutils_{big}"] = result[f"cdiutils_time_s_{big}"] / result[f"time_s_{big}"]
         result[f"speedup_vs_cdiutils_{big}_dislocation"] = (result[f"cdiutils_time_s_{big}_dislocation"]
                                                             / result[f"time_s_{big}_dislocation"])
-    result.update({"bcdi_bulk_rms_error": None, "bcdi_surface_rms_error": None, "bcdi_time_s_256": None,
-                   "bcdi_missing": "bcdi needs Python < 3.11 and its own pinned environment, not on this machine",
-                   f"ratio_to_fft_pair_{big}": result[f"time_s_{big}"] / result[f"fft_pair_s_{big}"],
+    if _bcdi() is None:
+        result["bcdi_missing"] = "pip install --no-deps bcdi==0.2.3 to measure it"
+    else:
+        from importlib.metadata import version
+        result["bcdi_version"] = version("bcdi")
+        result[f"speedup_vs_bcdi_{big}"] = result[f"bcdi_time_s_{big}"] / result[f"time_s_{big}_g_along_y"]
+    result.update({f"ratio_to_fft_pair_{big}": result[f"time_s_{big}"] / result[f"fft_pair_s_{big}"],
                    "device": device(), "wall_s": time.perf_counter() - t0})
     emit(result)
 

@@ -8,8 +8,8 @@ k_i, L_out from the voxel to the exit surface along k_f). In the physical amplit
 the crystal of exp(−iq·r), a voxel's displacement and its beams' paths enter as the factors
 exp(−iG·u) and exp(−ikδL) alike; the convention ρ = |ρ| exp(iG·u) conjugates both, so the
 reconstruction's phase is G·u + kδL: an apparent displacement kδL / |G| along G (for Au at 9 keV,
-kδ ≈ 1.7 rad per µm of path). bcdi's strain script offers the same correction
-(`correct_refraction`).
+kδ ≈ 1.7 rad per µm of path). bcdi's strain script offers a correction (`correct_refraction`);
+the README's strain benchmark compares the two.
 
 >>> import numpy as np
 >>> support = np.ones((1, 1, 6), bool)
