@@ -42,8 +42,9 @@ def write_bliss(path, frames, geometry, *, scan=3, sample="crystal", detector="m
                     "beam_center_x": centre[1]})
 
 
-def write_34idc(folder, frames, *, theta_step=0.005, delta=32.17, gamma=12.63, energy=9.0, scan=54):
-    """A 34-ID-C scan: one TIFF per rocking angle and a SPEC file with theta, delta, gamma, Energy."""
+def write_34idc(folder, frames, *, theta_step=0.005, delta=32.17, gamma=12.63, energy=9.0, scan=54, header=()):
+    """A 34-ID-C scan: one TIFF per rocking angle and a SPEC file with theta, delta, gamma, Energy
+    (and the scan header's lines `header`, e.g. ``#UIMR5 …``)."""
     import tifffile
 
     folder = Path(folder)
@@ -52,7 +53,7 @@ def write_34idc(folder, frames, *, theta_step=0.005, delta=32.17, gamma=12.63, e
         tifffile.imwrite(folder / f"scan_{scan:04d}" / f"frame_{i:05d}.tif", frame)
     theta = theta_step * (np.arange(len(frames)) - len(frames) // 2)
     lines = ["#F staff.spec", "#O0 delta  gamma  Energy", "", f"#S {scan}  ascan theta -0.5 0.5 200 1",
-             f"#P0 {delta} {gamma} {energy}", "#L theta  Seconds  Monitor"] + [f"{t:.5f} 1 1000" for t in theta]
+             f"#P0 {delta} {gamma} {energy}", *header, "#L theta  Seconds  Monitor"] + [f"{t:.5f} 1 1000" for t in theta]
     (folder / "staff.spec").write_text("\n".join(lines) + "\n")
     return folder / "staff.spec"
 
@@ -197,12 +198,49 @@ def test_34idc_reads_the_spec_file_the_beamline_wrote(tmp_path):
 
     folder = tmp_path / "Staff20-1a_S0054"
     folder.mkdir()
-    for i in range(201):
-        tifffile.imwrite(folder / f"Staff20-1a_S0054_{i:05d}.tif", np.zeros((4, 4), np.int32))
-    geo = load_34idc(DATA / "aps34idc_scan54.spec", 54, frames=folder).geometry
+    for i in range(201):  # the image ROI the file records (#UIMR5 0 256 0 256)
+        tifffile.imwrite(folder / f"Staff20-1a_S0054_{i:05d}.tif", np.zeros((256, 256), np.uint8))
+    raw = load_34idc(DATA / "aps34idc_scan54.spec", 54, frames=folder)
+    geo = raw.geometry
     assert geo.rocking_step == pytest.approx(0.005, rel=1e-3)
     assert_same_geometry(geo, Geometry(energy=9.0, detector_distance=0.5, pixel_size=55.0, delta=12.6346,
                                        gamma=32.174, rocking_axis="y", rocking_step=geo.rocking_step))
+    assert raw.metadata["detector"] == "34idcTIM2" and raw.metadata["detector_area_origin"] == [0, 0]
+    assert raw.frames.shape == (201, 256, 256) and not raw.mask.any()  # one chip: no gap inside
+    for path in folder.glob("*.tif"):
+        tifffile.imwrite(path, np.zeros((128, 256), np.uint8))
+    with pytest.raises(FileFormatError, match="image ROI of 256 × 256 pixels .* hold 128 × 256"):
+        load_34idc(DATA / "aps34idc_scan54.spec", 54, frames=folder)
+
+
+def test_34idc_frames_across_the_timepix_chip_gaps_are_put_back_on_one_grid(tmp_path):
+    """A frame whose detector area (#UIMR5) straddles the Timepix quad's chip boundaries gets the
+    gaps cohere puts there (5 rows before detector row 256, 4 columns before column 256), masked,
+    so every pixel is back where it sits on the detector; dark, white field and bad-pixel images
+    of the whole 512² detector are cut to the area and given the same gaps."""
+    from braggscope.io.beamline import load_34idc
+
+    y0, x0, ny, nx = 220, 200, 80, 100  # detector area: rows 220–299, columns 200–299
+    rows, cols = np.arange(ny + 5), np.arange(nx + 4)  # positions on the detector's uniform grid
+    on_grid = (1000 * rows[:, None] + cols[None, :]).astype(np.uint32)
+    gap_rows, gap_cols = np.arange(256 - y0, 261 - y0), np.arange(256 - x0, 260 - x0)
+    stored = np.delete(np.delete(on_grid, gap_rows, axis=0), gap_cols, axis=1)  # what the TIFF holds
+    spec = write_34idc(tmp_path, np.stack([stored] * 3), header=("#UIMDET 34idcTIM2:", f"#UIMR5  {x0} {nx} {y0} {ny} 1"))
+    white = np.full((512, 512), 2.0, np.float32)
+    white[y0 + 10, x0 + 70] = 0.0  # a dead pixel of the full detector, past both gaps
+    bad = np.zeros((512, 512), np.int8)
+    bad[y0 + 1, x0 + 1] = 1
+    raw = load_34idc(spec, 54, frames=tmp_path / "scan_0054", whitefield=white, bad_pixels=bad, dark=np.ones((512, 512)),
+                     detector_distance=0.5)
+    gap = np.zeros((ny + 5, nx + 4), bool)
+    gap[gap_rows] = gap[:, gap_cols] = True
+    assert raw.frames.shape == (3, ny + 5, nx + 4)
+    np.testing.assert_array_equal(raw.frames[0][~gap], on_grid[~gap])
+    np.testing.assert_array_equal(raw.mask[0], gap | (np.arange(ny + 5)[:, None] == 1) & (np.arange(nx + 4) == 1))
+    assert np.isnan(raw.whitefield[gap]).all() and raw.whitefield[10, 74] == 0.0  # column 70 + the 4 gap columns
+    assert (raw.dark[gap] == 0).all() and (raw.dark[~gap] == 1).all()
+    with pytest.raises(FileFormatError, match="white field image \\(100, 100\\) fits neither"):
+        load_34idc(spec, 54, frames=tmp_path / "scan_0054", whitefield=white[:100, :100], detector_distance=0.5)
 
 
 def test_spec_motors_by_mnemonic_and_case_under_the_header_in_force():

@@ -36,7 +36,7 @@ from .cxi import _h5py, read_data
 from .spec import read_spec_scan
 
 __all__ = ["RawScan", "load_id01_bliss", "load_id01_spec", "load_34idc", "load_cxi", "load_npz_frames",
-           "detector_gaps", "binned_geometry", "read_image", "DETECTOR_LAYOUTS"]
+           "detector_gaps", "binned_geometry", "read_image", "DETECTOR_LAYOUTS", "DETECTOR_SEAMS"]
 
 # detector name → (chip gap layout of braggscope.simulate.detector, first gap pixel (row, column))
 # (Dectris detectors flag their gaps and dead pixels themselves, with the integer type's largest value)
@@ -257,7 +257,55 @@ def read_image(value, name):
     return np.load(path) if path.suffix == ".npy" else _tiff_stack([path])[0]
 
 
-def load_34idc(spec_path, scan, *, frames, dark=None, whitefield=None, bad_pixels=None, detector="34idcTIM2",
+# 34-ID-C's Timepix quad (512² pixels in four 256² chips): the chips sit apart by more than a pixel.
+# cohere, the beamline's code, puts 5 empty rows before detector row 256 and 4 empty columns before
+# column 256 in a frame that straddles them, so that the pixels lie on one uniform grid again.
+DETECTOR_SEAMS = {"34idcTIM2": ((256, 5), (256, 4))}  # detector → ((row, rows), (column, columns)) of the gap
+
+
+def _roi_34idc(spec, shape, where):
+    """(first row, first column) [detector pixels] of the area the TIFF frames hold, from the scan's
+    ``#UIMR5`` line (areaDetector's image ROI: minX sizeX minY sizeY), checked against the frames'
+    (rows, columns) `shape`; None where the SPEC file does not record it."""
+    line = spec.header("UIMR5")
+    if line is None:
+        return None
+    try:
+        x0, nx, y0, ny = (int(v) for v in line.split()[:4])
+    except ValueError:
+        raise FileFormatError(f"{where}: cannot read the image ROI '#UIMR5 {line}'") from None
+    if (ny, nx) != tuple(shape):
+        raise FileFormatError(f"{where} records an image ROI of {ny} × {nx} pixels (#UIMR5) but the TIFF frames "
+                              f"hold {shape[0]} × {shape[1]}: are they this scan's?")
+    return y0, x0
+
+
+def _on_roi(image, roi, shape, name):
+    """A calibration image cut to the frames' area where it covers the whole detector (the
+    beamline's dark and white fields are 512²), as it is where it fits the frames already."""
+    if image is None or image.shape == tuple(shape):
+        return image
+    if roi is not None and all(r + n <= m for r, n, m in zip(roi, shape, image.shape)):
+        return image[roi[0]:roi[0] + shape[0], roi[1]:roi[1] + shape[1]]
+    raise FileFormatError(f"the {name} image {image.shape} fits neither the frames {tuple(shape)} nor the "
+                          "detector area they were read from")
+
+
+def _with_seams(arrays, roi, detector):
+    """{name: array} of `arrays` ({name: ((..., rows, columns) array or None, value of its empty
+    pixels)}) with the chip gaps of `detector` (:data:`DETECTOR_SEAMS`) put in where the frames' area,
+    starting at detector pixel `roi`, straddles them."""
+    seams = DETECTOR_SEAMS.get(detector) if roi is not None else None
+    out = {}
+    for name, (a, fill) in arrays.items():
+        for axis, start, (at, width) in zip((-2, -1), roi or (), seams or ()):
+            if a is not None and 0 < at - start < a.shape[axis]:
+                a = np.insert(a.astype(np.result_type(a, type(fill))), [at - start] * width, fill, axis=axis)
+        out[name] = a
+    return out
+
+
+def load_34idc(spec_path, scan, *, frames, dark=None, whitefield=None, bad_pixels=None, detector=None,
                energy=None, detector_distance=None, pixel_size=55.0) -> RawScan:
     """Scan `scan` of APS 34-ID-C: the TIFF frames in the folder `frames` (in the order of the
     number each file name ends with) or a list of files in rocking order, and theta (the rocking
@@ -266,7 +314,10 @@ def load_34idc(spec_path, scan, *, frames, dark=None, whitefield=None, bad_pixel
 
     SPEC names are matched through the file's mnemonics and in any case (34-ID-C writes ``Theta``,
     ``Delta``, ``Gamma``; its scan commands say ``th``). The energy [keV] is the motor ``Energy`` and
-    the detector distance the motor ``camdist`` [mm] where recorded and not given [m]."""
+    the detector distance the motor ``camdist`` [mm] where recorded and not given [m]. The detector
+    is the scan's ``#UIMDET`` where not given (else 34idcTIM2), and the detector area the frames hold
+    its ``#UIMR5``: dark, white field and bad-pixel images of the whole detector are cut to that area,
+    and where it straddles the Timepix quad's chip gaps they are put in, masked (:data:`DETECTOR_SEAMS`)."""
     spec = read_spec_scan(spec_path, scan)
     if isinstance(frames, (str, Path)):
         paths = sorted(Path(frames).glob("*.tif*"), key=_frame_number)
@@ -278,19 +329,26 @@ def load_34idc(spec_path, scan, *, frames, dark=None, whitefield=None, bad_pixel
     if len(theta) != len(paths):
         raise FileFormatError(f"SPEC scan {scan} has {len(theta)} theta positions but {len(paths)} TIFF frames "
                               f"in {frames}")
-    stack, mask = _frames_and_mask(_tiff_stack(paths), read_image(bad_pixels, "bad-pixel"), detector)
+    where = f"{spec_path} scan {scan}"
+    detector = detector or (spec.header("UIMDET") or "34idcTIM2").rstrip(":")
+    stack = _tiff_stack(paths)
+    roi = _roi_34idc(spec, stack.shape[1:], where)
+    images = {name: _on_roi(read_image(value, name), roi, stack.shape[1:], name)
+              for name, value in (("dark", dark), ("white field", whitefield), ("bad-pixel", bad_pixels))}
+    stack, mask = _frames_and_mask(stack, images["bad-pixel"], detector)
+    seamed = _with_seams({"frames": (stack, 0), "mask": (mask, True), "dark": (images["dark"], 0),
+                          "white field": (images["white field"], np.nan)}, roi, detector)
     energy = energy if energy is not None else spec.motor("Energy", None)
     camdist = spec.motor("camdist", None)  # [mm]
     if detector_distance is None and camdist is not None:
         detector_distance = camdist / 1000
-    where = f"{spec_path} scan {scan}"
     _required((energy, detector_distance), ("energy", "detector_distance"), where)
     geometry = Geometry(energy=energy, detector_distance=detector_distance, pixel_size=pixel_size,
                         rocking_step=_rocking_step(theta, "theta"), delta=spec.motor("gamma"),
                         gamma=spec.motor("delta"), rocking_axis="y")
-    return RawScan(stack, mask, geometry, dark=read_image(dark, "dark"),
-                   whitefield=read_image(whitefield, "white field"),
+    return RawScan(seamed["frames"], seamed["mask"], geometry, dark=seamed["dark"], whitefield=seamed["white field"],
                    metadata={"beamline": "34-ID-C", "file": str(spec_path), "scan": int(scan), "detector": detector,
+                             "detector_area_origin": None if roi is None else list(roi),
                              "command": spec.command, "frames": [str(p) for p in paths]})
 
 

@@ -61,6 +61,12 @@ class SpecScan:
                 return key
         return next((folded[c.casefold()] for c in candidates if c.casefold() in folded), None)
 
+    def header(self, tag, default=None):
+        """The text after the scan's first ``#tag`` header line (``header("UIMDET")`` → the area
+        detector 34-ID-C names), or `default` where there is none."""
+        prefix = f"#{tag} "
+        return next((line[len(prefix):].strip() for line in self.comments if line.startswith(prefix)), default)
+
     def column(self, *names) -> np.ndarray:
         """The scanned values of the first of `names` there is; a clear error naming the columns there are."""
         key = self._key(names, self.columns)

@@ -162,7 +162,7 @@ SECTIONS = {"data": DataConfig, "geometry": GeometryConfig, "sample": SampleConf
 BEAMLINE_DEFAULTS = {
     "id01": {"data": {"format": "id01"}},
     "id01_spec": {"data": {"format": "id01_spec", "detector": "mpx4inr"}, "geometry": {"pixel_size": 55.0}},
-    "34idc": {"data": {"format": "34idc", "detector": "34idcTIM2"}, "geometry": {"pixel_size": 55.0}},
+    "34idc": {"data": {"format": "34idc"}, "geometry": {"pixel_size": 55.0}},  # detector: the SPEC file's #UIMDET
     "cxi": {"data": {"format": "cxi"}},
 }
 

@@ -95,7 +95,7 @@ def load_scan(config, scan):
     elif d.format == "34idc":
         if d.frames is None:
             raise ConfigError("[data] frames must name the folder of the scan's TIFF frames (e.g. 'scan_{scan:04d}')")
-        raw = bl.load_34idc(path, scan, frames=config.resolve(d.frames, scan), detector=d.detector or "34idcTIM2",
+        raw = bl.load_34idc(path, scan, frames=config.resolve(d.frames, scan), detector=d.detector,
                             dark=images["dark"], whitefield=images["whitefield"], bad_pixels=images["bad_pixels"],
                             **common, **pixel)
     elif d.format == "npz":
