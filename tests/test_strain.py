@@ -372,6 +372,37 @@ def test_refraction_correction_restores_the_strain_of_a_gold_ball():
         correct_refraction(measured, ball[1:], voxel=voxel, energy=9.0, delta=delta, scattered=kf)
 
 
+def test_refraction_enters_the_object_with_the_displacement_sign():
+    """From the scattering sum itself: each voxel of a 150 nm Au ball (111, 9 keV) scatters the wave
+    that crossed L_in of crystal on the way in and L_out on the way out, each beam carrying the phase
+    exp(i(n − 1)kL) of the medium (n = 1 − δ), with its atoms displaced by u. Summed directly at
+    q = G − Δq, that intensity is |FFT(ρ)|² of ρ = |ρ| exp(i(G·u + kδL)), the object that
+    correct_refraction undoes, and not of exp(i(G·u − kδL)), the sign a correction that adds kδL to
+    the G·u-signed phase assumes (README: bcdi's)."""
+    from braggscope.geometry import INCIDENT_DIRECTION, scattered_direction
+    from braggscope.strain import beam_path_length, correct_refraction, refractive_index
+
+    n, voxel = 12, 15.0
+    r, ball = _sphere_on(voxel * np.eye(3), 75.0, n)
+    kf = scattered_direction(AU_111.delta, AU_111.gamma)
+    l_in = beam_path_length(ball, voxel, -np.asarray(INCIDENT_DIRECTION, float))
+    l_out = beam_path_length(ball, voxel, kf)
+    delta, _ = refractive_index("Au", 9.0)
+    gu = (1.5 * (r[:, 2] / 75.0) ** 3 + 0.5 * r[:, 1] / 75.0).reshape(ball.shape)  # G·u [rad]
+    medium = np.exp(1j * (-delta) * AU_111.k * (l_in + l_out))  # exp(i(n − 1)kL), both beams
+    wave = np.where(ball, np.exp(-1j * gu) * medium, 0).ravel()
+    dq = 2 * np.pi * np.stack(np.meshgrid(*[np.fft.fftfreq(n, voxel)] * 3, indexing="ij")).reshape(3, -1).T
+    direct = np.abs(np.exp(1j * dq @ r.T) @ wave) ** 2  # Σ_r exp(-i(G - Δq)·r) …, exp(-iG·r) = 1 on the lattice
+    model = lambda phase: np.abs(np.fft.fftn(np.where(ball, np.exp(1j * phase), 0))).ravel() ** 2
+    kdl = delta * AU_111.k * (l_in + l_out)
+    scale = direct.max()
+    assert np.abs(model(gu + kdl) - direct).max() < 1e-4 * scale
+    assert np.abs(model(gu - kdl) - direct).max() > 1e-2 * scale
+    restored = correct_refraction(np.where(ball, np.exp(1j * (gu + kdl)), 0), ball, voxel=voxel, energy=9.0,
+                                  delta=delta, scattered=kf)
+    np.testing.assert_allclose(restored[ball], np.exp(1j * gu[ball]), atol=1e-5)
+
+
 def test_twin_by_refraction_keeps_the_orientation_whose_phase_follows_the_paths():
     """A 600 nm Au ball at 9 keV whose phase is a mild cubic field plus the refraction kδL: the
     phase's share along kδL is 1 on it and −1 on its twin (a ball is centrosymmetric), so the
