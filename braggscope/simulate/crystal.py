@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._validate import check_positive, check_vector
+from .._validate import check_choice, check_positive, check_vector
 from ..errors import ConfigError
 from ..materials import Material, get_material
 from ..physics import bragg_vector
+from .anisotropic import AnisotropicDislocation, cubic_stiffness, rotate_stiffness
 from .dislocations import DislocationLoop, StraightDislocation, circular_loop_vertices
 from .fields import DilatationCentre, SmoothStrain, SurfaceRelaxation
 from .planar import SplitDislocation, StackingFault, TwinBoundary, equilibrium_separation
@@ -55,11 +56,19 @@ class Crystal:
         """[1/nm] Bragg vector of reflection hkl in the sample frame."""
         return bragg_vector(hkl, lattice_parameter=self.lattice_parameter, orientation=self.orientation)
 
-    def dislocation(self, burgers, line, position=(0.0, 0.0, 0.0)) -> StraightDislocation:
+    def dislocation(self, burgers, line, position=(0.0, 0.0, 0.0), *, elasticity="isotropic"):
         """Straight dislocation: `burgers` [a] and `line` [uvw] in the crystal frame,
-        through `position` [nm]."""
-        return StraightDislocation(burgers=self.to_sample(burgers) * self.lattice_parameter,
-                                   line=self.direction(line), position=position)
+        through `position` [nm]; its field in isotropic elasticity (:class:`StraightDislocation`,
+        the Voigt-average ν) or, with ``elasticity="anisotropic"``, in the material's cubic
+        elastic constants (:class:`~braggscope.simulate.anisotropic.AnisotropicDislocation`)."""
+        check_choice(elasticity, "elasticity", {"isotropic", "anisotropic"})
+        keys = dict(burgers=self.to_sample(burgers) * self.lattice_parameter, line=self.direction(line),
+                    position=position)
+        if elasticity == "isotropic":
+            return StraightDislocation(**keys)
+        m = self.material
+        return AnisotropicDislocation(**keys, stiffness=rotate_stiffness(cubic_stiffness(m.c11, m.c12, m.c44),
+                                                                         self.orientation))
 
     def split_dislocation(self, burgers, line, plane, position=(0.0, 0.0, 0.0), separation=None) -> SplitDislocation:
         """Perfect dislocation `burgers` a/2<110> [a] dissociated in its glide `plane` {111}

@@ -61,8 +61,44 @@ def _outer(vec, field):
     return vec.reshape((3,) + (1,) * np.ndim(field)) * field
 
 
+class _StraightLine:
+    """What every straight dislocation has, whatever its elasticity: a Burgers vector, a line and
+    a point on it (sample frame, nm), its character, local frame and distance to points."""
+
+    def _check_line(self):
+        object.__setattr__(self, "burgers", check_vector(self.burgers, "burgers", nonzero=True))
+        object.__setattr__(self, "line", _unit(self.line, "line"))
+        object.__setattr__(self, "position", check_vector(self.position, "position"))
+
+    @property
+    def character_angle(self) -> float:
+        """[deg] Angle between b and the line: 0 screw, 90 edge."""
+        c = abs(self.burgers @ self.line) / np.linalg.norm(self.burgers)
+        return float(np.degrees(np.arccos(np.clip(c, 0, 1))))
+
+    def local_frame(self):
+        """(e1, e2, t): e1 along the edge component of b, e2 = t × e1, t the line."""
+        t = self.line
+        b_edge = self.burgers - (self.burgers @ t) * t
+        e1 = b_edge / np.linalg.norm(b_edge) if np.linalg.norm(b_edge) > 1e-12 * np.linalg.norm(self.burgers) \
+            else _perpendicular(t)
+        return e1, np.cross(t, e1), t
+
+    def distance(self, points) -> np.ndarray:
+        """[nm] Distance of each point to the line."""
+        d = np.asarray(points, dtype=float) - self.position.reshape((3,) + (1,) * (np.ndim(points) - 1))
+        along = _dot(self.line, d)
+        perp2 = np.sum(d * d, axis=0) - along * along
+        return np.sqrt(np.maximum(perp2, 0))
+
+    def describe(self) -> dict:
+        """JSON-able ground truth entry."""
+        return {"type": "dislocation", "burgers_nm": self.burgers.tolist(), "line_direction": self.line.tolist(),
+                "position_nm": self.position.tolist(), "character_deg": self.character_angle}
+
+
 @dataclass(frozen=True, kw_only=True)
-class StraightDislocation:
+class StraightDislocation(_StraightLine):
     """Infinite straight dislocation (Volterra solution in isotropic elasticity).
 
     Attributes
@@ -84,9 +120,7 @@ class StraightDislocation:
     cut: np.ndarray | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "burgers", check_vector(self.burgers, "burgers", nonzero=True))
-        object.__setattr__(self, "line", _unit(self.line, "line"))
-        object.__setattr__(self, "position", check_vector(self.position, "position"))
+        self._check_line()
         if self.cut is not None:
             c = check_vector(self.cut, "cut", nonzero=True)
             c = c - (c @ self.line) * self.line
@@ -101,20 +135,6 @@ class StraightDislocation:
             return theta
         theta_cut = float(np.arctan2(self.cut @ e2, self.cut @ e1))
         return theta_cut - 2 * np.pi + np.mod(theta - theta_cut, 2 * np.pi)
-
-    @property
-    def character_angle(self) -> float:
-        """[deg] Angle between b and the line: 0 screw, 90 edge."""
-        c = abs(self.burgers @ self.line) / np.linalg.norm(self.burgers)
-        return float(np.degrees(np.arccos(np.clip(c, 0, 1))))
-
-    def local_frame(self):
-        """(e1, e2, t): e1 along the edge component of b, e2 = t × e1, t the line."""
-        t = self.line
-        b_edge = self.burgers - (self.burgers @ t) * t
-        e1 = b_edge / np.linalg.norm(b_edge) if np.linalg.norm(b_edge) > 1e-12 * np.linalg.norm(self.burgers) \
-            else _perpendicular(t)
-        return e1, np.cross(t, e1), t
 
     def displacement(self, points, *, poisson_ratio) -> np.ndarray:
         """[nm] Displacement u(r), shape (3, ...), at `points` [nm] of shape (3, ...).
@@ -146,18 +166,6 @@ class StraightDislocation:
         d = straight_dislocation_derivatives([self], flat, np.asarray(direction, dtype=float)[None],
                                              poisson_ratio=poisson_ratio)
         return d[0].reshape(p.shape)
-
-    def distance(self, points) -> np.ndarray:
-        """[nm] Distance of each point to the line."""
-        d = np.asarray(points, dtype=float) - self.position.reshape((3,) + (1,) * (np.ndim(points) - 1))
-        along = _dot(self.line, d)
-        perp2 = np.sum(d * d, axis=0) - along * along
-        return np.sqrt(np.maximum(perp2, 0))
-
-    def describe(self) -> dict:
-        """JSON-able ground truth entry."""
-        return {"type": "dislocation", "burgers_nm": self.burgers.tolist(), "line_direction": self.line.tolist(),
-                "position_nm": self.position.tolist(), "character_deg": self.character_angle}
 
 
 def straight_dislocation_derivatives(dislocations, points, directions, *, poisson_ratio, chunk=64) -> np.ndarray:

@@ -8,13 +8,14 @@ import numpy as np
 from .._validate import check_grid_shape, check_positive, check_vector
 from ..errors import ConfigError
 from ..physics import object_from_displacement, phase_from_displacement, wrap_phase
+from .anisotropic import AnisotropicDislocation
 from .crystal import Crystal
 from .dislocations import DislocationLoop, StraightDislocation
 from .planar import SplitDislocation, StackingFault, TwinBoundary
 
 __all__ = ["Sample", "grid_points", "support_fraction", "displacement_field", "simulate_sample", "object_at"]
 
-_LINE_DEFECTS = (StraightDislocation, DislocationLoop)
+_LINE_DEFECTS = (StraightDislocation, AnisotropicDislocation, DislocationLoop)
 
 
 def grid_points(shape, voxel_size) -> np.ndarray:
