@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--hkl", type=int, nargs=3, default=[1, 1, 1], metavar=("H", "K", "L"), help="reflection")
     sim.add_argument("--defects", default="", help=f"comma-separated kinds placed at random: {', '.join(_DEFECTS)}")
     sim.add_argument("--random-defects", type=int, default=0, metavar="N", help="N random defects of any kind")
+    sim.add_argument("--elasticity", choices=("isotropic", "anisotropic"), default="isotropic",
+                     help="field of straight dislocations: Volterra (Voigt ν) or Stroh (cubic C11, C12, C44)")
     sim.add_argument("--model", choices=("continuum", "atomistic"), default="continuum")
     sim.add_argument("--oversampling", type=float, default=1.0, help="extra zero padding of the data array")
     sim.add_argument("--photons", type=float, default=1e8)
@@ -317,9 +319,11 @@ def _cmd_simulate(args):
     xtal = _crystal(args)
     kinds = [k.strip() for k in args.defects.split(",") if k.strip()]
     rng = np.random.default_rng(args.seed)
-    defects = [d for k in kinds for d in random_defects(xtal, rng, kinds=(k,), count=(1, 1))]
+    defects = [d for k in kinds for d in random_defects(xtal, rng, kinds=(k,), count=(1, 1),
+                                                        elasticity=args.elasticity)]
     if args.random_defects:
-        defects += random_defects(xtal, rng, count=(args.random_defects, args.random_defects))
+        defects += random_defects(xtal, rng, count=(args.random_defects, args.random_defects),
+                                  elasticity=args.elasticity)
     geometry = None
     if args.detector_frame:
         geometry = Geometry.for_reflection(d_spacing=xtal.material.d_spacing(args.hkl), energy=args.energy,

@@ -99,6 +99,9 @@ def test_cli_simulate_writes_a_file(tmp_path, capsys):
     truth = read_data(out).ground_truth
     assert [d["type"] for d in truth["defects"]] == ["dislocation", "loop"]
     assert (tmp_path / "pic_truth.png").is_file() and (tmp_path / "pic_data.png").is_file()
+    assert main(["simulate", str(tmp_path / "aniso.cxi"), "--shape", "24", "--voxel-size", "3", "--size", "50",
+                 "--defects", "dislocation", "--elasticity", "anisotropic", "--seed", "3", "-q"]) == 0
+    assert read_data(tmp_path / "aniso.cxi").ground_truth["defects"][0]["elasticity"] == "anisotropic"
 
 
 def test_cli_detector_frame_and_atomistic(tmp_path):

@@ -51,10 +51,10 @@ def _glide_system(rng):
     return b, n, np.cos(phi) * e1 + np.sin(phi) * e2
 
 
-def _one_defect(kind, crystal, rng, size, depth):
+def _one_defect(kind, crystal, rng, size, depth, elasticity="isotropic"):
     if kind == "dislocation":
         b, _, line = _glide_system(rng)
-        return crystal.dislocation(b, line, _point_inside(crystal, rng, depth or 0.6))
+        return crystal.dislocation(b, line, _point_inside(crystal, rng, depth or 0.6), elasticity=elasticity)
     if kind == "split_dislocation":
         b, n, line = _glide_system(rng)
         natural = crystal.split_dislocation(b, line, n).separation
@@ -77,15 +77,16 @@ def _one_defect(kind, crystal, rng, size, depth):
 
 
 def random_defects(crystal: Crystal, rng=None, *, kinds=DEFECT_KINDS, count=(0, 3), size=None,
-                   depth=None) -> list:
+                   depth=None, elasticity="isotropic") -> list:
     """A random list of defects for `crystal`: a number in `count` (inclusive range) of
     defects of the given `kinds`, sized relative to the crystal (`size` [nm], default its
     inscribed diameter). A split dislocation's ribbon is 0.5 to 4 times its isotropic
     equilibrium width (stress and surfaces widen or narrow real ones). Straight dislocations
-    pass within `depth` of the way from the centre to the surface (default 0.6, split 0.5)."""
+    pass within `depth` of the way from the centre to the surface (default 0.6, split 0.5), their
+    fields in `elasticity` (:meth:`Crystal.dislocation`; the other defects' are isotropic)."""
     rng = np.random.default_rng(rng)
     for k in kinds:
         check_choice(k, "defect kind", set(DEFECT_KINDS))
     size = 2 * float(crystal.shape.radial_extent(np.eye(3)).min()) if size is None else float(size)
     n = int(rng.integers(count[0], count[1] + 1))
-    return [_one_defect(str(rng.choice(kinds)), crystal, rng, size, depth) for _ in range(n)]
+    return [_one_defect(str(rng.choice(kinds)), crystal, rng, size, depth, elasticity) for _ in range(n)]
