@@ -2,6 +2,7 @@
 configuration, one scan through the whole chain, resuming, failures, the Dask batch, the HTML
 pages in a real browser."""
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import replace
@@ -500,6 +501,31 @@ def test_run_command_exit_status(simulated_batch, tmp_path):
     assert main(["run", str(tmp_path / "good.toml"), "-q"]) == 1
     rows = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert [r["status"] for r in rows] == ["done", "failed"]
+
+
+def _scan_that_kills_its_worker(config, scan, **_):
+    """run_scan's stand-in: the worker process dies under scan 2 (as the kernel's OOM killer
+    ends one), the others finish."""
+    if scan == 2:
+        os._exit(1)
+    return {"scan": scan, "status": "done"}
+
+
+@pytest.mark.slow
+def test_a_scan_whose_worker_dies_fails_alone(tmp_path, monkeypatch):
+    """On a local Dask cluster, a scan under which its worker process dies (Dask retries it on
+    fresh workers, then gives up) comes back as a failed row with its error.json, and the scans
+    around it are done."""
+    from braggscope.pipeline import config_from_dict
+    from braggscope.pipeline.batch import run_batch
+
+    pytest.importorskip("distributed")
+    monkeypatch.setattr("braggscope.pipeline.batch.run_scan", _scan_that_kills_its_worker)
+    config = config_from_dict({"output": str(tmp_path / "out"), "data": {"path": str(tmp_path / "s{scan}.cxi"), "scans": [1, 2, 3]},
+                               "cluster": {"kind": "local", "workers": 2}})
+    rows = run_batch(config, [1, 2, 3])
+    assert [r["status"] for r in rows] == ["done", "failed", "done"]
+    assert "KilledWorker" in rows[1]["error"] and (Path(rows[1]["folder"]) / "error.json").is_file()
 
 
 def test_slurm_cluster_job_script():
