@@ -17,7 +17,7 @@ rocking about x or y), and fails with a message that names what is missing.
 beamline   rocking motor       detector elevation (δ)     detector azimuth (γ)
 =========  ==================  =========================  ==============================
 ID01       eta (about -x)      delta                      -nu (nu turns about -y)
-           or phi (about +y)
+           or phi (about -y)
 34-ID-C    theta (about +y)    gamma (about -x)           delta (about +y)
 =========  ==================  =========================  ==============================
 """
@@ -144,7 +144,8 @@ def _bliss_detector(measurement, detector, where):
 
 
 def _id01_geometry(motors, n_frames, *, energy, detector_distance, pixel_size, where, rocking_motor=None):
-    """ID01's eta (about -x) or phi (about +y), delta and nu (about -y) as a :class:`Geometry`."""
+    """ID01's eta (about -x) or phi (about -y, as bcdi, cdiutils and PyNX have it), delta and nu
+    (about -y) as a :class:`Geometry`."""
     moving = [m for m in ("eta", "phi") if np.size(motors.get(m, 0.0)) == n_frames and np.ptp(motors[m]) > 0]
     motor = rocking_motor or (moving[0] if len(moving) == 1 else None)
     if motor not in ("eta", "phi"):
@@ -159,7 +160,7 @@ def _id01_geometry(motors, n_frames, *, energy, detector_distance, pixel_size, w
     step = _rocking_step(motors[motor], motor)
     delta, nu = float(np.mean(motors["delta"])), float(np.mean(motors.get("nu", 0.0)))  # nu: 0 where not recorded
     return Geometry(energy=energy, detector_distance=detector_distance, pixel_size=pixel_size,
-                    rocking_step=-step if motor == "eta" else step, delta=delta, gamma=-nu,
+                    rocking_step=-step, delta=delta, gamma=-nu,
                     rocking_axis="x" if motor == "eta" else "y")
 
 
