@@ -7,7 +7,8 @@ incident beam, y vertical up, x horizontal. The detector arm is at elevation `de
 horizontal plane and azimuth `gamma` towards x: k_f = k (cos δ cos γ, sin δ, cos δ sin γ).
 Detector rows run downwards (-∂k̂_f/∂δ), columns towards +γ; one pixel subtends
 pixel_size / distance. The sample rocks about `rocking_axis` ('x' for a vertical scattering
-plane, as ID01's eta; 'y' for a horizontal one) by `rocking_step` per frame. In the small-angle
+plane, as ID01's eta; 'y' for a horizontal one; or any lab direction, as a rocking circle that
+the circles outside it have tilted) by `rocking_step` per frame. In the small-angle
 approximation of BCDI, frame/pixel offsets k map linearly to q = Q + B k, Q = k_f - k_i.
 """
 from __future__ import annotations
@@ -55,8 +56,9 @@ class Geometry:
         [deg] Detector elevation (vertical 2θ component).
     gamma : float
         [deg] Detector azimuth (horizontal 2θ component).
-    rocking_axis : {'x', 'y'}
-        Lab axis of the rocking rotation.
+    rocking_axis : {'x', 'y'} or (3,) sequence of float
+        Lab axis of the rocking rotation: x or y, or a direction (z, y, x) (normalised on
+        construction, kept as a tuple).
     """
 
     energy: float
@@ -73,7 +75,14 @@ class Geometry:
         check_positive(self.pixel_size, "pixel_size", "µm")
         if not np.isfinite(self.rocking_step) or self.rocking_step == 0:
             raise ConfigError(f"`rocking_step` must be a non-zero angle [deg], got {self.rocking_step!r}")
-        check_choice(self.rocking_axis, "rocking_axis", {"x", "y"})
+        if isinstance(self.rocking_axis, str):
+            check_choice(self.rocking_axis, "rocking_axis", {"x", "y"})
+        else:
+            axis = np.asarray(self.rocking_axis, float)
+            if axis.shape != (3,) or not np.all(np.isfinite(axis)) or np.linalg.norm(axis) == 0:
+                raise ConfigError(f"`rocking_axis` must be 'x', 'y' or a non-zero direction (z, y, x), "
+                                  f"got {self.rocking_axis!r}")
+            object.__setattr__(self, "rocking_axis", tuple(float(v) for v in axis / np.linalg.norm(axis)))
 
     @classmethod
     def for_reflection(cls, *, d_spacing, energy, detector_distance, pixel_size, rocking_step,
@@ -111,7 +120,8 @@ class Geometry:
         row = -np.array([-np.sin(d) * np.cos(g), np.cos(d), -np.sin(d) * np.sin(g)])  # downwards
         col = np.array([-np.sin(g), 0.0, np.cos(g)])  # towards +gamma
         pixel_angle = self.pixel_size * 1e-6 / self.detector_distance
-        axis = np.array([0.0, 0.0, 1.0]) if self.rocking_axis == "x" else np.array([0.0, 1.0, 0.0])
+        axis = {"x": np.array([0.0, 0.0, 1.0]), "y": np.array([0.0, 1.0, 0.0])}.get(self.rocking_axis)
+        axis = np.asarray(self.rocking_axis) if axis is None else axis
         # rotating the sample by +dω (right-handed) moves the crystal's reciprocal lattice by
         # dω (axis × Q); the frame then records q = Q - dω axis × Q relative to the crystal.
         # Components are (z, y, x), an odd permutation of (x, y, z): axis × Q = -np.cross(axis, Q).

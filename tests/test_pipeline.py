@@ -190,19 +190,22 @@ def test_34idc_geometry_matches_cohere_axes(tmp_path):
     assert np.abs(q_cohere - q_ours).max() < 0.02 * np.linalg.norm(geo.q_basis(), axis=0).max()
 
 
-@pytest.mark.parametrize("rocking", ["eta", "phi"])
-def test_id01_geometry_matches_the_peers_axes(tmp_path, rocking):
+@pytest.mark.parametrize("rocking, mu, eta", [("eta", 0.0, 0.0), ("phi", 0.0, 0.0), ("eta", 0.4, 0.0),
+                                               ("phi", 0.4, 12.0)])
+def test_id01_geometry_matches_the_peers_axes(tmp_path, rocking, mu, eta):
     """The geometry load_id01_bliss reads puts every frame and pixel at the q that xrayutilities
     gives under ID01's definition in bcdi and cdiutils (and PyNX's Bragg ptychography matrix):
     sample mu about y-, eta about x-, phi about y-; detector nu about y-, then delta about x-;
-    beam along z; frame rows along y- and columns along x+. Rocking on eta and on phi."""
+    beam along z; frame rows along y- and columns along x+. Rocking on eta and on phi, also with
+    the circles outside the rocking one turned (mu, and eta under phi), which tilt its axis."""
     import h5py
+    from scipy.spatial.transform import Rotation
     xu = pytest.importorskip("xrayutilities")
     from braggscope.io.beamline import load_id01_bliss
 
     n, c, step, delta, nu = 9, 4, 0.01, 30.0, 5.0
     angles = step * (np.arange(n) - c)
-    motors = {"eta": 0.0, "phi": 0.0, "delta": delta, "nu": nu, "mononrj": 9.0} | {rocking: angles}
+    motors = {"mu": mu, "eta": eta, "phi": 0.0, "delta": delta, "nu": nu, "mononrj": 9.0} | {rocking: angles}
     path = tmp_path / "id01.h5"
     with h5py.File(path, "w") as f:
         entry = f.create_group("crystal_1.1")
@@ -214,9 +217,11 @@ def test_id01_geometry_matches_the_peers_axes(tmp_path, rocking):
     conv = xu.experiment.QConversion(("y-", "x-", "y-"), ("y-", "x-"), (0, 0, 1), wl=lam)
     conv.init_area("y-", "x+", cch1=c, cch2=c, Nch1=n, Nch2=n, distance=500.0, pwidth1=0.055, pwidth2=0.055)
     zeros = np.zeros(n)
-    eta, phi = (angles if rocking == m else zeros for m in ("eta", "phi"))
-    qx, qy, qz = conv.area(zeros, eta, phi, np.full(n, nu), np.full(n, delta), wl=lam)
-    q_peers = np.stack([qz, qy, qx]) * 10  # [1/nm] (z, y, x) × (frame, row, column)
+    eta_arg, phi_arg = (angles if rocking == m else zeros + motors[m] for m in ("eta", "phi"))
+    qx, qy, qz = conv.area(zeros + mu, eta_arg, phi_arg, np.full(n, nu), np.full(n, delta), wl=lam)
+    # xrayutilities gives q in the sample's frame; the sample circles at the centre frame take it to the lab's
+    to_lab = Rotation.from_euler("YXY", [-mu, -eta_arg[c], -phi_arg[c]], degrees=True).as_matrix()  # mu·eta·phi
+    q_peers = np.einsum("ij,jfrc->ifrc", to_lab, np.stack([qx, qy, qz]))[::-1] * 10  # [1/nm] (z, y, x)
     k = np.stack(np.meshgrid(*[np.arange(n) - c] * 3, indexing="ij"))
     q_ours = geo.q_bragg[:, None, None, None] + np.tensordot(geo.q_basis(), k, axes=1)
     np.testing.assert_allclose(q_peers[:, c, c, c], geo.q_bragg, rtol=1e-9)

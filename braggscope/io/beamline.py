@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from ..errors import ConfigError, FileFormatError, OptionalDependencyError
 from ..geometry import Geometry
@@ -143,9 +144,40 @@ def _bliss_detector(measurement, detector, where):
     return detector
 
 
+def _circle_axis(axis) -> np.ndarray:
+    """Unit vector (z, y, x) of a circle's signed axis in xrayutilities' notation ('x+', 'y-', ...)."""
+    return {"+": 1.0, "-": -1.0}[axis[1]] * np.array([axis[0] == c for c in "zyx"], float)
+
+
+def circle_rotation(axis, angle) -> np.ndarray:
+    """(3, 3) rotation, components (z, y, x), of a diffractometer circle that turns about `axis`
+    (xrayutilities' notation: 'x+', 'y-', ...) by `angle` [deg], right-handed about the signed axis."""
+    zyx = np.radians(angle) * _circle_axis(axis)
+    return Rotation.from_rotvec(zyx[::-1]).as_matrix()[::-1, ::-1]  # scipy's (x, y, z) order, reversed
+
+
+def rocking_axis(circles, angles, rocking) -> tuple:
+    """(rocking_axis, sign) of :class:`Geometry` for a rocking scan on the circle `rocking` of a
+    goniometer whose sample circles are `circles` ({name: axis}, outermost first) at `angles`
+    ({name: deg}): the circle's axis turned by the circles outside it; 'x' or 'y' with the sign of
+    the step where it lies along one (within 10⁻⁹), else the direction (z, y, x) and sign 1."""
+    turn = np.eye(3)
+    for name, axis in circles.items():
+        if name == rocking:
+            break
+        turn = turn @ circle_rotation(axis, float(np.mean(angles.get(name, 0.0))))
+    direction = turn @ _circle_axis(circles[rocking])
+    for name, unit in (("x", _circle_axis("x+")), ("y", _circle_axis("y+"))):
+        for sign in (1.0, -1.0):
+            if np.allclose(direction, sign * unit, atol=1e-9):
+                return name, sign
+    return tuple(float(v) for v in direction), 1.0
+
+
 def _id01_geometry(motors, n_frames, *, energy, detector_distance, pixel_size, where, rocking_motor=None):
     """ID01's eta (about -x) or phi (about -y, as bcdi, cdiutils and PyNX have it), delta and nu
-    (about -y) as a :class:`Geometry`."""
+    (about -y) as a :class:`Geometry`; the rocking circle's axis as the circles outside it (mu,
+    and eta for a phi scan) turn it."""
     moving = [m for m in ("eta", "phi") if np.size(motors.get(m, 0.0)) == n_frames and np.ptp(motors[m]) > 0]
     motor = rocking_motor or (moving[0] if len(moving) == 1 else None)
     if motor not in ("eta", "phi"):
@@ -159,9 +191,9 @@ def _id01_geometry(motors, n_frames, *, energy, detector_distance, pixel_size, w
         raise FileFormatError(f"{where}: the detector's delta is not recorded (motors: {', '.join(motors) or 'none'})")
     step = _rocking_step(motors[motor], motor)
     delta, nu = float(np.mean(motors["delta"])), float(np.mean(motors.get("nu", 0.0)))  # nu: 0 where not recorded
+    axis, sign = rocking_axis({"mu": "y-", "eta": "x-", "phi": "y-"}, motors, motor)
     return Geometry(energy=energy, detector_distance=detector_distance, pixel_size=pixel_size,
-                    rocking_step=-step, delta=delta, gamma=-nu,
-                    rocking_axis="x" if motor == "eta" else "y")
+                    rocking_step=sign * step, delta=delta, gamma=-nu, rocking_axis=axis)
 
 
 def _value(group, key, scale=1.0):
@@ -373,6 +405,13 @@ def load_npz_frames(path, *, geometry, detector=None) -> RawScan:
                    metadata={"beamline": "frames (.npz)", "file": str(path), "detector": detector})
 
 
+def _axis_of(value):
+    """A stored rocking axis: 'x', 'y' or a direction (z, y, x)."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    return str(value) if isinstance(value, (str, np.str_)) else tuple(np.asarray(value, float).tolist())
+
+
 def load_cxi(path, *, energy=None, detector_distance=None, pixel_size=None, rocking_step=None, delta=None,
              gamma=None, rocking_axis=None) -> RawScan:
     """Diffraction data in a CXI (PyNX layout), .npz or .npy file, with the rocking scan's geometry
@@ -392,7 +431,7 @@ def load_cxi(path, *, energy=None, detector_distance=None, pixel_size=None, rock
         geometry = Geometry(**{k: float(v) for k, v in values.items()},
                             delta=float(pick(delta, config.get("delta", 0.0))),
                             gamma=float(pick(gamma, config.get("gamma", 0.0))),
-                            rocking_axis=str(pick(rocking_axis, config.get("rocking_axis", "x"))))
+                            rocking_axis=_axis_of(pick(rocking_axis, config.get("rocking_axis", "x"))))
     return RawScan(data.intensity, data.mask, geometry, config=config,
                    metadata={"beamline": "CXI", "file": str(path), "ground_truth": data.ground_truth is not None})
 
