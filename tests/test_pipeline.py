@@ -228,6 +228,112 @@ def test_id01_geometry_matches_the_peers_axes(tmp_path, rocking, mu, eta):
     assert np.abs(q_peers - q_ours).max() < 0.02 * np.linalg.norm(geo.q_basis(), axis=0).max()
 
 
+def write_p10(folder, frames, motors, *, rocking, name="crystal_00012", series=1, pixel_mask=None, pixel=75e-6):
+    """A P10 scan as its online software and Eiger write it: <name>/<name>.fio (parameters, and the
+    rocking motor's column) and <name>/e4m/<name>_master.h5 (entry/data/data_000001, or one
+    dataset per point holding `series` frames each), the detector's pixel mask and pixel size."""
+    import h5py
+
+    scan = Path(folder) / name
+    (scan / "e4m").mkdir(parents=True, exist_ok=True)
+    params = [f"{k} = {v}" for k, v in motors.items() if k != rocking]
+    rows = [f" {a:.6f} {i}" for i, a in enumerate(motors[rocking])]
+    text = ["!", "! Comments", "%c", f"dscan {rocking} -0.04 0.04 {len(rows) - 1} 1.0", "!", "! Parameter", "%p",
+            *params, "!", "! Data", "%d", f" Col 1 {rocking} DOUBLE", " Col 2 e4m DOUBLE", *rows]
+    (scan / f"{name}.fio").write_text("\n".join(text) + "\n")
+    with h5py.File(scan / "e4m" / f"{name}_master.h5", "w") as f:
+        if series == 1:
+            f["entry/data/data_000001"] = frames
+        for i, frame in enumerate(frames if series > 1 else []):
+            f[f"entry/data/data_{i + 1:06d}"] = np.stack([frame // series] * series)
+        det = f.create_group("entry/instrument/detector")
+        det["x_pixel_size"] = pixel
+        if pixel_mask is not None:
+            det["detectorSpecific/pixel_mask"] = pixel_mask
+    return scan / f"{name}.fio"
+
+
+@pytest.mark.parametrize("rocking, om, chi", [("om", 0.0, 90.0), ("phi", 0.0, 90.0), ("phi", 10.0, 92.0)])
+def test_p10_geometry_matches_bcdi_axes(tmp_path, rocking, om, chi):
+    """The geometry load_p10 reads puts every frame and pixel at the q that xrayutilities gives
+    under bcdi's definition of P10: sample mu about y+, om about x-, chi about z+ (reading 90 at
+    its zero), phi about y-; detector gam about y+, then del about x-; beam along z; frame rows
+    along y- and columns along x- (P10's), which the loader flips to run along x+. Rocking on om
+    and on phi, also with om and chi turned (they tilt phi's axis)."""
+    from scipy.spatial.transform import Rotation
+    xu = pytest.importorskip("xrayutilities")
+    from braggscope.io.beamline import load_p10
+
+    n, c, step, mu, delta, gam = 9, 4, 0.01, 0.3, 28.0, 6.0
+    angles = step * (np.arange(n) - c)
+    motors = {"mu": mu, "om": om, "chi": chi, "phi": 0.0, "del": delta, "gam": gam, "fmbenergy": 9000.0}
+    motors[rocking] = angles
+    frames = np.zeros((n, n, n), np.uint32)
+    frames[:, 2, 0] = 7  # a marker in the first column as the detector stores it
+    mask = np.zeros((n, n), np.uint32)
+    mask[5, 1] = 1
+    raw = load_p10(write_p10(tmp_path, frames, motors, rocking=rocking, pixel_mask=mask), detector_distance=0.5)
+    assert (raw.frames[:, 2, -1] == 7).all() and raw.mask[:, 5, -2].all() and raw.geometry.pixel_size == 75.0
+    geo = raw.geometry
+    lam = geo.wavelength * 10  # [Å]
+    conv = xu.experiment.QConversion(("y+", "x-", "z+", "y-"), ("y+", "x-"), (0, 0, 1), wl=lam)
+    conv.init_area("y-", "x-", cch1=c, cch2=c, Nch1=n, Nch2=n, distance=500.0, pwidth1=0.075, pwidth2=0.075)
+    circle = {m: np.zeros(n) + (angles if m == rocking else motors[m]) for m in ("mu", "om", "chi", "phi")}
+    circle["chi"] = circle["chi"] - 90.0
+    qx, qy, qz = conv.area(circle["mu"], circle["om"], circle["chi"], circle["phi"], np.full(n, gam),
+                           np.full(n, delta), wl=lam)
+    # xrayutilities gives q in the sample's frame; the sample circles at the centre frame take it to the lab's
+    to_lab = (Rotation.from_euler("YXZ", [circle["mu"][c], -circle["om"][c], circle["chi"][c]], degrees=True)
+              * Rotation.from_euler("Y", -circle["phi"][c], degrees=True)).as_matrix()  # mu·om·chi·phi
+    q_peers = np.einsum("ij,jfrc->ifrc", to_lab, np.stack([qx, qy, qz]))[::-1, :, :, ::-1] * 10  # columns flipped
+    k = np.stack(np.meshgrid(*[np.arange(n) - c] * 3, indexing="ij"))
+    q_ours = geo.q_bragg[:, None, None, None] + np.tensordot(geo.q_basis(), k, axes=1)
+    np.testing.assert_allclose(q_peers[:, c, c, c], geo.q_bragg, rtol=1e-9)
+    assert np.abs(q_peers - q_ours).max() < 0.02 * np.linalg.norm(geo.q_basis(), axis=0).max()
+
+
+def test_p10_reads_a_series_per_point_and_names_what_is_missing(tmp_path):
+    """Eiger series (one dataset of several frames per scan point) are summed per point; a FIO
+    file without del, or a scan whose rocking motor cannot be told, is refused with a message."""
+    from braggscope.io.beamline import load_p10
+
+    n = 5
+    frames = np.arange(n * 16, dtype=np.uint32).reshape(n, 4, 4) * 3
+    motors = {"om": np.linspace(10, 10.04, n), "del": 30.0, "fmbenergy": 9000.0}
+    raw = load_p10(write_p10(tmp_path, frames, motors, rocking="om", series=3), detector_distance=0.5)
+    np.testing.assert_array_equal(raw.frames, frames[..., ::-1])
+    assert raw.geometry.energy == 9.0 and raw.geometry.rocking_axis == "x"
+    no_del = write_p10(tmp_path / "b", frames, {k: v for k, v in motors.items() if k != "del"}, rocking="om")
+    with pytest.raises(FileFormatError, match="del is not recorded"):
+        load_p10(no_del, detector_distance=0.5)
+    with pytest.raises(FileFormatError, match="detector_distance"):
+        load_p10(no_del.parent.parent.parent / "crystal_00012" / "crystal_00012.fio")
+
+
+def test_pipeline_from_a_p10_scan_measures_the_lattice(tmp_path, detector_scan):
+    """A simulated scan written as P10 writes it (om rocking, about -x; frames in the detector's
+    own orientation, columns inboard) loads back onto the simulator's geometry and frames, and the
+    beamline pipeline ("p10") measures Pt 111's d-spacing from it."""
+    from braggscope.io.beamline import load_p10
+    from braggscope.pipeline import Pipeline
+
+    g, n = detector_scan.geometry, len(detector_scan.intensity)
+    motors = {"om": 10.0 - g.rocking_step * (np.arange(n) - n // 2), "del": g.delta, "gam": g.gamma,
+              "fmbenergy": g.energy * 1000}
+    fio = write_p10(tmp_path, detector_scan.intensity.astype(np.uint32)[..., ::-1], motors, rocking="om",
+                    pixel=g.pixel_size * 1e-6)
+    raw = load_p10(fio, detector_distance=g.detector_distance)
+    assert_same_geometry(raw.geometry, g)
+    np.testing.assert_array_equal(raw.frames, detector_scan.intensity)
+    rows = Pipeline({"beamline": "p10", "output": str(tmp_path / "out"),
+                     "data": {"path": str(tmp_path / "crystal_{scan:05d}" / "crystal_{scan:05d}.fio"), "scans": [12]},
+                     "geometry": {"detector_distance": g.detector_distance},
+                     "prepare": {"shape": [48, 48, 48]}, "reconstruct": {"runs": 2},
+                     "identify": {"render": False, "classify": False}}).run()
+    assert rows[0]["status"] == "done", rows[0].get("error")
+    assert rows[0]["d_spacing_nm"] == pytest.approx(0.3924 / np.sqrt(3), rel=2e-3)
+
+
 def test_34idc_reads_the_spec_file_the_beamline_wrote(tmp_path):
     """Scan 54's SPEC file as 34-ID-C wrote it (columns Theta, motors Delta, Gamma, camdist [mm],
     Energy; the command says th) gives the geometry of the shared scan with no motor given by hand."""

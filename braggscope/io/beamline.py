@@ -5,6 +5,7 @@
   ``instrument/<detector>/{distance,x_pixel_size,beam_center_x,...}``; frames are often
   bitshuffle/LZ4-compressed, so :mod:`hdf5plugin` is imported before h5py opens anything.
 - ESRF ID01 before BLISS: a SPEC file whose detector column numbers the EDF frames (read by fabio).
+- PETRA III P10: a FIO file with the motors, and the Eiger frames of a Dectris master file.
 - APS 34-ID-C: TIFF frames (one per rocking angle) and a SPEC file with theta, delta, gamma;
   dark and white field images beside them.
 - CXI/.npz/.npy data (PyNX's layout, or ours).
@@ -17,6 +18,8 @@ rocking about x or y), and fails with a message that names what is missing.
 beamline   rocking motor       detector elevation (δ)     detector azimuth (γ)
 =========  ==================  =========================  ==============================
 ID01       eta (about -x)      delta                      -nu (nu turns about -y)
+           or phi (about -y)
+P10        om (about -x)       del (about -x)             gam (about +y)
            or phi (about -y)
 34-ID-C    theta (about +y)    gamma (about -x)           delta (about +y)
 =========  ==================  =========================  ==============================
@@ -34,9 +37,10 @@ from ..errors import ConfigError, FileFormatError, OptionalDependencyError
 from ..geometry import Geometry
 from ..simulate.detector import gap_mask
 from .cxi import _h5py, read_data
+from .fio import read_fio
 from .spec import read_spec_scan
 
-__all__ = ["RawScan", "load_id01_bliss", "load_id01_spec", "load_34idc", "load_cxi", "load_npz_frames",
+__all__ = ["RawScan", "load_id01_bliss", "load_id01_spec", "load_p10", "load_34idc", "load_cxi", "load_npz_frames",
            "detector_gaps", "binned_geometry", "read_image", "DETECTOR_LAYOUTS", "DETECTOR_SEAMS"]
 
 # detector name → (chip gap layout of braggscope.simulate.detector, first gap pixel (row, column))
@@ -262,6 +266,85 @@ def load_id01_spec(spec_path, scan, *, edf_template, detector="mpx4inr", rocking
     return RawScan(frames, mask, geometry, whitefield=read_image(whitefield, "white field"),
                    metadata={"beamline": "ID01 (SPEC)", "file": str(spec_path), "scan": int(scan),
                              "detector": detector, "command": spec.command, "frames": [str(p) for p in files]})
+
+
+# --- PETRA III P10 -----------------------------------------------------------------------------
+
+P10_SAMPLE_CIRCLES = {"mu": "y+", "om": "x-", "chi": "z+", "phi": "y-"}  # outermost first, as bcdi defines P10
+P10_CHI_OFFSET = 90.0  # [deg] what chi reads with the sample circles at their zero (bcdi's default offset)
+
+
+def _eiger_frames(master, n_points):
+    """(frames (N, Y, X), pixel mask or None, pixel size [µm] or None) of a Dectris master file:
+    its datasets ``entry/data/data_*`` in order, each a chunk of frames, or one per scan point
+    holding that point's series of frames (summed)."""
+    h5py = _h5py()
+    if not master.is_file():
+        raise FileFormatError(f"no such Eiger master file: {master}")
+    with h5py.File(master, "r") as f:
+        names = sorted(k for k in f.get("entry/data", {}) if k.startswith("data_"))
+        if not names:
+            raise FileFormatError(f"{master} has no entry/data/data_* frames; is it an Eiger master file?")
+        try:
+            parts = [f[f"entry/data/{k}"][()] for k in names]
+        except (KeyError, OSError) as err:
+            raise FileFormatError(f"{master}: cannot read its frames ({err}); the data files it links to must sit "
+                                  "beside it") from None
+        det = f.get("entry/instrument/detector", {})
+        mask = det["detectorSpecific/pixel_mask"][()] if "detectorSpecific/pixel_mask" in det else None
+        pixel = _value(det, "x_pixel_size", 1e6)
+    if len(parts) == n_points and any(len(p) > 1 for p in parts):  # one series of frames per scan point
+        frames = np.stack([p.astype(np.int64).sum(axis=0) for p in parts])
+    else:
+        frames = np.concatenate(parts)
+    if len(frames) != n_points:
+        raise FileFormatError(f"{master} holds {len(frames)} frames for the {n_points} points of the scan")
+    return frames, mask, pixel
+
+
+def load_p10(fio_path, *, master=None, detector="e4m", rocking_motor=None, bad_pixels=None, whitefield=None,
+             energy=None, detector_distance=None, pixel_size=None) -> RawScan:
+    """A PETRA III P10 scan: the motors of its FIO file (mu, om, chi, phi; del, gam; ``fmbenergy``
+    [eV]) and the Eiger frames of its master file, by default ``<detector>/<FIO name>_master.h5``
+    beside the FIO file, with the detector's pixel mask and pixel size where it records them.
+
+    The goniometer is bcdi's definition of P10 (mu about y+, om about x−, chi about z+ reading
+    90° at its zero, phi about y−; detector gam about y+, then del about x−: our γ and δ); the
+    rocking axis (om or phi, whichever the scan moves) is turned by the circles outside it.
+    P10's frame columns run inboard: the frames (and the bad-pixel map and white field, given in
+    the detector's own orientation) are flipped left to right so that they run along +x as
+    braggscope's do. The FIO file records no detector distance: give it [m]."""
+    fio = read_fio(fio_path)
+    fio_path = Path(fio_path)
+    master = Path(master) if master is not None else fio_path.parent / detector / f"{fio_path.stem}_master.h5"
+    where = str(fio_path)
+    moving = [m for m in ("om", "phi") if m in fio.columns]
+    motor = rocking_motor or (moving[0] if len(moving) == 1 else None)
+    if motor not in ("om", "phi") or motor not in fio.columns:
+        raise FileFormatError(f"{where}: cannot tell the rocking motor (scanned: {', '.join(fio.columns) or 'none'}); "
+                              "give rocking_motor = 'om' or 'phi'")
+    if fio.values("del") is None:
+        raise FileFormatError(f"{where}: the detector's del is not recorded (parameters: "
+                              f"{', '.join(fio.parameters) or 'none'})")
+    frames, eiger_mask, stored_pixel = _eiger_frames(master, len(fio.columns[motor]))
+    frames, mask = _frames_and_mask(frames, read_image(bad_pixels, "bad-pixel"), detector)
+    if eiger_mask is not None:
+        mask |= np.asarray(eiger_mask).astype(bool)[None]
+    if energy is None and fio.values("fmbenergy") is not None:
+        energy = fio.values("fmbenergy") / 1000  # [eV] → [keV]
+    pixel_size = pixel_size if pixel_size is not None else stored_pixel
+    _required((energy, detector_distance, pixel_size), ("energy", "detector_distance", "pixel_size"), where)
+    angles = {m: float(np.mean(fio.values(m, 0.0))) for m in P10_SAMPLE_CIRCLES}
+    angles["chi"] = float(np.mean(fio.values("chi", P10_CHI_OFFSET))) - P10_CHI_OFFSET
+    axis, sign = rocking_axis(P10_SAMPLE_CIRCLES, angles, motor)
+    geometry = Geometry(energy=energy, detector_distance=detector_distance, pixel_size=pixel_size,
+                        rocking_step=sign * _rocking_step(fio.columns[motor], motor), delta=float(fio.values("del")),
+                        gamma=float(fio.values("gam", 0.0)), rocking_axis=axis)
+    white = read_image(whitefield, "white field")
+    return RawScan(np.ascontiguousarray(frames[..., ::-1]), np.ascontiguousarray(mask[..., ::-1]), geometry,
+                   whitefield=None if white is None else np.ascontiguousarray(white[:, ::-1]),
+                   metadata={"beamline": "P10", "file": where, "master": str(master), "detector": detector,
+                             "command": fio.command, "columns_flipped": True})
 
 
 # --- APS 34-ID-C -------------------------------------------------------------------------------

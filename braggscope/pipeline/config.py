@@ -24,7 +24,7 @@ from ..errors import ConfigError, FileFormatError
 
 __all__ = ["PipelineConfig", "load_config", "config_from_dict", "BEAMLINE_DEFAULTS"]
 
-FORMATS = {"id01", "id01_spec", "34idc", "npz", "cxi"}
+FORMATS = {"id01", "id01_spec", "p10", "34idc", "npz", "cxi"}
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class DataConfig:
     path: str
     scans: tuple
     format: str = "cxi"
-    frames: str | None = None  # 34idc: the folder of TIFF frames; id01_spec: the EDF template (%d = frame number)
+    frames: str | None = None  # 34idc: the folder of TIFF frames; id01_spec: the EDF template (%d = frame number);
+    # p10: the Eiger master file where not <detector>/<FIO name>_master.h5 beside the FIO file
     detector: str | None = None
     sample: str | None = None  # id01: the sample name of the BLISS entries ({sample}_{scan}.1)
     rocking_motor: str | None = None
@@ -162,6 +163,7 @@ SECTIONS = {"data": DataConfig, "geometry": GeometryConfig, "sample": SampleConf
 BEAMLINE_DEFAULTS = {
     "id01": {"data": {"format": "id01"}},
     "id01_spec": {"data": {"format": "id01_spec", "detector": "mpx4inr"}, "geometry": {"pixel_size": 55.0}},
+    "p10": {"data": {"format": "p10", "detector": "e4m"}},  # pixel size: the Eiger master file's
     "34idc": {"data": {"format": "34idc"}, "geometry": {"pixel_size": 55.0}},  # detector: the SPEC file's #UIMDET
     "cxi": {"data": {"format": "cxi"}},
 }
