@@ -89,12 +89,8 @@ class AnisotropicDislocation(_StraightLine):
 
     Attributes
     ----------
-    burgers : (3,) ndarray
-        [nm] Burgers vector, sample frame (z, y, x).
-    line : (3,) ndarray
-        Line direction (normalised on construction).
-    position : (3,) ndarray
-        [nm] A point on the line, relative to the crystal centre.
+    burgers, line, position : (3,) ndarray
+        As :class:`~braggscope.simulate.StraightDislocation`'s ([nm], sample frame (z, y, x)).
     stiffness : (3, 3, 3, 3) ndarray
         C_ijkl in the sample frame (:func:`rotate_stiffness`), any unit: the displacement does not
         depend on its scale.
