@@ -449,7 +449,7 @@ def test_config_names_the_closest_key_and_fills_beamline_defaults(tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'reconstruction' in the top level; did you mean 'reconstruct'"):
         config_from_dict(base | {"reconstruction": {}})
     with pytest.raises(ConfigError, match="beamline"):
-        config_from_dict(base | {"beamline": "p10"})
+        config_from_dict(base | {"beamline": "sixs"})  # no loader yet
     with pytest.raises(ConfigError, match="\\[reconstruct\\] runs must be int, got '4'"):
         config_from_dict(base | {"reconstruct": {"runs": "4"}})
     with pytest.raises(ConfigError, match="\\[prepare\\] shape must be tuple or None, got 128"):
