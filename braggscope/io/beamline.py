@@ -416,7 +416,7 @@ def _with_seams(arrays, roi, detector):
     for name, (a, fill) in arrays.items():
         for axis, start, (at, width) in zip((-2, -1), roi or (), seams or ()):
             if a is not None and 0 < at - start < a.shape[axis]:
-                a = np.insert(a.astype(np.result_type(a, type(fill))), [at - start] * width, fill, axis=axis)
+                a = np.insert(a.astype(np.result_type(a, fill)), [at - start] * width, fill, axis=axis)
         out[name] = a
     return out
 

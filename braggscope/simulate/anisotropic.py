@@ -37,11 +37,9 @@ import numpy as np
 
 from .._validate import check_vector
 from ..errors import ConfigError
-from .dislocations import _StraightLine
+from .dislocations import _TINY, _StraightLine
 
 __all__ = ["AnisotropicDislocation", "cubic_stiffness", "rotate_stiffness"]
-
-_TINY = 1e-9  # [nm] floor on distances to the line, as the isotropic field's
 
 
 def cubic_stiffness(c11, c12, c44) -> np.ndarray:
