@@ -379,7 +379,7 @@ def test_34idc_frames_across_the_timepix_chip_gaps_are_put_back_on_one_grid(tmp_
                      detector_distance=0.5)
     gap = np.zeros((ny + 5, nx + 4), bool)
     gap[gap_rows] = gap[:, gap_cols] = True
-    assert raw.frames.shape == (3, ny + 5, nx + 4)
+    assert raw.frames.shape == (3, ny + 5, nx + 4) and raw.frames.dtype == np.float32
     np.testing.assert_array_equal(raw.frames[0][~gap], on_grid[~gap])
     np.testing.assert_array_equal(raw.mask[0], gap | (np.arange(ny + 5)[:, None] == 1) & (np.arange(nx + 4) == 1))
     assert np.isnan(raw.whitefield[gap]).all() and raw.whitefield[10, 74] == 0.0  # column 70 + the 4 gap columns
