@@ -334,6 +334,57 @@ def test_pipeline_from_a_p10_scan_measures_the_lattice(tmp_path, detector_scan):
     assert rows[0]["d_spacing_nm"] == pytest.approx(0.3924 / np.sqrt(3), rel=2e-3)
 
 
+@pytest.mark.parametrize("rocking, columns, theta", [("gontheta", "inboard", 0.0), ("gonphi", "outboard", 0.0),
+                                                     ("gonphi", "inboard", 15.0)])
+def test_nanomax_geometry_matches_the_peers_axes(tmp_path, rocking, columns, theta):
+    """The geometry load_nanomax reads puts every frame and pixel at the q that xrayutilities
+    gives under the NanoMAX definition bcdi and cdiutils share (gontheta about x-, then gonphi
+    about y-; detector gamma about y-, then delta about x-; rows along y-), with the columns along
+    the direction the caller states (the peers disagree on it): x- for 'inboard' (flipped to x+),
+    x+ for 'outboard'. Rocking on gontheta and on gonphi, the latter also with gontheta at 15°."""
+    import h5py
+    from scipy.spatial.transform import Rotation
+    xu = pytest.importorskip("xrayutilities")
+    from braggscope.io.beamline import load_nanomax
+
+    n, c, step, delta, gamma = 9, 4, 0.01, 25.0, 4.0
+    angles = step * (np.arange(n) - c)
+    snapshot = {"gontheta": theta, "gonphi": 0.0, "delta": delta, "gamma": gamma, "energy": 10000.0}
+    path = tmp_path / "scan_000042.h5"
+    with h5py.File(path, "w") as f:
+        f["entry/measurement/eiger500k/frames"] = np.zeros((n, n, n), np.uint32)
+        f[f"entry/measurement/{rocking}"] = angles
+        for name, value in snapshot.items():
+            f[f"entry/snapshots/post_scan/{name}"] = [value]
+    geo = load_nanomax(path, columns=columns, detector_distance=0.5).geometry
+    assert geo.energy == 10.0 and geo.pixel_size == 75.0
+    lam = geo.wavelength * 10  # [Å]
+    conv = xu.experiment.QConversion(("x-", "y-"), ("y-", "x-"), (0, 0, 1), wl=lam)
+    conv.init_area("y-", "x-" if columns == "inboard" else "x+", cch1=c, cch2=c, Nch1=n, Nch2=n, distance=500.0,
+                   pwidth1=0.075, pwidth2=0.075)
+    circle = {m: np.zeros(n) + (angles if m == rocking else snapshot[m]) for m in ("gontheta", "gonphi")}
+    qx, qy, qz = conv.area(circle["gontheta"], circle["gonphi"], np.full(n, gamma), np.full(n, delta), wl=lam)
+    to_lab = Rotation.from_euler("XY", [-circle["gontheta"][c], -circle["gonphi"][c]], degrees=True).as_matrix()
+    q_peers = np.einsum("ij,jfrc->ifrc", to_lab, np.stack([qx, qy, qz]))[::-1] * 10  # [1/nm] (z, y, x)
+    if columns == "inboard":
+        q_peers = q_peers[..., ::-1]  # the loader's flipped frame
+    k = np.stack(np.meshgrid(*[np.arange(n) - c] * 3, indexing="ij"))
+    q_ours = geo.q_bragg[:, None, None, None] + np.tensordot(geo.q_basis(), k, axes=1)
+    np.testing.assert_allclose(q_peers[:, c, c, c], geo.q_bragg, rtol=1e-9)
+    assert np.abs(q_peers - q_ours).max() < 0.02 * np.linalg.norm(geo.q_basis(), axis=0).max()
+    with pytest.raises(ConfigError, match="columns"):
+        load_nanomax(path, columns="left", detector_distance=0.5)
+    from braggscope.pipeline import config_from_dict
+
+    with pytest.raises(ConfigError, match="columns must say which way"):  # at configuration time, not per scan
+        config_from_dict({"beamline": "nanomax", "output": "out", "data": {"path": str(path), "scans": [42]}})
+    config = config_from_dict({"beamline": "nanomax", "output": "out", "geometry": {"detector_distance": 0.5},
+                               "data": {"path": str(path), "scans": [42], "columns": columns}})
+    from braggscope.pipeline.scan import load_scan
+
+    assert_same_geometry(load_scan(config, 42).geometry, geo)
+
+
 def test_34idc_reads_the_spec_file_the_beamline_wrote(tmp_path):
     """Scan 54's SPEC file as 34-ID-C wrote it (columns Theta, motors Delta, Gamma, camdist [mm],
     Energy; the command says th) gives the geometry of the shared scan with no motor given by hand."""

@@ -6,6 +6,7 @@
   bitshuffle/LZ4-compressed, so :mod:`hdf5plugin` is imported before h5py opens anything.
 - ESRF ID01 before BLISS: a SPEC file whose detector column numbers the EDF frames (read by fabio).
 - PETRA III P10: a FIO file with the motors, and the Eiger frames of a Dectris master file.
+- MAX IV NanoMAX: one HDF5 file per scan (frames, the rocking motor, a snapshot of the others).
 - APS 34-ID-C: TIFF frames (one per rocking angle) and a SPEC file with theta, delta, gamma;
   dark and white field images beside them.
 - CXI/.npz/.npy data (PyNX's layout, or ours).
@@ -21,6 +22,8 @@ ID01       eta (about -x)      delta                      -nu (nu turns about -y
            or phi (about -y)
 P10        om (about -x)       del (about -x)             gam (about +y)
            or phi (about -y)
+NanoMAX    gontheta (about -x) delta (about -x)           -gamma (gamma turns about -y)
+           or gonphi (about -y)
 34-ID-C    theta (about +y)    gamma (about -x)           delta (about +y)
 =========  ==================  =========================  ==============================
 """
@@ -33,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from .._validate import check_choice
 from ..errors import ConfigError, FileFormatError, OptionalDependencyError
 from ..geometry import Geometry
 from ..simulate.detector import gap_mask
@@ -40,7 +44,7 @@ from .cxi import _h5py, read_data
 from .fio import read_fio
 from .spec import read_spec_scan
 
-__all__ = ["RawScan", "load_id01_bliss", "load_id01_spec", "load_p10", "load_34idc", "load_cxi", "load_npz_frames",
+__all__ = ["RawScan", "load_id01_bliss", "load_id01_spec", "load_p10", "load_nanomax", "load_34idc", "load_cxi", "load_npz_frames",
            "detector_gaps", "binned_geometry", "read_image", "DETECTOR_LAYOUTS", "DETECTOR_SEAMS"]
 
 # detector name → (chip gap layout of braggscope.simulate.detector, first gap pixel (row, column))
@@ -345,6 +349,76 @@ def load_p10(fio_path, *, master=None, detector="e4m", rocking_motor=None, bad_p
                    whitefield=None if white is None else np.ascontiguousarray(white[:, ::-1]),
                    metadata={"beamline": "P10", "file": where, "master": str(master), "detector": detector,
                              "command": fio.command, "columns_flipped": True})
+
+
+# --- MAX IV NanoMAX ----------------------------------------------------------------------------
+
+NANOMAX_PIXEL_SIZES = {"eiger500k": 75.0, "eiger1m": 75.0, "eiger4m": 75.0, "merlin": 55.0, "pil100k": 172.0}  # [µm]
+
+
+def _nanomax_frames(f, detector, where):
+    """(detector name, frames) of a NanoMAX scan file: ``entry/measurement/<detector>/frames``."""
+    measurement = f["entry/measurement"]
+    stacks = [k for k in measurement if f"{k}/frames" in measurement]
+    name = detector or (stacks[0] if len(stacks) == 1 else None)
+    if name is None or f"{name}/frames" not in measurement:
+        raise FileFormatError(f"{where}: entry/measurement holds the frames of {', '.join(stacks) or 'no detector'}; "
+                              "name the detector")
+    return name, measurement[f"{name}/frames"][()]
+
+
+def load_nanomax(path, *, columns, detector=None, rocking_motor=None, bad_pixels=None, whitefield=None, energy=None,
+                 detector_distance=None, pixel_size=None) -> RawScan:
+    """A MAX IV NanoMAX scan file: the frames at ``entry/measurement/<detector>/frames``, the
+    rocking motor's positions at ``entry/measurement/{gontheta,gonphi}`` and the other motors and
+    the energy (keV or eV, told apart by size) in the snapshot group (``entry/snapshots/post_scan``,
+    or ``entry/snapshot`` in older files).
+
+    The goniometer is as bcdi and cdiutils both define NanoMAX: gontheta about x−, then gonphi
+    about y−; detector gamma about y−, then delta about x− (so our γ = −gamma, δ = delta), rows
+    downwards. The two disagree on the columns (bcdi: outboard; cdiutils: inboard), which decides
+    the crystal's mirror image, so `columns` must say it: ``'outboard'`` (kept) or ``'inboard'``
+    (flipped left to right, with the bad-pixel map and white field). NanoMAX files record no
+    detector distance: give it [m]; the pixel size is the detector's where not given."""
+    check_choice(columns, "columns (which way the detector's columns run)", {"inboard", "outboard"})
+    h5py = _h5py()
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"no such NanoMAX scan file: {path}")
+    with h5py.File(path, "r") as f:
+        if "entry/measurement" not in f:
+            raise FileFormatError(f"{path} has no entry/measurement group; is it a NanoMAX scan file?")
+        snapshot = next((f[g] for g in ("entry/snapshots/post_scan", "entry/snapshot") if g in f), {})
+        name, frames = _nanomax_frames(f, detector, str(path))
+        motors = {m: float(np.ravel(snapshot[m][()])[0]) for m in ("gontheta", "gonphi", "delta", "gamma", "energy")
+                  if m in snapshot}
+        moving = [m for m in ("gontheta", "gonphi") if m in f["entry/measurement"]]
+        motor = rocking_motor or (moving[0] if len(moving) == 1 else None)
+        if motor not in moving:
+            raise FileFormatError(f"{path}: cannot tell the rocking motor (scanned: {', '.join(moving) or 'none'}); "
+                                  "give rocking_motor = 'gontheta' or 'gonphi'")
+        angles = np.asarray(f[f"entry/measurement/{motor}"][()], float)
+    if "delta" not in motors:
+        raise FileFormatError(f"{path}: the detector's delta is not recorded (snapshot: {', '.join(motors) or 'none'})")
+    if len(angles) != len(frames):
+        raise FileFormatError(f"{path}: {len(angles)} {motor} positions for {len(frames)} frames")
+    frames, mask = _frames_and_mask(frames, read_image(bad_pixels, "bad-pixel"), name)
+    if energy is None and "energy" in motors:
+        energy = motors["energy"] / (1000 if motors["energy"] > 1000 else 1)  # [eV] or [keV] → [keV]
+    pixel_size = pixel_size if pixel_size is not None else NANOMAX_PIXEL_SIZES.get(name.lower())
+    _required((energy, detector_distance, pixel_size), ("energy", "detector_distance", "pixel_size"), str(path))
+    axis, sign = rocking_axis({"gontheta": "x-", "gonphi": "y-"}, motors, motor)
+    geometry = Geometry(energy=energy, detector_distance=detector_distance, pixel_size=pixel_size,
+                        rocking_step=sign * _rocking_step(angles, motor), delta=motors["delta"],
+                        gamma=-motors.get("gamma", 0.0), rocking_axis=axis)
+    white = read_image(whitefield, "white field")
+    if columns == "inboard":
+        frames, mask = frames[..., ::-1], mask[..., ::-1]
+        white = None if white is None else white[:, ::-1]
+    return RawScan(np.ascontiguousarray(frames), np.ascontiguousarray(mask), geometry,
+                   whitefield=None if white is None else np.ascontiguousarray(white),
+                   metadata={"beamline": "NanoMAX", "file": str(path), "detector": name,
+                             "columns_flipped": columns == "inboard"})
 
 
 # --- APS 34-ID-C -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from ..errors import ConfigError, FileFormatError
 
 __all__ = ["PipelineConfig", "load_config", "config_from_dict", "BEAMLINE_DEFAULTS"]
 
-FORMATS = {"id01", "id01_spec", "p10", "34idc", "npz", "cxi"}
+FORMATS = {"id01", "id01_spec", "p10", "nanomax", "34idc", "npz", "cxi"}
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,13 @@ class DataConfig:
     dark: str | None = None
     whitefield: str | None = None
     bad_pixels: str | None = None
+    columns: str | None = None  # nanomax: 'inboard' or 'outboard', which way the detector's columns run
 
     def __post_init__(self):
         check_choice(self.format, "data.format", FORMATS)
+        if self.format == "nanomax" and self.columns not in ("inboard", "outboard"):
+            raise ConfigError("[data] columns must say which way the NanoMAX detector's columns run, 'inboard' or "
+                              "'outboard': bcdi and cdiutils disagree, and it decides the crystal's mirror image")
         if not self.scans:
             raise ConfigError("[data] scans is empty: list the scan numbers to process")
 
@@ -164,6 +168,7 @@ BEAMLINE_DEFAULTS = {
     "id01": {"data": {"format": "id01"}},
     "id01_spec": {"data": {"format": "id01_spec", "detector": "mpx4inr"}, "geometry": {"pixel_size": 55.0}},
     "p10": {"data": {"format": "p10", "detector": "e4m"}},  # pixel size: the Eiger master file's
+    "nanomax": {"data": {"format": "nanomax"}},  # pixel size: the detector's; [data] columns must be given
     "34idc": {"data": {"format": "34idc"}, "geometry": {"pixel_size": 55.0}},  # detector: the SPEC file's #UIMDET
     "cxi": {"data": {"format": "cxi"}},
 }

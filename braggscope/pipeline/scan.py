@@ -96,6 +96,9 @@ def load_scan(config, scan):
         raw = bl.load_p10(path, master=None if d.frames is None else config.resolve(d.frames, scan),
                           detector=d.detector or "e4m", rocking_motor=d.rocking_motor,
                           bad_pixels=images["bad_pixels"], whitefield=images["whitefield"], **common, **pixel)
+    elif d.format == "nanomax":
+        raw = bl.load_nanomax(path, columns=d.columns, detector=d.detector, rocking_motor=d.rocking_motor,
+                              bad_pixels=images["bad_pixels"], whitefield=images["whitefield"], **common, **pixel)
     elif d.format == "34idc":
         if d.frames is None:
             raise ConfigError("[data] frames must name the folder of the scan's TIFF frames (e.g. 'scan_{scan:04d}')")
