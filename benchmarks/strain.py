@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import sys
 import time
@@ -123,6 +124,7 @@ def cdiutils_on_grid(s, out):
     return strain
 
 
+@functools.lru_cache(maxsize=None)
 def _bcdi():
     """bcdi's postprocessing functions, or None where bcdi is not installed. Its unwrap calls
     scikit-image's unwrap_phase with `seed`, which scikit-image 0.24 renamed `rng`: the name is

@@ -152,6 +152,25 @@ def _bliss_detector(measurement, detector, where):
     return detector
 
 
+def _rocking_motor(given, moving, circles, where):
+    """The rocking motor: `given`, else the one of `moving` (the circles that moved), which must
+    be one of `circles`; a clear error where it cannot be told."""
+    motor = given or (moving[0] if len(moving) == 1 else None)
+    if motor not in circles or motor not in moving:
+        raise FileFormatError(f"{where}: cannot tell the rocking motor (moving: {', '.join(moving) or 'none'}); "
+                              f"give rocking_motor = {' or '.join(repr(c) for c in circles)}")
+    return motor
+
+
+def _columns_outboard(frames, mask, whitefield, flip):
+    """(frames, mask, white field) with their columns reversed where `flip` (a detector whose
+    columns run inboard), so that they run along +x as braggscope's do."""
+    if not flip:
+        return frames, mask, whitefield
+    turn = lambda a: None if a is None else np.ascontiguousarray(a[..., ::-1])
+    return turn(frames), turn(mask), turn(whitefield)
+
+
 def _circle_axis(axis) -> np.ndarray:
     """Unit vector (z, y, x) of a circle's signed axis in xrayutilities' notation ('x+', 'y-', ...)."""
     return {"+": 1.0, "-": -1.0}[axis[1]] * np.array([axis[0] == c for c in "zyx"], float)
@@ -187,10 +206,7 @@ def _id01_geometry(motors, n_frames, *, energy, detector_distance, pixel_size, w
     (about -y) as a :class:`Geometry`; the rocking circle's axis as the circles outside it (mu,
     and eta for a phi scan) turn it."""
     moving = [m for m in ("eta", "phi") if np.size(motors.get(m, 0.0)) == n_frames and np.ptp(motors[m]) > 0]
-    motor = rocking_motor or (moving[0] if len(moving) == 1 else None)
-    if motor not in ("eta", "phi"):
-        raise FileFormatError(f"{where}: cannot tell the rocking motor (moving: {', '.join(moving) or 'none'}); "
-                              "give rocking_motor = 'eta' or 'phi'")
+    motor = _rocking_motor(rocking_motor, moving if rocking_motor is None else [rocking_motor], ("eta", "phi"), where)
     if np.size(motors.get(motor, 0.0)) != n_frames:
         raise FileFormatError(f"{where}: the rocking motor '{motor}' has {np.size(motors.get(motor, 0.0))} positions "
                               f"for {n_frames} frames")
@@ -322,11 +338,7 @@ def load_p10(fio_path, *, master=None, detector="e4m", rocking_motor=None, bad_p
     fio_path = Path(fio_path)
     master = Path(master) if master is not None else fio_path.parent / detector / f"{fio_path.stem}_master.h5"
     where = str(fio_path)
-    moving = [m for m in ("om", "phi") if m in fio.columns]
-    motor = rocking_motor or (moving[0] if len(moving) == 1 else None)
-    if motor not in ("om", "phi") or motor not in fio.columns:
-        raise FileFormatError(f"{where}: cannot tell the rocking motor (scanned: {', '.join(fio.columns) or 'none'}); "
-                              "give rocking_motor = 'om' or 'phi'")
+    motor = _rocking_motor(rocking_motor, [m for m in ("om", "phi") if m in fio.columns], ("om", "phi"), where)
     if fio.values("del") is None:
         raise FileFormatError(f"{where}: the detector's del is not recorded (parameters: "
                               f"{', '.join(fio.parameters) or 'none'})")
@@ -344,9 +356,8 @@ def load_p10(fio_path, *, master=None, detector="e4m", rocking_motor=None, bad_p
     geometry = Geometry(energy=energy, detector_distance=detector_distance, pixel_size=pixel_size,
                         rocking_step=sign * _rocking_step(fio.columns[motor], motor), delta=float(fio.values("del")),
                         gamma=float(fio.values("gam", 0.0)), rocking_axis=axis)
-    white = read_image(whitefield, "white field")
-    return RawScan(np.ascontiguousarray(frames[..., ::-1]), np.ascontiguousarray(mask[..., ::-1]), geometry,
-                   whitefield=None if white is None else np.ascontiguousarray(white[:, ::-1]),
+    frames, mask, white = _columns_outboard(frames, mask, read_image(whitefield, "white field"), True)
+    return RawScan(frames, mask, geometry, whitefield=white,
                    metadata={"beamline": "P10", "file": where, "master": str(master), "detector": detector,
                              "command": fio.command, "columns_flipped": True})
 
@@ -392,11 +403,8 @@ def load_nanomax(path, *, columns, detector=None, rocking_motor=None, bad_pixels
         name, frames = _nanomax_frames(f, detector, str(path))
         motors = {m: float(np.ravel(snapshot[m][()])[0]) for m in ("gontheta", "gonphi", "delta", "gamma", "energy")
                   if m in snapshot}
-        moving = [m for m in ("gontheta", "gonphi") if m in f["entry/measurement"]]
-        motor = rocking_motor or (moving[0] if len(moving) == 1 else None)
-        if motor not in moving:
-            raise FileFormatError(f"{path}: cannot tell the rocking motor (scanned: {', '.join(moving) or 'none'}); "
-                                  "give rocking_motor = 'gontheta' or 'gonphi'")
+        motor = _rocking_motor(rocking_motor, [m for m in ("gontheta", "gonphi") if m in f["entry/measurement"]],
+                               ("gontheta", "gonphi"), str(path))
         angles = np.asarray(f[f"entry/measurement/{motor}"][()], float)
     if "delta" not in motors:
         raise FileFormatError(f"{path}: the detector's delta is not recorded (snapshot: {', '.join(motors) or 'none'})")
@@ -411,12 +419,8 @@ def load_nanomax(path, *, columns, detector=None, rocking_motor=None, bad_pixels
     geometry = Geometry(energy=energy, detector_distance=detector_distance, pixel_size=pixel_size,
                         rocking_step=sign * _rocking_step(angles, motor), delta=motors["delta"],
                         gamma=-motors.get("gamma", 0.0), rocking_axis=axis)
-    white = read_image(whitefield, "white field")
-    if columns == "inboard":
-        frames, mask = frames[..., ::-1], mask[..., ::-1]
-        white = None if white is None else white[:, ::-1]
-    return RawScan(np.ascontiguousarray(frames), np.ascontiguousarray(mask), geometry,
-                   whitefield=None if white is None else np.ascontiguousarray(white),
+    frames, mask, white = _columns_outboard(frames, mask, read_image(whitefield, "white field"), columns == "inboard")
+    return RawScan(frames, mask, geometry, whitefield=white,
                    metadata={"beamline": "NanoMAX", "file": str(path), "detector": name,
                              "columns_flipped": columns == "inboard"})
 
@@ -563,10 +567,8 @@ def load_npz_frames(path, *, geometry, detector=None) -> RawScan:
 
 
 def _axis_of(value):
-    """A stored rocking axis: 'x', 'y' or a direction (z, y, x)."""
-    if isinstance(value, bytes):
-        value = value.decode()
-    return str(value) if isinstance(value, (str, np.str_)) else tuple(np.asarray(value, float).tolist())
+    """A stored rocking axis as Geometry takes it: 'x' or 'y' (HDF5 may give bytes), or the direction as read."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def load_cxi(path, *, energy=None, detector_distance=None, pixel_size=None, rocking_step=None, delta=None,
