@@ -35,6 +35,7 @@ bench: $(VENV)/.installed .deps/pynx $(VENV)/.lauetools
 	$(BIN)/pip install -q cdiutils  # the strain benchmark's peers: cdiutils, and bcdi without its pins (NumPy 1.26, Python < 3.12)
 	$(BIN)/pip install -q --no-deps bcdi==0.2.3
 	$(BIN)/braggscope bench strain
+	$(BIN)/braggscope bench strain_tensor
 	$(BIN)/braggscope bench identify
 	$(BIN)/braggscope bench neural_retrieval
 	$(BIN)/braggscope bench acquisition

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-__all__ = ["align_to", "compare", "reconstruction_error", "band_limited"]
+__all__ = ["align_to", "register", "compare", "reconstruction_error", "band_limited"]
 
 
 def band_limited(obj, shape, *, window=None):
@@ -33,15 +33,17 @@ def band_limited(obj, shape, *, window=None):
             ).astype(np.complex64)
 
 
-def _register(moving, reference, upsample=20):
-    """Sub-voxel shift of `moving` onto `reference` (scikit-image's phase cross-correlation on
-    the amplitudes, which no phase ramp or global phase disturbs)."""
+def register(moving, reference, upsample=20):
+    """(`moving` shifted onto `reference`, the shift [voxels], the registration error): the
+    sub-voxel shift is scikit-image's phase cross-correlation of the amplitudes, which no phase
+    ramp or global phase disturbs (error 0 for amplitudes equal up to a scale), applied as a
+    phase ramp in Fourier space."""
     from skimage.registration import phase_cross_correlation
 
-    shift, _, _ = phase_cross_correlation(np.abs(reference), np.abs(moving), upsample_factor=upsample,
-                                          normalization=None)
+    shift, error, _ = phase_cross_correlation(np.abs(reference), np.abs(moving), upsample_factor=upsample,
+                                              normalization=None)
     f = ndimage.fourier_shift(scipy.fft.fftn(moving), shift)
-    return scipy.fft.ifftn(f), shift
+    return scipy.fft.ifftn(f), shift, float(error)
 
 
 def align_to(obj, truth):
@@ -51,7 +53,7 @@ def align_to(obj, truth):
     best = None
     for twin in (False, True):
         candidate = np.conj(np.flip(obj)) if twin else np.asarray(obj)
-        shifted, shift = _register(candidate, truth)
+        shifted, shift, _ = register(candidate, truth)
         alpha = np.vdot(shifted, truth) / max(np.vdot(shifted, shifted).real, 1e-30)
         aligned = alpha * shifted
         err = float(np.linalg.norm(aligned - truth) / np.linalg.norm(truth))

@@ -1,0 +1,214 @@
+"""Benchmark of the full strain tensor from several reflections (braggscope.strain.strain_tensor).
+
+Inputs: the strain benchmark's crystal (a 120 nm Pt truncated octahedron filling half of a 128³
+grid, 2 nm voxels) with a smooth strain field (0.03 nm RMS, wavelengths ≥ 100 nm) and a mixed
+dislocation a/2[101] along [1-10], at the four {111} reflections; the truth is the closed-form
+displacement gradient (each field's own derivative).
+
+Figures (one JSON line):
+- exact objects (ρ_j = |ρ| exp(iG_j·u) from the simulator): the RMS error of the six strain
+  components and of the three rotations against the closed form, in the bulk (support less the
+  outer two layers, outside a 2-voxel tube around the 1.5-voxel core) and around the
+  dislocation (the next 4 voxels out from that tube), the median misfit, and the time of
+  strain_tensor at 128³ (four reflections, ramps removed) against one FFT pair of the 128³
+  complex object (the physical limit's scale);
+- the peers' route, cdiutils' multibcdi.compute_3D_phase_V2 (PyPI cdiutils; the only peer code
+  that combines reflections: u = Q⁻¹φ voxel by voxel from three unwrapped phases; its module
+  imports a `utils` that is not in the package, given here as cdiutils' own preprocess module
+  holding `are_coplanar`), on scikit-image's unwrapped phases of 111, -111 and 1-11, then the
+  tensor by numpy.gradient of u (cdiutils has no tensor step): its errors in the same regions,
+  the route's time (unwrapping, compute_3D_phase_V2, gradient) and its function's alone, and ours
+  on the same three reflections (speedup_vs_cdiutils_route);
+- a round trip: the four {111} patterns of a 60 nm Pt crystal (3 nm voxels, 32³ object on a 64³
+  pattern, 10⁹ photons, Poisson) with smooth strain (0.01 nm RMS) and a dislocation, each
+  reconstructed by the engine's default chain (4 runs, combine_runs), aligned by
+  align_reflections (twins by the misfit), and the tensor's RMS error against the band-limited
+  truth's tensor on the same grid (support less two layers, outside the core tube), with the
+  RMS of the true strain beside it, whether every twin came out right, and the retrieval's time.
+Run: python benchmarks/strain_tensor.py [--quick]  (64³ exact objects, 2 runs per reflection)
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.fft
+from scipy import ndimage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best_time, device, emit  # noqa: E402
+
+from braggscope.metrics import align_to, band_limited, register  # noqa: E402
+from braggscope.retrieval import combine_runs, reconstruct  # noqa: E402
+from braggscope.retrieval.postprocess import flip_twin  # noqa: E402
+from braggscope.simulate import (Crystal, continuum_intensity, random_orientation, simulate_sample,  # noqa: E402
+                                 truncated_octahedron)
+from braggscope.simulate.sample import grid_points  # noqa: E402
+from braggscope.strain import (align_reflections, strain_tensor, support_from_amplitude, surface_layers,  # noqa: E402
+                               unwrap_phase)
+
+HKLS = [(1, 1, 1), (-1, 1, 1), (1, -1, 1), (1, 1, -1)]
+UPPER = np.triu_indices(3)
+
+
+def crystal(size):
+    u = random_orientation(3)
+    return Crystal(truncated_octahedron(size, u), "Pt", u)
+
+
+def defects(xtal, smooth, position):
+    return [xtal.dislocation((0.5, 0, 0.5), (1, -1, 0), position), xtal.smooth_strain(smooth, 100.0, rng=0)]
+
+
+def closed_form_gradient(fields, shape, h, nu):
+    """J_ik = ∂u_i/∂r_k: the dislocation's closed-form derivative, the smooth field's central
+    difference of 10⁻³ nm."""
+    points = grid_points(shape, h)
+    j = np.zeros((3, 3) + shape)
+    for k, e in enumerate(np.eye(3)):
+        j[:, k] += fields[0].directional_derivative(points, e, poisson_ratio=nu)
+        step = (1e-3 * e).reshape(3, 1, 1, 1)
+        j[:, k] += (fields[1].displacement(points + step, poisson_ratio=nu)
+                    - fields[1].displacement(points - step, poisson_ratio=nu)) / 2e-3
+    return j
+
+
+def split(j):
+    """(the six strain components, the three rotations) of a gradient (3, 3, ...)."""
+    eps, omega = 0.5 * (j + np.swapaxes(j, 0, 1)), 0.5 * (j - np.swapaxes(j, 0, 1))
+    return eps[UPPER], omega[np.triu_indices(3, 1)]
+
+
+def errors(j, truth, regions, prefix):
+    """RMS errors of strain and rotation components in each region (mean offsets removed: a
+    phase ramp cannot be told from a homogeneous gradient)."""
+    out = {}
+    for name, where in regions.items():
+        for part, mine, theirs in zip(("strain", "rotation"), split(j), split(truth)):
+            err = mine[:, where] - theirs[:, where]
+            err = err - np.nanmean(err, axis=1, keepdims=True)
+            out[f"{prefix}{part}_rms_error_{name}"] = float(np.sqrt(np.nanmean(err ** 2)))
+    return out
+
+
+def exact_case(n):
+    xtal = crystal(120.0)
+    h = 2 * 120.0 / n * 1.07
+    fields = defects(xtal, 0.03, (2.1, -1.3, 0.7))
+    samples = [simulate_sample(xtal, fields, shape=(n,) * 3, voxel_size=h, hkl=k) for k in HKLS]
+    truth = closed_form_gradient(fields, (n,) * 3, h, xtal.material.poisson_ratio)
+    support = np.logical_and.reduce([s.support for s in samples])
+    tube = ndimage.binary_dilation(samples[0].dislocation_mask, iterations=2)
+    near = ndimage.binary_dilation(tube, iterations=4) & ~tube
+    inner = support & ~surface_layers(support, 2)
+    regions = {"bulk": inner & ~tube & ~near, "dislocation": inner & near}
+    objs, g = [s.obj for s in samples], [s.g_vector for s in samples]
+    t, tensor = best_time(lambda: strain_tensor(objs, support, g_vectors=g, voxel_size=h), 3)
+    obj = samples[0].obj.astype(np.complex64)
+    fft_pair, _ = best_time(lambda: scipy.fft.ifftn(scipy.fft.fftn(obj, workers=-1), workers=-1), 3)
+    out = {"n": n, "voxel_nm": h, "support_voxels": int(support.sum()), "time_s": t, "fft_pair_s": fft_pair,
+           "ratio_to_fft_pair": t / fft_pair, "misfit_median": float(np.median(tensor.misfit[regions["bulk"]])),
+           "true_strain_rms_bulk": float(np.sqrt(np.mean(split(truth)[0][:, regions["bulk"]] ** 2)))}
+    out.update(errors(tensor.gradient + tensor.ramp_gradient[:, :, None, None, None], truth, regions, ""))
+    t3, three = best_time(lambda: strain_tensor(objs[:3], support, g_vectors=g[:3], voxel_size=h), 3)
+    out.update(errors(three.gradient, truth, regions, "three_"))
+    out["three_time_s"] = t3
+    out.update(cdiutils_case(samples[:3], support, h, truth, regions))
+    return out
+
+
+def _cdiutils_3d_phase():
+    """cdiutils' multibcdi.compute_3D_phase_V2, or None where cdiutils is missing."""
+    try:
+        import cdiutils.multibcdi.preprocess as preprocess
+    except ImportError:
+        return None
+    path = Path(preprocess.__file__).with_name("3D_phase.py")
+    sys.modules.setdefault("utils", preprocess)  # its `from utils import are_coplanar`
+    spec = importlib.util.spec_from_file_location("cdiutils_3d_phase", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.compute_3D_phase_V2
+
+
+def cdiutils_case(samples, support, h, truth, regions):
+    compute = _cdiutils_3d_phase()
+    if compute is None:
+        return {"cdiutils_missing": "pip install cdiutils to measure it"}
+    q = {k: s.g_vector for k, s in enumerate(samples)}
+    h_vec = (h,) * 3
+
+    def route():
+        phases = {k: np.nan_to_num(unwrap_phase(np.angle(s.obj).astype(np.float32), support))
+                  for k, s in enumerate(samples)}
+        t = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            u = compute(phases, q, support)
+        alone = time.perf_counter() - t
+        return np.stack([np.stack(np.gradient(u[..., i], *h_vec)) for i in range(3)]), alone  # J_ik = ∂u_i/∂r_k
+
+    t, (j, alone) = best_time(route, 1)
+    j[:, :, ~support] = np.nan
+    import cdiutils
+    return {"cdiutils_version": cdiutils.__version__, "cdiutils_route_s": t, "cdiutils_3d_phase_s": alone,
+            **errors(j, truth, regions, "cdiutils_")}
+
+
+def round_trip(runs):
+    """The four {111} patterns reconstructed, aligned and combined into the tensor."""
+    xtal = crystal(60.0)
+    h, n = 3.0, 32
+    fields = defects(xtal, 0.01, (2.0, 1.0, -1.0))
+    samples = [simulate_sample(xtal, fields, shape=(n,) * 3, voxel_size=h, hkl=k) for k in HKLS]
+    rng = np.random.default_rng(0)
+    objects, seconds, errors_each = [], 0.0, []
+    for s in samples:
+        intensity = continuum_intensity(s.obj, shape=(2 * n,) * 3)
+        counts = rng.poisson(intensity / intensity.sum() * 1e9).astype(np.float32)
+        t = time.perf_counter()
+        solution = combine_runs(reconstruct(counts, n_runs=runs, rng=1), counts)
+        seconds += time.perf_counter() - t
+        objects.append(solution.obj)
+        errors_each.append(align_to(solution.obj, band_limited(s.obj, (2 * n,) * 3))[1])
+    g = [s.g_vector for s in samples]
+    aligned, info = align_reflections(objects, g_vectors=g, voxel_size=h)
+    tensor = strain_tensor(aligned, [support_from_amplitude(o, 0.3) for o in aligned], g_vectors=g, voxel_size=h)
+    flip = flip_twin if errors_each[0]["twin"] else (lambda a: a)  # the truth as the reference came out
+    moved = [register(flip(band_limited(s.obj, (2 * n,) * 3)), aligned[0]) for s in samples]
+    truths = [m[0] for m in moved]
+    true = strain_tensor(truths, [support_from_amplitude(t, 0.3) for t in truths], g_vectors=g, voxel_size=h)
+    core = flip(band_limited(samples[0].dislocation_mask.astype(np.complex64), (2 * n,) * 3).real > 0.5)
+    core = np.roll(core, tuple(np.round(moved[0][1]).astype(int)), axis=(0, 1, 2))
+    both = tensor.support & true.support
+    ok = both & ~surface_layers(both, 2) & ~ndimage.binary_dilation(core, iterations=2)
+    err = errors(tensor.gradient, true.gradient, {"bulk": ok}, "round_trip_")
+    twins_right = all((e["twin"] != errors_each[0]["twin"]) == i["twin"] for e, i in zip(errors_each, info))
+    return {"round_trip_runs": runs, "round_trip_retrieval_s": seconds,
+            "round_trip_reconstruction_errors": [round(e["error"], 4) for e in errors_each],
+            "round_trip_twins_right": bool(twins_right), "round_trip_voxels": int(ok.sum()),
+            "round_trip_true_strain_rms": float(np.sqrt(np.mean(split(true.gradient)[0][:, ok] ** 2))),
+            "round_trip_misfit_median": float(np.median(tensor.misfit[ok])), **err}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="64³ exact objects and 2 runs per reflection")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    result = {"benchmark": "strain_tensor", "quick": args.quick, "reflections": [list(k) for k in HKLS]}
+    result.update(exact_case(64 if args.quick else 128))
+    if "cdiutils_route_s" in result:
+        result["speedup_vs_cdiutils_route"] = result["cdiutils_route_s"] / result["three_time_s"]
+    result.update(round_trip(2 if args.quick else 4))
+    result.update({"device": device(), "wall_s": time.perf_counter() - t0})
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
