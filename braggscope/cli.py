@@ -509,7 +509,8 @@ def _cmd_strain(args):
 
 def _grid_config(data):
     """The data's grid and geometry, carried into a result file for `braggscope strain`."""
-    keys = ("frame", "q_basis", "g_vector", "hkl", "material", "rocking_step", "delta", "gamma", "rocking_axis")
+    keys = ("frame", "q_basis", "g_vector", "hkl", "material", "rocking_step", "delta", "gamma", "rocking_axis",
+            "sample_rotation")
     grid = {k: data.config[k] for k in keys if k in data.config}
     scan = {"energy": data.energy, "detector_distance": data.detector_distance, "pixel_size": data.pixel_size}
     return grid | {k: v for k, v in scan.items() if v is not None}

@@ -212,7 +212,8 @@ def test_id01_geometry_matches_the_peers_axes(tmp_path, rocking, mu, eta):
         entry["measurement/mpx1x4"] = np.zeros((n, n, n), np.uint16)
         entry.create_group("instrument/positioners").update(motors)
         entry.create_group("instrument/mpx1x4").update({"distance": 0.5, "x_pixel_size": 55e-6})
-    geo = load_id01_bliss(path, 1).geometry
+    raw = load_id01_bliss(path, 1)
+    geo = raw.geometry
     lam = geo.wavelength * 10  # [Å]
     conv = xu.experiment.QConversion(("y-", "x-", "y-"), ("y-", "x-"), (0, 0, 1), wl=lam)
     conv.init_area("y-", "x+", cch1=c, cch2=c, Nch1=n, Nch2=n, distance=500.0, pwidth1=0.055, pwidth2=0.055)
@@ -221,6 +222,7 @@ def test_id01_geometry_matches_the_peers_axes(tmp_path, rocking, mu, eta):
     qx, qy, qz = conv.area(zeros + mu, eta_arg, phi_arg, np.full(n, nu), np.full(n, delta), wl=lam)
     # xrayutilities gives q in the sample's frame; the sample circles at the centre frame take it to the lab's
     to_lab = Rotation.from_euler("YXY", [-mu, -eta_arg[c], -phi_arg[c]], degrees=True).as_matrix()  # mu·eta·phi
+    np.testing.assert_allclose(raw.metadata["sample_rotation"], to_lab[::-1, ::-1], atol=1e-12)  # (z, y, x)
     q_peers = np.einsum("ij,jfrc->ifrc", to_lab, np.stack([qx, qy, qz]))[::-1] * 10  # [1/nm] (z, y, x)
     k = np.stack(np.meshgrid(*[np.arange(n) - c] * 3, indexing="ij"))
     q_ours = geo.q_bragg[:, None, None, None] + np.tensordot(geo.q_basis(), k, axes=1)
@@ -285,6 +287,7 @@ def test_p10_geometry_matches_bcdi_axes(tmp_path, rocking, om, chi):
     # xrayutilities gives q in the sample's frame; the sample circles at the centre frame take it to the lab's
     to_lab = (Rotation.from_euler("YXZ", [circle["mu"][c], -circle["om"][c], circle["chi"][c]], degrees=True)
               * Rotation.from_euler("Y", -circle["phi"][c], degrees=True)).as_matrix()  # mu·om·chi·phi
+    np.testing.assert_allclose(raw.metadata["sample_rotation"], to_lab[::-1, ::-1], atol=1e-12)  # (z, y, x)
     q_peers = np.einsum("ij,jfrc->ifrc", to_lab, np.stack([qx, qy, qz]))[::-1, :, :, ::-1] * 10  # columns flipped
     k = np.stack(np.meshgrid(*[np.arange(n) - c] * 3, indexing="ij"))
     q_ours = geo.q_bragg[:, None, None, None] + np.tensordot(geo.q_basis(), k, axes=1)
@@ -356,7 +359,8 @@ def test_nanomax_geometry_matches_the_peers_axes(tmp_path, rocking, columns, the
         f[f"entry/measurement/{rocking}"] = angles
         for name, value in snapshot.items():
             f[f"entry/snapshots/post_scan/{name}"] = [value]
-    geo = load_nanomax(path, columns=columns, detector_distance=0.5).geometry
+    raw = load_nanomax(path, columns=columns, detector_distance=0.5)
+    geo = raw.geometry
     assert geo.energy == 10.0 and geo.pixel_size == 75.0
     lam = geo.wavelength * 10  # [Å]
     conv = xu.experiment.QConversion(("x-", "y-"), ("y-", "x-"), (0, 0, 1), wl=lam)
@@ -365,6 +369,7 @@ def test_nanomax_geometry_matches_the_peers_axes(tmp_path, rocking, columns, the
     circle = {m: np.zeros(n) + (angles if m == rocking else snapshot[m]) for m in ("gontheta", "gonphi")}
     qx, qy, qz = conv.area(circle["gontheta"], circle["gonphi"], np.full(n, gamma), np.full(n, delta), wl=lam)
     to_lab = Rotation.from_euler("XY", [-circle["gontheta"][c], -circle["gonphi"][c]], degrees=True).as_matrix()
+    np.testing.assert_allclose(raw.metadata["sample_rotation"], to_lab[::-1, ::-1], atol=1e-12)  # (z, y, x)
     q_peers = np.einsum("ij,jfrc->ifrc", to_lab, np.stack([qx, qy, qz]))[::-1] * 10  # [1/nm] (z, y, x)
     if columns == "inboard":
         q_peers = q_peers[..., ::-1]  # the loader's flipped frame

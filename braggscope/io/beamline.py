@@ -29,6 +29,7 @@ NanoMAX    gontheta (about -x) delta (about -x)           -gamma (gamma turns ab
 """
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,8 +45,10 @@ from .cxi import _h5py, read_data
 from .fio import read_fio
 from .spec import read_spec_scan
 
-__all__ = ["RawScan", "load_id01_bliss", "load_id01_spec", "load_p10", "load_nanomax", "load_34idc", "load_cxi", "load_npz_frames",
-           "detector_gaps", "binned_geometry", "read_image", "DETECTOR_LAYOUTS", "DETECTOR_SEAMS"]
+__all__ = ["RawScan", "load_id01_bliss", "load_id01_spec", "load_p10", "load_nanomax", "load_34idc", "load_cxi",
+           "load_npz_frames", "detector_gaps", "sample_rotation", "circle_rotation", "rocking_axis", "binned_geometry",
+           "read_image", "DETECTOR_LAYOUTS", "DETECTOR_SEAMS", "ID01_SAMPLE_CIRCLES", "P10_SAMPLE_CIRCLES",
+           "NANOMAX_SAMPLE_CIRCLES"]
 
 # detector name → (chip gap layout of braggscope.simulate.detector, first gap pixel (row, column))
 # (Dectris detectors flag their gaps and dead pixels themselves, with the integer type's largest value)
@@ -183,22 +186,33 @@ def circle_rotation(axis, angle) -> np.ndarray:
     return Rotation.from_rotvec(zyx[::-1]).as_matrix()[::-1, ::-1]  # scipy's (x, y, z) order, reversed
 
 
+def sample_rotation(circles, angles) -> np.ndarray:
+    """(3, 3) rotation, components (z, y, x), by which the sample `circles` ({name: axis},
+    outermost first) at `angles` ({name: deg, or the positions of a scan, whose mean is taken;
+    0 where not given}) turn the sample: a vector fixed in the sample reads R v in the lab. Rᵀ
+    turns a reconstruction's lab frame back into the sample's (:func:`braggscope.strain.to_orthogonal`),
+    where the reconstructions of several reflections meet."""
+    turn = np.eye(3)
+    for name, axis in circles.items():
+        turn = turn @ circle_rotation(axis, float(np.mean(angles.get(name, 0.0))))
+    return turn
+
+
 def rocking_axis(circles, angles, rocking) -> tuple:
     """(rocking_axis, sign) of :class:`Geometry` for a rocking scan on the circle `rocking` of a
     goniometer whose sample circles are `circles` ({name: axis}, outermost first) at `angles`
     ({name: deg}): the circle's axis turned by the circles outside it; 'x' or 'y' with the sign of
     the step where it lies along one (within 10⁻⁹), else the direction (z, y, x) and sign 1."""
-    turn = np.eye(3)
-    for name, axis in circles.items():
-        if name == rocking:
-            break
-        turn = turn @ circle_rotation(axis, float(np.mean(angles.get(name, 0.0))))
-    direction = turn @ _circle_axis(circles[rocking])
+    outer = dict(itertools.takewhile(lambda circle: circle[0] != rocking, circles.items()))
+    direction = sample_rotation(outer, angles) @ _circle_axis(circles[rocking])
     for name, unit in (("x", _circle_axis("x+")), ("y", _circle_axis("y+"))):
         for sign in (1.0, -1.0):
             if np.allclose(direction, sign * unit, atol=1e-9):
                 return name, sign
     return tuple(float(v) for v in direction), 1.0
+
+
+ID01_SAMPLE_CIRCLES = {"mu": "y-", "eta": "x-", "phi": "y-"}  # outermost first, as bcdi, cdiutils and PyNX have them
 
 
 def _id01_geometry(motors, n_frames, *, energy, detector_distance, pixel_size, where, rocking_motor=None):
@@ -215,7 +229,7 @@ def _id01_geometry(motors, n_frames, *, energy, detector_distance, pixel_size, w
         raise FileFormatError(f"{where}: the detector's delta is not recorded (motors: {', '.join(motors) or 'none'})")
     step = _rocking_step(motors[motor], motor)
     delta, nu = float(np.mean(motors["delta"])), float(np.mean(motors.get("nu", 0.0)))  # nu: 0 where not recorded
-    axis, sign = rocking_axis({"mu": "y-", "eta": "x-", "phi": "y-"}, motors, motor)
+    axis, sign = rocking_axis(ID01_SAMPLE_CIRCLES, motors, motor)
     return Geometry(energy=energy, detector_distance=detector_distance, pixel_size=pixel_size,
                     rocking_step=sign * step, delta=delta, gamma=-nu, rocking_axis=axis)
 
@@ -253,6 +267,7 @@ def load_id01_bliss(path, scan, *, sample=None, detector=None, rocking_motor=Non
     return RawScan(frames, mask, geometry, whitefield=read_image(whitefield, "white field"),
                    metadata={"beamline": "ID01", "file": str(path), "entry": entry, "scan": int(scan),
                              "detector": det, "beam_centre": centre,
+                             "sample_rotation": sample_rotation(ID01_SAMPLE_CIRCLES, motors).tolist(),
                              "motors": {k: np.asarray(v).tolist() for k, v in motors.items() if np.size(v) < 10000}})
 
 
@@ -285,7 +300,8 @@ def load_id01_spec(spec_path, scan, *, edf_template, detector="mpx4inr", rocking
                               pixel_size=pixel_size, where=f"{spec_path} scan {scan}", rocking_motor=rocking_motor)
     return RawScan(frames, mask, geometry, whitefield=read_image(whitefield, "white field"),
                    metadata={"beamline": "ID01 (SPEC)", "file": str(spec_path), "scan": int(scan),
-                             "detector": detector, "command": spec.command, "frames": [str(p) for p in files]})
+                             "detector": detector, "command": spec.command, "frames": [str(p) for p in files],
+                             "sample_rotation": sample_rotation(ID01_SAMPLE_CIRCLES, motors).tolist()})
 
 
 # --- PETRA III P10 -----------------------------------------------------------------------------
@@ -359,11 +375,13 @@ def load_p10(fio_path, *, master=None, detector="e4m", rocking_motor=None, bad_p
     frames, mask, white = _columns_outboard(frames, mask, read_image(whitefield, "white field"), True)
     return RawScan(frames, mask, geometry, whitefield=white,
                    metadata={"beamline": "P10", "file": where, "master": str(master), "detector": detector,
-                             "command": fio.command, "columns_flipped": True})
+                             "command": fio.command, "columns_flipped": True,
+                             "sample_rotation": sample_rotation(P10_SAMPLE_CIRCLES, angles).tolist()})
 
 
 # --- MAX IV NanoMAX ----------------------------------------------------------------------------
 
+NANOMAX_SAMPLE_CIRCLES = {"gontheta": "x-", "gonphi": "y-"}  # outermost first, as bcdi and cdiutils have them
 NANOMAX_PIXEL_SIZES = {"eiger500k": 75.0, "eiger1m": 75.0, "eiger4m": 75.0, "merlin": 55.0, "pil100k": 172.0}  # [µm]
 
 
@@ -415,14 +433,15 @@ def load_nanomax(path, *, columns, detector=None, rocking_motor=None, bad_pixels
         energy = motors["energy"] / (1000 if motors["energy"] > 1000 else 1)  # [eV] or [keV] → [keV]
     pixel_size = pixel_size if pixel_size is not None else NANOMAX_PIXEL_SIZES.get(name.lower())
     _required((energy, detector_distance, pixel_size), ("energy", "detector_distance", "pixel_size"), str(path))
-    axis, sign = rocking_axis({"gontheta": "x-", "gonphi": "y-"}, motors, motor)
+    axis, sign = rocking_axis(NANOMAX_SAMPLE_CIRCLES, motors, motor)
     geometry = Geometry(energy=energy, detector_distance=detector_distance, pixel_size=pixel_size,
                         rocking_step=sign * _rocking_step(angles, motor), delta=motors["delta"],
                         gamma=-motors.get("gamma", 0.0), rocking_axis=axis)
     frames, mask, white = _columns_outboard(frames, mask, read_image(whitefield, "white field"), columns == "inboard")
     return RawScan(frames, mask, geometry, whitefield=white,
                    metadata={"beamline": "NanoMAX", "file": str(path), "detector": name,
-                             "columns_flipped": columns == "inboard"})
+                             "columns_flipped": columns == "inboard",
+                             "sample_rotation": sample_rotation(NANOMAX_SAMPLE_CIRCLES, motors | {motor: angles}).tolist()})
 
 
 # --- APS 34-ID-C -------------------------------------------------------------------------------

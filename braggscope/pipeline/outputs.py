@@ -42,6 +42,7 @@ def write_data(folder, config, raw, prepared, grid):
     layout = {k: v for k, v in raw.config.items() if k in ("hkl", "material")}
     layout |= {k: grid[k] for k in ("frame", "q_basis", "g_vector")}
     layout |= {k: geo[k] for k in ("rocking_step", "delta", "gamma", "rocking_axis") if k in geo}
+    layout |= {k: raw.metadata[k] for k in ("sample_rotation",) if k in raw.metadata}
     meta = {k: v for k, v in raw.metadata.items() if k in ("beamline", "file", "scan", "detector", "entry")}
     notes = {k: v for k, v in grid.items() if k in ("peak_pixel", "beam_centre")}
     write_cxi_data(folder / "data.cxi", prepared.intensity, mask=prepared.mask, energy=geo.get("energy"),
