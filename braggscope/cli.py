@@ -83,19 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--seed", type=int, default=0)
     _add_common(rec)
 
-    st = sub.add_parser("strain", help="phase → displacement → strain of a reconstruction, as HDF5 (+ .vti, PNG)",
+    st = sub.add_parser("strain", help="phase → displacement → strain of a reconstruction, as HDF5 (+ .vti, PNG); "
+                                       "the full strain tensor from several reflections",
                         description="Remove the phase ramp and offset, take the wrap-free phase gradient on the "
                                     "reconstruction's own grid, and write amplitude, phase, displacement and strain "
-                                    "along G on an orthogonal grid in the lab (or crystal) frame.")
-    st.add_argument("result", type=Path, help="reconstruction (.cxi from braggscope or PyNX, .npz, .npy)")
+                                    "along G on an orthogonal grid in the lab (or crystal) frame. Given the "
+                                    "reconstructions of one crystal at three or more reflections (each file with its "
+                                    "hkl, grid and, for a beamline scan, its sample rotation), turn them into the "
+                                    "sample frame, align them (shift, twins) and write the displacement gradient and "
+                                    "strain tensor.")
+    st.add_argument("result", type=Path, nargs="+",
+                    help="reconstruction (.cxi from braggscope or PyNX, .npz, .npy); several for the strain tensor")
     st.add_argument("--out", type=Path, required=True, help="output HDF5 file")
     st.add_argument("--hkl", type=int, nargs=3, metavar=("H", "K", "L"), help="reflection (default: from the file)")
     st.add_argument("--material", help="Pt, Au, Ni, Cu, Ag or Pd (default: from the file)")
     st.add_argument("--vti", action="store_true", help="also write OUT.vti for ParaView")
     st.add_argument("--png", action="store_true", help="also write the standard figure OUT.png")
-    st.add_argument("--frame", choices=("lab", "crystal", "native"), default="lab",
-                    help="output grid: orthogonal lab frame, crystal frame (needs --orientation), or the "
-                         "reconstruction's own grid")
+    st.add_argument("--frame", choices=("lab", "crystal", "native", "sample"),
+                    help="output grid: orthogonal lab frame (the default for one reflection), crystal frame (needs "
+                         "--orientation, which several reflections fit themselves), the reconstruction's own grid, "
+                         "or the sample frame (the default for several reflections, where they meet)")
     st.add_argument("--orientation", type=float, nargs=9, metavar="U", help="crystal orientation U (row by row; "
                     "columns = [100], [010], [001] in the lab frame) for --frame crystal")
     st.add_argument("--voxel-size", type=float, help="[nm] cubic voxel of an orthogonal reconstruction "
@@ -451,6 +458,13 @@ def _cmd_strain(args):
     from .materials import get_material
     from . import strain as st
 
+    if len(args.result) > 1:
+        return _cmd_strain_tensor(args)
+    args.result = args.result[0]
+    args.frame = args.frame or "lab"
+    if args.frame == "sample":
+        raise ConfigError("--frame sample is where several reflections meet; one reconstruction is written in the "
+                          "lab frame, the crystal frame or its own grid")
     outputs = [args.out] + [args.out.with_suffix(s) for s, on in ((".vti", args.vti), (".png", args.png)) if on]
     if any(p.resolve() == args.result.resolve() for p in outputs):
         raise ConfigError("an output would overwrite the input file; choose another --out")
@@ -505,6 +519,101 @@ def _cmd_strain(args):
     print(f"{args.out}: {stats['voxels']} voxels ({field.frame} frame), strain mean {stats['strain_mean']:.2e}, "
           f"RMS {stats['strain_rms']:.2e} (bulk {stats['bulk_strain_rms']:.2e}, surface {stats['surface_strain_rms']:.2e}), "
           f"removed ramp strain {field.ramp_strain:.2e}")
+
+
+_ONE_REFLECTION_OPTIONS = ("hkl", "g_direction", "energy", "distance", "pixel_size", "rocking_step", "delta", "gamma",
+                           "refraction", "twin", "apodize", "vti", "png")
+
+
+def _cmd_strain_tensor(args):
+    """`braggscope strain R1 R2 R3 ... --out T.h5`: the strain tensor of one crystal from its
+    reconstructions at several reflections."""
+    import numpy as np
+
+    from . import strain as st
+    from .materials import get_material
+
+    given = [f"--{k.replace('_', '-')}" for k in _ONE_REFLECTION_OPTIONS if getattr(args, k) not in (None, False)]
+    if given:
+        raise ConfigError(f"{', '.join(given)} apply to one reflection; several take each one's hkl and grid from "
+                          "its file")
+    frame = args.frame or "sample"
+    if frame not in ("sample", "crystal"):
+        raise ConfigError("several reflections meet in the sample frame: --frame sample (the default) or crystal")
+    if any(args.out.resolve() == p.resolve() for p in args.result):
+        raise ConfigError("the output would overwrite an input file; choose another --out")
+    inputs = [_reflection_in_sample_frame(args, path) for path in args.result]
+    materials = {r["material"] for r in inputs}
+    if len(materials) != 1:
+        raise ConfigError(f"the reconstructions name different materials ({', '.join(sorted(materials))}); "
+                          "one crystal has one (--material)")
+    h = args.voxel_size or max(r["voxel_size"] for r in inputs)
+    objects, g = _on_one_grid(inputs, h), [r["g_vector"] for r in inputs]
+    aligned, info = st.align_reflections(objects, g_vectors=g, voxel_size=h, threshold=args.isosurface or 0.3)
+    supports = [st.support_from_amplitude(o, args.isosurface or 0.3) for o in aligned]
+    tensor = st.strain_tensor(aligned, supports, g_vectors=g, voxel_size=h, remove_ramp=not args.keep_ramp,
+                              order=args.order, frame="sample")
+    lattice = get_material(materials.pop()).lattice_parameter
+    fit = st.orientation_from_reflections([r["hkl"] for r in inputs], g, lattice_parameter=lattice)
+    orientation = np.reshape(args.orientation, (3, 3)) if args.orientation is not None else fit.orientation
+    if frame == "crystal":
+        tensor = tensor.in_frame(orientation.T, frame="crystal")
+    st.write_strain_tensor(args.out, tensor, config={
+        "inputs": [str(p) for p in args.result], "hkls": [list(r["hkl"]) for r in inputs], "order": args.order,
+        "isosurface": args.isosurface or 0.3, "alignment": info, "orientation": orientation.tolist(),
+        "orientation_misfit_deg": fit.misfit_deg.tolist(), "lattice_strain": fit.lattice_strain.tolist(),
+        "sample_rotation_from": [r["rotation_from"] for r in inputs]})
+    eps = tensor.strain[:, :, tensor.support]
+    misfit = "" if tensor.misfit is None else f", misfit median {np.median(tensor.misfit[tensor.support]):.1e}"
+    print(f"{args.out}: {len(inputs)} reflections, {int(tensor.support.sum())} voxels ({tensor.frame} frame), strain "
+          f"RMS {np.sqrt(np.mean(eps ** 2)):.2e}, dilatation mean {np.mean(np.trace(eps)):.2e}{misfit}; orientation "
+          f"fit misfit ≤ {fit.misfit_deg.max():.3f}°; twins taken: {sum(i['twin'] for i in info)}")
+
+
+def _reflection_in_sample_frame(args, path):
+    """One reconstruction read for the tensor: its object and support, hkl, material, voxel
+    edges, and G, the grid turned into the sample frame by its file's sample rotation (none:
+    the file is taken to be in the sample frame already)."""
+    import numpy as np
+
+    from .io import read_result
+    from .materials import get_material
+    from .physics import bragg_vector
+
+    obj, support, _, config = read_result(path)
+    hkl, material = config.get("hkl"), args.material or config.get("material")
+    if hkl is None or material is None:
+        raise ConfigError(f"{path} does not say its reflection and material (hkl, material): the strain tensor needs "
+                          "each file's own")
+    if support is None or args.isosurface is not None:
+        support = np.abs(obj) > (args.isosurface or 0.3) * np.abs(obj).max()
+    if "q_basis" not in config or "g_vector" not in config:
+        raise ConfigError(f"{path} carries no grid (q_basis, g_vector): reconstruct it with `braggscope reconstruct` "
+                          "from a data file that has one")
+    from .geometry import object_voxel_from_q_basis
+
+    voxel = object_voxel_from_q_basis(config["q_basis"], np.shape(obj), frame=config.get("frame", "orthogonal"))
+    turn = np.asarray(config.get("sample_rotation", np.eye(3)), float).T  # lab → sample
+    g_lab = np.asarray(config["g_vector"], float)
+    g_norm = np.linalg.norm(bragg_vector(hkl, lattice_parameter=get_material(material).lattice_parameter))
+    return {"obj": obj, "support": support, "hkl": tuple(int(v) for v in hkl), "material": material, "voxel": voxel,
+            "voxel_size": abs(np.linalg.det(voxel)) ** (1 / 3), "turn": turn,
+            "g_vector": g_norm * (turn @ g_lab) / np.linalg.norm(g_lab),
+            "rotation_from": "file" if "sample_rotation" in config else "none (taken as the sample frame)"}
+
+
+def _on_one_grid(inputs, h):
+    """The reconstructions resampled onto one orthogonal sample-frame grid of voxel `h` [nm],
+    the smallest that holds them all (each centred on index N // 2)."""
+    import numpy as np
+
+    from . import strain as st
+
+    resampled = [st.to_orthogonal(r["obj"], r["support"], r["voxel"], rotation=r["turn"], voxel_size=h)[0]
+                 for r in inputs]
+    shape = tuple(max(o.shape[a] for o in resampled) for a in range(3))
+    return [np.pad(o, [(m // 2 - n // 2, m - n - (m // 2 - n // 2)) for n, m in zip(o.shape, shape)])
+            for o in resampled]
 
 
 def _grid_config(data):

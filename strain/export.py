@@ -5,6 +5,10 @@ HDF5 layout (NeXus-like, one entry):
 units, the voxel edges `voxel` [nm] (3×3 columns) and `voxel_size` [nm] (orthogonal grids),
 `g_vector` [1/nm], `frame`, `phase_ramp` [rad/voxel], `ramp_strain`, the summary statistics
 (JSON) and the configuration used under /entry_1/strain_1/process_1/configuration.
+
+The strain tensor of several reflections (:class:`~braggscope.strain.StrainTensor`):
+/entry_1/tensor_1/{gradient (3, 3, Z, Y, X), support[, misfit]}, `voxel`, `g_vectors` (n, 3),
+`ramp_gradient`, `frame` and the configuration under process_1/configuration.
 """
 from __future__ import annotations
 
@@ -19,8 +23,9 @@ from braggscope.errors import ConfigError, FileFormatError, OptionalDependencyEr
 from braggscope.io.cxi import _h5py, _read_dict, _write_dict, atomic_path
 
 from .field import StrainField
+from .tensor import StrainTensor
 
-__all__ = ["write_strain", "read_strain", "write_vti"]
+__all__ = ["write_strain", "read_strain", "write_vti", "write_strain_tensor", "read_strain_tensor"]
 
 _MAPS = {"amplitude": "", "phase": "rad", "displacement": "nm", "strain": "", "strain_spread": ""}
 _GROUP = "/entry_1/strain_1"
@@ -31,12 +36,7 @@ def write_strain(path, field: StrainField, *, config=None) -> Path:
     atomically."""
     h5py = _h5py()
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs.update({"creator": "braggscope", "default": "entry_1",
-                        "file_time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-        entry = f.create_group("entry_1")
-        entry.attrs.update({"NX_class": "NXentry", "default": "strain_1"})
-        group = entry.create_group("strain_1")
-        group.attrs.update({"NX_class": "NXdata", "signal": "strain"})
+        group = _new_entry(f, "strain_1", "strain")
         for name, unit in _MAPS.items():
             value = getattr(field, name)
             if value is None:
@@ -56,6 +56,56 @@ def write_strain(path, field: StrainField, *, config=None) -> Path:
         process.attrs["NX_class"] = "NXprocess"
         _write_dict(process.create_group("configuration"), (config or {}) | {"metadata": field.metadata})
     return Path(path)
+
+
+def _new_entry(f, name, signal):
+    f.attrs.update({"creator": "braggscope", "default": "entry_1", "file_time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    entry = f.create_group("entry_1")
+    entry.attrs.update({"NX_class": "NXentry", "default": name})
+    group = entry.create_group(name)
+    group.attrs.update({"NX_class": "NXdata", "signal": signal})
+    return group
+
+
+def write_strain_tensor(path, tensor: StrainTensor, *, config=None) -> Path:
+    """Write a :class:`~braggscope.strain.StrainTensor` (gradient, support, misfit, grid, the
+    Bragg vectors, `config`) to HDF5, atomically."""
+    h5py = _h5py()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        group = _new_entry(f, "tensor_1", "gradient")
+        group.create_dataset("gradient", data=tensor.gradient, chunks=True, compression="gzip", shuffle=True)
+        group["gradient"].attrs.update({"units": "1", "long_name": "du_i/dr_k, components (z, y, x)"})
+        group.create_dataset("support", data=tensor.support.astype(np.uint8), chunks=True, compression="gzip")
+        if tensor.misfit is not None:
+            group.create_dataset("misfit", data=tensor.misfit, chunks=True, compression="gzip")
+        group.create_dataset("voxel", data=tensor.voxel).attrs["units"] = "nm"
+        group.create_dataset("g_vectors", data=tensor.g_vectors).attrs["units"] = "1/nm"
+        group.create_dataset("ramp_gradient", data=tensor.ramp_gradient)
+        group.create_dataset("frame", data=tensor.frame)
+        process = group.create_group("process_1")
+        process.attrs["NX_class"] = "NXprocess"
+        _write_dict(process.create_group("configuration"), (config or {}) | {"metadata": tensor.metadata})
+    return Path(path)
+
+
+def read_strain_tensor(path) -> StrainTensor:
+    """Read a strain-tensor file written by :func:`write_strain_tensor`."""
+    h5py = _h5py()
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise FileFormatError(f"cannot read {path} as HDF5: {err}") from None
+    with f:
+        if "/entry_1/tensor_1" not in f:
+            raise FileFormatError(f"{path} has no strain tensor at /entry_1/tensor_1; write it with "
+                                  "`braggscope strain` given several reflections")
+        g = f["/entry_1/tensor_1"]
+        meta = _read_dict(g["process_1/configuration"]).get("metadata", {}) if "process_1/configuration" in g else {}
+        frame = g["frame"][()]
+        return StrainTensor(gradient=g["gradient"][()], support=g["support"][()] > 0,
+                            misfit=g["misfit"][()] if "misfit" in g else None, g_vectors=g["g_vectors"][()],
+                            voxel=g["voxel"][()], ramp_gradient=g["ramp_gradient"][()],
+                            frame=frame.decode() if isinstance(frame, bytes) else str(frame), metadata=meta)
 
 
 def read_strain(path) -> StrainField:

@@ -104,16 +104,17 @@ class StrainTensor:
         b = a if other is None else _unit(other)
         return np.einsum("i,ik...,k->...", a, self.strain, b)
 
-    def in_frame(self, rotation) -> "StrainTensor":
+    def in_frame(self, rotation, frame=None) -> "StrainTensor":
         """The same tensors with components in the frame where v' = R v (same grid), e.g.
-        R = Uᵀ for the crystal's cubic axes of an orientation U."""
+        R = Uᵀ for the crystal's cubic axes of an orientation U; `frame` names it (default: the
+        name it had)."""
         r = np.asarray(rotation, float)
         if r.shape != (3, 3) or not np.allclose(r @ r.T, np.eye(3), atol=1e-6):
             raise ConfigError("the rotation must be a 3×3 orthogonal matrix")
         turned = np.einsum("ia,ab...,kb->ik...", r, self.gradient, r).astype(np.float32)
         return StrainTensor(gradient=turned, support=self.support, misfit=self.misfit, g_vectors=self.g_vectors @ r.T,
-                            voxel=r @ self.voxel, ramp_gradient=r @ self.ramp_gradient @ r.T, frame=self.frame,
-                            metadata=self.metadata)
+                            voxel=r @ self.voxel, ramp_gradient=r @ self.ramp_gradient @ r.T,
+                            frame=frame or self.frame, metadata=self.metadata)
 
 
 def _unit(v):

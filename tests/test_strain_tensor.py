@@ -94,8 +94,8 @@ def test_ramps_are_removed_and_frames_turned(reflections):
     for axis, direction in enumerate(np.eye(3)):
         np.testing.assert_allclose(crystal.along(direction)[inside], plain.along(ORIENTATION[:, axis])[inside],
                                    atol=1e-7)
-    np.testing.assert_allclose(crystal.g_vectors[3], bragg_vector((2, 0, 0), lattice_parameter=CRYSTAL.lattice_parameter),
-                               atol=1e-9)
+    cubic_200 = bragg_vector((2, 0, 0), lattice_parameter=CRYSTAL.lattice_parameter)
+    np.testing.assert_allclose(crystal.g_vectors[3], cubic_200, atol=1e-9)
 
 
 def test_alignment_undoes_shifts_and_twins_of_a_centrosymmetric_crystal(reflections):
@@ -107,8 +107,9 @@ def test_alignment_undoes_shifts_and_twins_of_a_centrosymmetric_crystal(reflecti
     its amplitude."""
     four = reflections[:3] + [simulate_sample(CRYSTAL, DEFECTS, shape=SHAPE, voxel_size=H, hkl=(1, 1, -1))]
     objects = [s.obj for s in four]
-    moved = [objects[0], np.roll(flip_twin(objects[1]), (2, -1, 0), axis=(0, 1, 2)),
-             np.roll(objects[2], (0, 3, -2), axis=(0, 1, 2)), flip_twin(np.roll(objects[3], (-1, 0, 2), axis=(0, 1, 2)))]
+    roll = lambda a, shift: np.roll(a, shift, axis=(0, 1, 2))
+    moved = [objects[0], roll(flip_twin(objects[1]), (2, -1, 0)), roll(objects[2], (0, 3, -2)),
+             flip_twin(roll(objects[3], (-1, 0, 2)))]
     aligned, info = align_reflections(moved, g_vectors=[s.g_vector for s in four], voxel_size=H)
     assert [i["twin"] for i in info] == [False, True, False, True]
     assert [i["twin_rule"] for i in info] == ["amplitude", "misfit", "misfit", "misfit"]
@@ -159,44 +160,108 @@ def test_bad_reflection_sets_are_refused(reflections):
                       g_vectors=[x.g_vector for x in s[:3]], voxel_size=H)
 
 
-def test_detector_frame_reconstructions_meet_in_the_sample_frame():
-    """The same crystal measured at the four {111}, each in its own rocking scan: the goniometer
-    turns the crystal (R_j) to bring G_j onto the scan's Q, and the object lives on that scan's
-    skewed detector-frame grid. Turned back by R_jᵀ onto one orthogonal sample-frame grid
-    (to_orthogonal), with G_j turned the same way, the four give the closed-form gradient of the
-    crystal as it sits in the sample: the frames, the turns and the signs all agree."""
+DETECTOR_DISLOCATION = dict(burgers=(0.5, -0.5, 0), line=(1, 1, -2), position=np.array([6.0, -4.0, 3.0]))
+
+
+@pytest.fixture(scope="module")
+def detector_scans():
+    """The crystal with an edge dislocation measured at the four {111}, each in its own rocking
+    scan (about x or y): the goniometer turns the crystal by R_j to bring G_j onto the scan's Q,
+    and the object lives on that scan's skewed detector-frame grid (48³, voxels of about 4 nm)."""
     from braggscope.geometry import Geometry
     from braggscope.simulate.bcdi import align_to_geometry
     from braggscope.simulate.sample import object_at
+
+    d = DETECTOR_DISLOCATION
+    scans = []
+    for hkl, axis in zip([(1, 1, 1), (-1, 1, 1), (1, -1, 1), (1, 1, -1)], "xyxy"):
+        geo = Geometry.for_reflection(d_spacing=CRYSTAL.material.d_spacing(hkl), energy=9.0, detector_distance=0.25,
+                                      pixel_size=172.0, rocking_step=0.07, rocking_axis=axis)
+        turned = align_to_geometry(CRYSTAL, hkl, geo)
+        rotation = turned.orientation @ CRYSTAL.orientation.T  # R_j: sample → lab at this scan
+        a = geo.object_voxel((48,) * 3)
+        idx = np.stack(np.meshgrid(*[np.arange(48) - 24] * 3, indexing="ij")).reshape(3, -1)
+        points = (a @ idx).reshape((3,) + (48,) * 3)
+        obj = object_at(turned, [turned.dislocation(d["burgers"], d["line"], rotation @ d["position"])], points,
+                        hkl=hkl, voxel_size=abs(np.linalg.det(a)) ** (1 / 3))
+        scans.append({"obj": obj, "geometry": geo, "rotation": rotation, "voxel": a, "hkl": hkl})
+    return scans
+
+
+def _closed_form_on(shape, h):
+    """(the dislocation of DETECTOR_DISLOCATION in the sample frame, its J on the sample grid)."""
+    d = DETECTOR_DISLOCATION
+    dislocation = CRYSTAL.dislocation(d["burgers"], d["line"], d["position"])
+    points = grid_points(shape, h)
+    nu = CRYSTAL.material.poisson_ratio
+    return dislocation, np.stack([dislocation.directional_derivative(points, e, poisson_ratio=nu)
+                                  for e in np.eye(3)], axis=1)
+
+
+def _far_from_line(tensor, dislocation, h):
+    points = grid_points(tensor.support.shape, h)
+    return tensor.support & ~surface_layers(tensor.support, 2) & (dislocation.distance(points) > 4 * h)
+
+
+def test_detector_frame_reconstructions_meet_in_the_sample_frame(detector_scans):
+    """Turned back by R_jᵀ onto one orthogonal sample-frame grid (to_orthogonal), with G_j turned
+    the same way, the four scans give the closed-form gradient of the crystal as it sits in the
+    sample: the frames, the turns and the signs all agree."""
     from braggscope.strain import to_orthogonal
 
-    xtal = Crystal(truncated_octahedron(120.0, ORIENTATION), "Pt", ORIENTATION)
-    burgers, line, position = (0.5, -0.5, 0), (1, 1, -2), np.array([6.0, -4.0, 3.0])
-    hkls = [(1, 1, 1), (-1, 1, 1), (1, -1, 1), (1, 1, -1)]
-    shape, h = (48,) * 3, 4.0
-    objects, supports, g = [], [], []
-    for hkl, axis in zip(hkls, "xyxy"):
-        geo = Geometry.for_reflection(d_spacing=xtal.material.d_spacing(hkl), energy=9.0, detector_distance=0.25,
-                                      pixel_size=172.0, rocking_step=0.07, rocking_axis=axis)
-        turned = align_to_geometry(xtal, hkl, geo)
-        rotation = turned.orientation @ xtal.orientation.T  # R_j: sample → lab at this scan
-        a = geo.object_voxel(shape)
-        idx = np.stack(np.meshgrid(*[np.arange(n) - n // 2 for n in shape], indexing="ij")).reshape(3, -1)
-        points = (a @ idx).reshape((3,) + shape)
-        obj = object_at(turned, [turned.dislocation(burgers, line, rotation @ position)], points, hkl=hkl,
-                        voxel_size=abs(np.linalg.det(a)) ** (1 / 3))
-        sample_obj, support, _ = to_orthogonal(obj, np.abs(obj) > 0.5, a, rotation=rotation.T, voxel_size=h,
-                                               shape=SHAPE)
-        objects.append(sample_obj)
+    h, objects, supports, g = 4.0, [], [], []
+    for scan in detector_scans:
+        r = scan["rotation"]
+        obj, support, _ = to_orthogonal(scan["obj"], np.abs(scan["obj"]) > 0.5, scan["voxel"], rotation=r.T,
+                                        voxel_size=h, shape=SHAPE)
+        objects.append(obj)
         supports.append(support)
-        g.append(rotation.T @ geo.q_bragg)
-    np.testing.assert_allclose(g, [xtal.g_vector(k) for k in hkls], atol=1e-6 * np.linalg.norm(g[0]))
+        g.append(r.T @ scan["geometry"].q_bragg)
+    np.testing.assert_allclose(g, [CRYSTAL.g_vector(s["hkl"]) for s in detector_scans], atol=1e-6 * np.linalg.norm(g[0]))
     t = strain_tensor(objects, supports, g_vectors=g, voxel_size=h, remove_ramp=False)
-    dislocation = xtal.dislocation(burgers, line, position)
-    points = grid_points(SHAPE, h)
-    nu = xtal.material.poisson_ratio
-    truth = np.stack([dislocation.directional_derivative(points, e, poisson_ratio=nu) for e in np.eye(3)], axis=1)
-    far = t.support & ~surface_layers(t.support, 2) & (dislocation.distance(points) > 4 * h)
+    dislocation, truth = _closed_form_on(SHAPE, h)
+    far = _far_from_line(t, dislocation, h)
     assert far.sum() > 5000
     assert _rms(t.gradient[:, :, far] - truth[:, :, far]) < 0.03 * _rms(truth[:, :, far])  # trilinear resampling
     assert np.median(t.misfit[far]) < 0.01 * _rms(truth[:, :, far])
+
+
+def test_cli_strain_tensor_from_beamline_result_files(tmp_path, detector_scans):
+    """`braggscope strain R1 R2 R3 R4 --out T.h5` on result files that carry each scan's grid, hkl
+    and sample rotation (as the beamline loaders write them): the tensor in the sample frame is
+    the closed form's, the orientation is fitted from the four G, the crystal frame turns it;
+    options of one reflection, a missing hkl, or a file's output in place of an input exit with 2
+    and write nothing."""
+    from braggscope.cli import main
+    from braggscope.io import write_cxi_result
+    from braggscope.strain import read_strain_tensor
+
+    paths = []
+    for k, scan in enumerate(detector_scans):
+        geo = scan["geometry"]
+        config = {"frame": "detector", "q_basis": geo.q_basis(), "g_vector": geo.q_bragg, "hkl": list(scan["hkl"]),
+                  "material": "Pt", "sample_rotation": scan["rotation"]}
+        obj = flip_twin(scan["obj"]) if k == 2 else scan["obj"]  # one run came out as the twin
+        paths.append(write_cxi_result(tmp_path / f"r{k}.cxi", obj, np.abs(obj) > 0.5, config=config))
+    out = tmp_path / "t.h5"
+    assert main(["strain", *map(str, paths), "--out", str(out), "--keep-ramp", "-q"]) == 0
+    t = read_strain_tensor(out)
+    h = float(t.voxel[0, 0])
+    dislocation, truth = _closed_form_on(t.support.shape, h)
+    far = _far_from_line(t, dislocation, h)
+    assert t.frame == "sample" and far.sum() > 5000
+    assert _rms(t.gradient[:, :, far] - truth[:, :, far]) < 0.05 * _rms(truth[:, :, far])
+    assert main(["strain", *map(str, paths), "--out", str(tmp_path / "c.h5"), "--frame", "crystal", "--keep-ramp",
+                 "-q"]) == 0
+    c = read_strain_tensor(tmp_path / "c.h5")
+    inside = t.support & c.support
+    turned = np.einsum("ai,ab...,bk->ik...", CRYSTAL.orientation, t.strain, CRYSTAL.orientation)  # Uᵀ ε U
+    assert c.frame == "crystal"
+    assert np.abs(c.strain[:, :, inside] - turned[:, :, inside]).max() < 1e-5  # the fitted U is the crystal's
+    bad = str(tmp_path / "bad.h5")
+    assert main(["strain", *map(str, paths), "--out", bad, "--png", "-q"]) == 2
+    assert main(["strain", *map(str, paths), "--out", bad, "--frame", "lab", "-q"]) == 2
+    assert main(["strain", *map(str, paths), "--out", str(paths[0]), "-q"]) == 2
+    np.savez(tmp_path / "x.npz", obj=detector_scans[0]["obj"], support=np.abs(detector_scans[0]["obj"]) > 0.5)
+    assert main(["strain", *map(str, paths[:3]), str(tmp_path / "x.npz"), "--out", bad, "-q"]) == 2
+    assert not (tmp_path / "bad.h5").exists()

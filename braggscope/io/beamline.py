@@ -441,7 +441,8 @@ def load_nanomax(path, *, columns, detector=None, rocking_motor=None, bad_pixels
     return RawScan(frames, mask, geometry, whitefield=white,
                    metadata={"beamline": "NanoMAX", "file": str(path), "detector": name,
                              "columns_flipped": columns == "inboard",
-                             "sample_rotation": sample_rotation(NANOMAX_SAMPLE_CIRCLES, motors | {motor: angles}).tolist()})
+                             "sample_rotation": sample_rotation(NANOMAX_SAMPLE_CIRCLES,
+                                                                motors | {motor: angles}).tolist()})
 
 
 # --- APS 34-ID-C -------------------------------------------------------------------------------
