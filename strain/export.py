@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -88,43 +89,38 @@ def write_strain_tensor(path, tensor: StrainTensor, *, config=None) -> Path:
     return Path(path)
 
 
-def read_strain_tensor(path) -> StrainTensor:
-    """Read a strain-tensor file written by :func:`write_strain_tensor`."""
+@contextmanager
+def _results(path, group, what):
+    """(the HDF5 `group` of a results file, its metadata, its frame name), open while in the
+    context; a clear error where the file cannot be read or holds no such group."""
     h5py = _h5py()
     try:
         f = h5py.File(path, "r")
     except OSError as err:
         raise FileFormatError(f"cannot read {path} as HDF5: {err}") from None
     with f:
-        if "/entry_1/tensor_1" not in f:
-            raise FileFormatError(f"{path} has no strain tensor at /entry_1/tensor_1; write it with "
-                                  "`braggscope strain` given several reflections")
-        g = f["/entry_1/tensor_1"]
+        if group not in f:
+            raise FileFormatError(f"{path} has no {what} at {group}; write it with `braggscope strain`")
+        g = f[group]
         meta = _read_dict(g["process_1/configuration"]).get("metadata", {}) if "process_1/configuration" in g else {}
         frame = g["frame"][()]
+        yield g, meta, frame.decode() if isinstance(frame, bytes) else str(frame)
+
+
+def read_strain_tensor(path) -> StrainTensor:
+    """Read a strain-tensor file written by :func:`write_strain_tensor`."""
+    with _results(path, "/entry_1/tensor_1", "strain tensor (several reflections)") as (g, meta, frame):
         return StrainTensor(gradient=g["gradient"][()], support=g["support"][()] > 0,
                             misfit=g["misfit"][()] if "misfit" in g else None, g_vectors=g["g_vectors"][()],
-                            voxel=g["voxel"][()], ramp_gradient=g["ramp_gradient"][()],
-                            frame=frame.decode() if isinstance(frame, bytes) else str(frame), metadata=meta)
+                            voxel=g["voxel"][()], ramp_gradient=g["ramp_gradient"][()], frame=frame, metadata=meta)
 
 
 def read_strain(path) -> StrainField:
     """Read a strain file written by :func:`write_strain`."""
-    h5py = _h5py()
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise FileFormatError(f"cannot read {path} as HDF5: {err}") from None
-    with f:
-        if _GROUP not in f:
-            raise FileFormatError(f"{path} has no strain results at {_GROUP}; write it with `braggscope strain`")
-        g = f[_GROUP]
+    with _results(path, _GROUP, "strain results") as (g, meta, frame):
         maps = {name: g[name][()] if name in g else None for name in _MAPS}
-        meta = _read_dict(g["process_1/configuration"]).get("metadata", {}) if "process_1/configuration" in g else {}
-        frame = g["frame"][()]
         return StrainField(**maps, support=g["support"][()] > 0, voxel=g["voxel"][()], g_vector=g["g_vector"][()],
-                           frame=frame.decode() if isinstance(frame, bytes) else str(frame),
-                           phase_ramp=tuple(g["phase_ramp"][()]), ramp_strain=float(g["ramp_strain"][()]),
+                           frame=frame, phase_ramp=tuple(g["phase_ramp"][()]), ramp_strain=float(g["ramp_strain"][()]),
                            metadata=meta)
 
 

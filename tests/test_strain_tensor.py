@@ -9,7 +9,7 @@ from braggscope.errors import ConfigError, ShapeError
 from braggscope.physics import bragg_vector
 from braggscope.retrieval.postprocess import flip_twin
 from braggscope.simulate import Crystal, random_orientation, simulate_sample, truncated_octahedron
-from braggscope.simulate.sample import grid_points
+from braggscope.simulate.sample import displacement_gradient, grid_points
 from braggscope.strain import (align_reflections, orientation_from_reflections, strain_field, strain_tensor,
                                surface_layers)
 
@@ -28,17 +28,8 @@ def reflections():
 
 @pytest.fixture(scope="module")
 def closed_form_gradient():
-    """J_ik = ∂u_i/∂r_k of the defects, from each field's closed-form directional derivative (a
-    central difference of 10⁻³ nm for the smooth field, which has none)."""
-    points = grid_points(SHAPE, H)
-    nu = CRYSTAL.material.poisson_ratio
-    j = np.zeros((3, 3) + SHAPE)
-    for k, e in enumerate(np.eye(3)):
-        j[:, k] += DEFECTS[0].directional_derivative(points, e, poisson_ratio=nu)
-        step = (1e-3 * e).reshape(3, 1, 1, 1)
-        j[:, k] += (DEFECTS[1].displacement(points + step, poisson_ratio=nu)
-                    - DEFECTS[1].displacement(points - step, poisson_ratio=nu)) / 2e-3
-    return j
+    """J_ik = ∂u_i/∂r_k of the defects, from each field's closed-form directional derivative."""
+    return displacement_gradient(DEFECTS, grid_points(SHAPE, H), poisson_ratio=CRYSTAL.material.poisson_ratio)
 
 
 def _away_from_core(samples):
@@ -192,10 +183,8 @@ def _closed_form_on(shape, h):
     """(the dislocation of DETECTOR_DISLOCATION in the sample frame, its J on the sample grid)."""
     d = DETECTOR_DISLOCATION
     dislocation = CRYSTAL.dislocation(d["burgers"], d["line"], d["position"])
-    points = grid_points(shape, h)
-    nu = CRYSTAL.material.poisson_ratio
-    return dislocation, np.stack([dislocation.directional_derivative(points, e, poisson_ratio=nu)
-                                  for e in np.eye(3)], axis=1)
+    return dislocation, displacement_gradient([dislocation], grid_points(shape, h),
+                                              poisson_ratio=CRYSTAL.material.poisson_ratio)
 
 
 def _far_from_line(tensor, dislocation, h):

@@ -13,7 +13,8 @@ from .crystal import Crystal
 from .dislocations import DislocationLoop, StraightDislocation
 from .planar import SplitDislocation, StackingFault, TwinBoundary
 
-__all__ = ["Sample", "grid_points", "support_fraction", "displacement_field", "simulate_sample", "object_at"]
+__all__ = ["Sample", "grid_points", "support_fraction", "displacement_field", "displacement_gradient", "simulate_sample",
+           "object_at"]
 
 _LINE_DEFECTS = (StraightDislocation, AnisotropicDislocation, DislocationLoop)
 
@@ -70,6 +71,20 @@ def displacement_and_strain(defects, points, direction, *, poisson_ratio, step=1
         u += du_part
         eps += np.tensordot(d, ddu, axes=1)
     return u, eps
+
+
+def displacement_gradient(defects, points, *, poisson_ratio, step=1e-3) -> np.ndarray:
+    """J_ik = ∂u_i/∂r_k (dimensionless), shape (3, 3, ...), of the summed `defects` at `points`
+    [nm] (3, ...): each field's closed-form derivative where it has one (no cut walls), else a
+    central difference of `step` [nm]. The truth that a strain tensor from several reflections
+    is held to."""
+    j = np.zeros((3,) + np.shape(points))
+    for defect in defects:
+        if isinstance(defect, TwinBoundary):
+            continue
+        for k, e in enumerate(np.eye(3)):
+            j[:, k] += _derivative(defect, points, e, poisson_ratio, step)
+    return j
 
 
 def _derivative(defect, points, d, poisson_ratio, step):
