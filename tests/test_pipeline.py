@@ -331,10 +331,20 @@ def test_pipeline_from_a_p10_scan_measures_the_lattice(tmp_path, detector_scan):
     rows = Pipeline({"beamline": "p10", "output": str(tmp_path / "out"),
                      "data": {"path": str(tmp_path / "crystal_{scan:05d}" / "crystal_{scan:05d}.fio"), "scans": [12]},
                      "geometry": {"detector_distance": g.detector_distance},
+                     "sample": {"material": "Pt", "hkl": [1, 1, 1]},
                      "prepare": {"shape": [48, 48, 48]}, "reconstruct": {"runs": 2},
                      "identify": {"render": False, "classify": False}}).run()
     assert rows[0]["status"] == "done", rows[0].get("error")
     assert rows[0]["d_spacing_nm"] == pytest.approx(0.3924 / np.sqrt(3), rel=2e-3)
+    # the result file carries its grid and the scan's sample rotation: `braggscope strain` reads it alone
+    from braggscope.cli import main
+    from braggscope.io import read_result
+
+    result = Path(rows[0]["folder"]) / "result.cxi"
+    config = read_result(result)[3]
+    np.testing.assert_allclose(config["sample_rotation"], raw.metadata["sample_rotation"])
+    assert config["frame"] == "detector" and list(config["hkl"]) == [1, 1, 1] and config["material"] == "Pt"
+    assert main(["strain", str(result), "--out", str(tmp_path / "s.h5"), "-q"]) == 0
 
 
 @pytest.mark.parametrize("rocking, columns, theta", [("gontheta", "inboard", 0.0), ("gonphi", "outboard", 0.0),

@@ -4,7 +4,7 @@
 data.cxi                  the prepared intensity and mask, the geometry, the preparation report
 diffraction.png           its three central slices
 pattern.json              the pattern classifier's verdict
-result.cxi                the combined reconstruction (PyNX layout), LLKs, PRTF, runs
+result.cxi                the combined reconstruction (PyNX layout), LLKs, PRTF, runs, the grid
 object.png                its amplitude and phase
 strain.h5, strain.vti     displacement and strain (HDF5; VTK image for ParaView, with pyvista)
 strain.png                the standard strain figure
@@ -23,13 +23,28 @@ import json
 
 from ..io.cxi import atomic_path
 
-__all__ = ["write_data", "classify", "write_result", "write_strain", "identify", "write_report"]
+__all__ = ["grid_layout", "write_data", "classify", "write_result", "write_strain", "identify", "write_report"]
 
 
 def _provenance(config):
     from .scan import versions
 
     return {"pipeline_config": json.dumps(config.as_dict()), "versions": json.dumps(versions())}
+
+
+_SCAN = ("energy", "detector_distance", "pixel_size")  # the data file stores these in its instrument group
+
+
+def grid_layout(config, raw, grid) -> dict:
+    """What a data or result file says of its grid (:func:`~braggscope.pipeline.scan.scan_grid`),
+    so that `braggscope strain` reads the file alone: frame, q_basis, G at the peak, the scan's
+    angles and sample rotation, and the reflection and material (the file's own, else [sample]'s)."""
+    geo = grid.get("geometry") or {}
+    sample = {k: v for k, v in (("hkl", config.sample.hkl), ("material", config.sample.material)) if v is not None}
+    layout = sample | {k: v for k, v in raw.config.items() if k in ("hkl", "material")}
+    layout |= {k: grid[k] for k in ("frame", "q_basis", "g_vector")}
+    layout |= {k: geo[k] for k in ("rocking_step", "delta", "gamma", "rocking_axis", *_SCAN) if geo.get(k) is not None}
+    return layout | {k: raw.metadata[k] for k in ("sample_rotation",) if k in raw.metadata}
 
 
 def write_data(folder, config, raw, prepared, grid):
@@ -39,10 +54,7 @@ def write_data(folder, config, raw, prepared, grid):
     from ..viz import diffraction_figure, save_png
 
     geo = grid.get("geometry") or {}
-    layout = {k: v for k, v in raw.config.items() if k in ("hkl", "material")}
-    layout |= {k: grid[k] for k in ("frame", "q_basis", "g_vector")}
-    layout |= {k: geo[k] for k in ("rocking_step", "delta", "gamma", "rocking_axis") if k in geo}
-    layout |= {k: raw.metadata[k] for k in ("sample_rotation",) if k in raw.metadata}
+    layout = {k: v for k, v in grid_layout(config, raw, grid).items() if k not in _SCAN}
     meta = {k: v for k, v in raw.metadata.items() if k in ("beamline", "file", "scan", "detector", "entry")}
     notes = {k: v for k, v in grid.items() if k in ("peak_pixel", "beam_centre")}
     write_cxi_data(folder / "data.cxi", prepared.intensity, mask=prepared.mask, energy=geo.get("energy"),
@@ -65,13 +77,14 @@ def classify(folder, config, prepared, device) -> dict:
     return verdict
 
 
-def write_result(folder, config, solution, result, seeded):
-    """result.cxi (PyNX layout) and object.png."""
+def write_result(folder, config, solution, result, seeded, layout):
+    """result.cxi (PyNX layout, with the data's grid `layout`: :func:`grid_layout`, which
+    `braggscope strain` reads, alone or with other reflections of the crystal) and object.png."""
     from ..retrieval import write_solution
     from ..viz import object_figure, save_png
 
     write_solution(folder / "result.cxi", solution, result,
-                   config={"seed": config.reconstruct.seed, "seed_net": seeded, "combine": solution.method}
+                   config=layout | {"seed": config.reconstruct.seed, "seed_net": seeded, "combine": solution.method}
                    | _provenance(config))
     save_png(object_figure(solution.obj, solution.support, title="reconstruction (on the data's grid)"),
              folder / "object.png")

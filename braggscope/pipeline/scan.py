@@ -287,7 +287,7 @@ def process_scan(config, scan, *, progress=None) -> dict:
     row["pattern"] = outputs.classify(folder, config, prepared, device) if config.identify.classify else None
     lap("classify")
     solution, result, seeded = reconstruct_scan(config, prepared, device)
-    outputs.write_result(folder, config, solution, result, seeded)
+    outputs.write_result(folder, config, solution, result, seeded, outputs.grid_layout(config, raw, grid))
     lap("reconstruct")
     field = strain_scan(config, solution, voxel, g_vector, frame,
                         energy=raw.geometry.energy if raw.geometry is not None else None)
