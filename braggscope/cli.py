@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--orientation", type=float, nargs=9, metavar="U", help="crystal orientation U (row by row; "
                     "columns = [100], [010], [001] in the lab frame) for --frame crystal")
     st.add_argument("--voxel-size", type=float, help="[nm] cubic voxel of an orthogonal reconstruction "
-                    "(a file without braggscope's grid)")
+                    "(a file without braggscope's grid); with several reflections, the common grid's voxel")
+    st.add_argument("--hkls", help="several reflections: each file's hkl in order, e.g. '1 1 1,-1 1 1,1 -1 1' "
+                    "(default: the files'; a pipeline run with one [sample] hkl records that one for every scan)")
     st.add_argument("--g-direction", type=float, nargs=3, metavar=("Z", "Y", "X"),
                     help="direction of G in the lab frame (default: from the file or the geometry)")
     geo = st.add_argument_group("rocking-scan geometry (a detector-frame reconstruction without braggscope's grid)")
@@ -462,6 +464,8 @@ def _cmd_strain(args):
         return _cmd_strain_tensor(args)
     args.result = args.result[0]
     args.frame = args.frame or "lab"
+    if args.hkls is not None:
+        raise ConfigError("--hkls names the reflections of several files; one file takes --hkl")
     if args.frame == "sample":
         raise ConfigError("--frame sample is where several reflections meet; one reconstruction is written in the "
                           "lab frame, the crystal frame or its own grid")
@@ -542,7 +546,8 @@ def _cmd_strain_tensor(args):
         raise ConfigError("several reflections meet in the sample frame: --frame sample (the default) or crystal")
     if any(args.out.resolve() == p.resolve() for p in args.result):
         raise ConfigError("the output would overwrite an input file; choose another --out")
-    inputs = [_reflection_in_sample_frame(args, path) for path in args.result]
+    hkls = [None] * len(args.result) if args.hkls is None else _hkl_list(args.hkls, len(args.result))
+    inputs = [_reflection_in_sample_frame(args, path, hkl) for path, hkl in zip(args.result, hkls)]
     materials = {r["material"] for r in inputs}
     if len(materials) != 1:
         raise ConfigError(f"the reconstructions name different materials ({', '.join(sorted(materials))}); "
@@ -570,7 +575,19 @@ def _cmd_strain_tensor(args):
           f"fit misfit ≤ {fit.misfit_deg.max():.3f}°; twins taken: {sum(i['twin'] for i in info)}")
 
 
-def _reflection_in_sample_frame(args, path):
+def _hkl_list(text, n):
+    """[(h, k, l), ...] from '1 1 1,-1 1 1,...', one per input file."""
+    try:
+        hkls = [tuple(int(v) for v in part.split()) for part in text.split(",")]
+    except ValueError:
+        hkls = []
+    if len(hkls) != n or any(len(h) != 3 or not any(h) for h in hkls):
+        raise ConfigError(f"--hkls needs {n} reflections of three integers (not 0 0 0), comma-separated, one per "
+                          f"file; got {text!r}")
+    return hkls
+
+
+def _reflection_in_sample_frame(args, path, hkl=None):
     """One reconstruction read for the tensor: its object and support, hkl, material, voxel
     edges, and G, the grid turned into the sample frame by its file's sample rotation (none:
     the file is taken to be in the sample frame already)."""
@@ -581,7 +598,7 @@ def _reflection_in_sample_frame(args, path):
     from .physics import bragg_vector
 
     obj, support, _, config = read_result(path)
-    hkl, material = config.get("hkl"), args.material or config.get("material")
+    hkl, material = hkl or config.get("hkl"), args.material or config.get("material")
     if hkl is None or material is None:
         raise ConfigError(f"{path} does not say its reflection and material (hkl, material): the strain tensor needs "
                           "each file's own")

@@ -247,7 +247,11 @@ def test_cli_strain_tensor_from_beamline_result_files(tmp_path, detector_scans):
     turned = np.einsum("ai,ab...,bk->ik...", CRYSTAL.orientation, t.strain, CRYSTAL.orientation)  # Uᵀ ε U
     assert c.frame == "crystal"
     assert np.abs(c.strain[:, :, inside] - turned[:, :, inside]).max() < 1e-5  # the fitted U is the crystal's
+    assert main(["strain", *map(str, paths), "--out", str(tmp_path / "h.h5"), "--keep-ramp", "--hkls",
+                 "1 1 1,-1 1 1,1 -1 1,1 1 -1", "-q"]) == 0  # the files' own, given again
+    np.testing.assert_allclose(read_strain_tensor(tmp_path / "h.h5").gradient[:, :, far], t.gradient[:, :, far])
     bad = str(tmp_path / "bad.h5")
+    assert main(["strain", *map(str, paths), "--out", bad, "--hkls", "1 1 1,2 0 0", "-q"]) == 2
     assert main(["strain", *map(str, paths), "--out", bad, "--png", "-q"]) == 2
     assert main(["strain", *map(str, paths), "--out", bad, "--frame", "lab", "-q"]) == 2
     assert main(["strain", *map(str, paths), "--out", str(paths[0]), "-q"]) == 2
