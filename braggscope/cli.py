@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--defects", default="", help=f"comma-separated kinds placed at random: {', '.join(_DEFECTS)}")
     sim.add_argument("--random-defects", type=int, default=0, metavar="N", help="N random defects of any kind")
     sim.add_argument("--elasticity", choices=("isotropic", "anisotropic"), default="isotropic",
-                     help="field of straight dislocations: Volterra (Voigt ν) or Stroh (cubic C11, C12, C44)")
+                     help="field of straight dislocations and loops: isotropic (Voigt ν) or in the cubic C11, C12, "
+                          "C44 (Stroh's for lines, Mura's eigenstrain by FFT for loops)")
     sim.add_argument("--model", choices=("continuum", "atomistic"), default="continuum")
     sim.add_argument("--oversampling", type=float, default=1.0, help="extra zero padding of the data array")
     sim.add_argument("--photons", type=float, default=1e8)

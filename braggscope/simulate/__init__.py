@@ -17,7 +17,7 @@ Examples
 >>> s.obj.dtype, s.obj.shape, bool(s.dislocation_mask.any())
 (dtype('complex64'), (16, 16, 16), True)
 """
-from .anisotropic import AnisotropicDislocation, cubic_stiffness, rotate_stiffness
+from .anisotropic import AnisotropicDislocation, AnisotropicLoop, cubic_stiffness, rotate_stiffness
 from .bcdi import BCDIData, align_to_geometry, simulate_bcdi
 from .crystal import Crystal
 from .detector import Detector, Measurement, gap_mask, measure, partially_coherent, pixel_integrated
@@ -34,7 +34,7 @@ from .shapes import (Ellipsoid, Polyhedron, Sphere, cube, cuboctahedron, ellipso
                      wulff)
 
 __all__ = [
-    "AnisotropicDislocation", "cubic_stiffness", "rotate_stiffness", "BCDIData", "align_to_geometry", "simulate_bcdi", "Crystal", "Detector", "Measurement", "gap_mask", "measure",
+    "AnisotropicDislocation", "AnisotropicLoop", "cubic_stiffness", "rotate_stiffness", "BCDIData", "align_to_geometry", "simulate_bcdi", "Crystal", "Detector", "Measurement", "gap_mask", "measure",
     "pixel_integrated", "partially_coherent",
     "atomistic_amplitude", "circumradius", "continuum_amplitude_on", "continuum_intensity", "fcc_atoms", "kinematic_amplitude",
     "orthogonal_q_basis", "to_ase_atoms", "DislocationLoop", "StraightDislocation", "circular_loop_vertices", "DilatationCentre",

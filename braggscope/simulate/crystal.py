@@ -14,7 +14,7 @@ from .._validate import check_choice, check_positive, check_vector
 from ..errors import ConfigError
 from ..materials import Material, get_material
 from ..physics import bragg_vector
-from .anisotropic import AnisotropicDislocation, cubic_stiffness, rotate_stiffness
+from .anisotropic import AnisotropicDislocation, AnisotropicLoop, cubic_stiffness, rotate_stiffness
 from .dislocations import DislocationLoop, StraightDislocation, circular_loop_vertices
 from .fields import DilatationCentre, SmoothStrain, SurfaceRelaxation
 from .planar import SplitDislocation, StackingFault, TwinBoundary, equilibrium_separation
@@ -66,9 +66,7 @@ class Crystal:
                     position=position)
         if elasticity == "isotropic":
             return StraightDislocation(**keys)
-        m = self.material
-        return AnisotropicDislocation(**keys, stiffness=rotate_stiffness(cubic_stiffness(m.c11, m.c12, m.c44),
-                                                                         self.orientation))
+        return AnisotropicDislocation(**keys, stiffness=self.stiffness())
 
     def split_dislocation(self, burgers, line, plane, position=(0.0, 0.0, 0.0), separation=None) -> SplitDislocation:
         """Perfect dislocation `burgers` a/2<110> [a] dissociated in its glide `plane` {111}
@@ -103,13 +101,26 @@ class Crystal:
                                     position=p0 + separation * across, cut=across)
         return SplitDislocation(leading=lead, trailing=trail, normal=n_s, separation=separation)
 
-    def loop(self, burgers, plane, center=(0.0, 0.0, 0.0), radius=10.0, *, sides=None) -> DislocationLoop:
+    def loop(self, burgers, plane, center=(0.0, 0.0, 0.0), radius=10.0, *, sides=None,
+             elasticity="isotropic") -> DislocationLoop:
         """Dislocation loop of `radius` [nm] in the `plane` (hkl) through `center` [nm];
         `burgers` [a] along the normal (prismatic), in the plane (shear) or in between.
         The loop is a regular polygon of `sides` sides (16 by default: it departs from the
-        circle by 2 % of the radius)."""
+        circle by 2 % of the radius). Its field in isotropic elasticity (Burgers' formula, the
+        Voigt-average ν) or, with ``elasticity="anisotropic"``, in the material's cubic elastic
+        constants (:class:`~braggscope.simulate.anisotropic.AnisotropicLoop`: Mura's eigenstrain
+        solution by FFT, added to the isotropic closed form as a correction)."""
+        check_choice(elasticity, "elasticity", {"isotropic", "anisotropic"})
         verts = circular_loop_vertices(center, self.direction(plane), radius, sides=16 if sides is None else sides)
-        return DislocationLoop(burgers=self.to_sample(burgers) * self.lattice_parameter, vertices=verts)
+        keys = dict(burgers=self.to_sample(burgers) * self.lattice_parameter, vertices=verts)
+        if elasticity == "isotropic":
+            return DislocationLoop(**keys)
+        return AnisotropicLoop(**keys, stiffness=self.stiffness())
+
+    def stiffness(self) -> np.ndarray:
+        """(3, 3, 3, 3) the material's cubic stiffness C_ijkl [GPa] in the sample frame."""
+        m = self.material
+        return rotate_stiffness(cubic_stiffness(m.c11, m.c12, m.c44), self.orientation)
 
     def stacking_fault(self, plane=(1, 1, 1), fault_vector=None, center=(0.0, 0.0, 0.0), radius=20.0,
                        *, sides=None) -> StackingFault:

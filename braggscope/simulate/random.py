@@ -63,7 +63,8 @@ def _one_defect(kind, crystal, rng, size, depth, elasticity="isotropic"):
     if kind == "loop":
         n = _N111[rng.integers(4)]
         radius = rng.uniform(0.08, 0.22) * size
-        return crystal.loop(n / 3 * rng.choice([-1, 1]), n, _point_inside(crystal, rng, 0.4), radius, sides=6)
+        return crystal.loop(n / 3 * rng.choice([-1, 1]), n, _point_inside(crystal, rng, 0.4), radius, sides=6,
+                            elasticity=elasticity)
     if kind == "stacking_fault":
         n = _N111[rng.integers(4)]
         shifts = [v / 6 for v in (np.array([n[0], n[1], -2 * n[2]]), np.array([n[0], -2 * n[1], n[2]]),
@@ -82,8 +83,9 @@ def random_defects(crystal: Crystal, rng=None, *, kinds=DEFECT_KINDS, count=(0, 
     defects of the given `kinds`, sized relative to the crystal (`size` [nm], default its
     inscribed diameter). A split dislocation's ribbon is 0.5 to 4 times its isotropic
     equilibrium width (stress and surfaces widen or narrow real ones). Straight dislocations
-    pass within `depth` of the way from the centre to the surface (default 0.6, split 0.5), their
-    fields in `elasticity` (:meth:`Crystal.dislocation`; the other defects' are isotropic)."""
+    pass within `depth` of the way from the centre to the surface (default 0.6, split 0.5). The
+    fields of straight dislocations and loops are in `elasticity` (:meth:`Crystal.dislocation`,
+    :meth:`Crystal.loop`), the other defects' isotropic."""
     rng = np.random.default_rng(rng)
     for k in kinds:
         check_choice(k, "defect kind", set(DEFECT_KINDS))
