@@ -532,48 +532,29 @@ _ONE_REFLECTION_OPTIONS = ("hkl", "g_direction", "energy", "distance", "pixel_si
 
 def _cmd_strain_tensor(args):
     """`braggscope strain R1 R2 R3 ... --out T.h5`: the strain tensor of one crystal from its
-    reconstructions at several reflections."""
+    reconstructions at several reflections (:func:`braggscope.strain.tensor_from_results`)."""
     import numpy as np
 
     from . import strain as st
-    from .materials import get_material
 
     given = [f"--{k.replace('_', '-')}" for k in _ONE_REFLECTION_OPTIONS if getattr(args, k) not in (None, False)]
     if given:
         raise ConfigError(f"{', '.join(given)} apply to one reflection; several take each one's hkl and grid from "
                           "its file")
-    frame = args.frame or "sample"
-    if frame not in ("sample", "crystal"):
-        raise ConfigError("several reflections meet in the sample frame: --frame sample (the default) or crystal")
     if any(args.out.resolve() == p.resolve() for p in args.result):
         raise ConfigError("the output would overwrite an input file; choose another --out")
-    hkls = [None] * len(args.result) if args.hkls is None else _hkl_list(args.hkls, len(args.result))
-    inputs = [_reflection_in_sample_frame(args, path, hkl) for path, hkl in zip(args.result, hkls)]
-    materials = {r["material"] for r in inputs}
-    if len(materials) != 1:
-        raise ConfigError(f"the reconstructions name different materials ({', '.join(sorted(materials))}); "
-                          "one crystal has one (--material)")
-    h = args.voxel_size or max(r["voxel_size"] for r in inputs)
-    objects, g = _on_one_grid(inputs, h), [r["g_vector"] for r in inputs]
-    aligned, info = st.align_reflections(objects, g_vectors=g, voxel_size=h, threshold=args.isosurface or 0.3)
-    supports = [st.support_from_amplitude(o, args.isosurface or 0.3) for o in aligned]
-    tensor = st.strain_tensor(aligned, supports, g_vectors=g, voxel_size=h, remove_ramp=not args.keep_ramp,
-                              order=args.order, frame="sample")
-    lattice = get_material(materials.pop()).lattice_parameter
-    fit = st.orientation_from_reflections([r["hkl"] for r in inputs], g, lattice_parameter=lattice)
-    orientation = np.reshape(args.orientation, (3, 3)) if args.orientation is not None else fit.orientation
-    if frame == "crystal":
-        tensor = tensor.in_frame(orientation.T, frame="crystal")
-    st.write_strain_tensor(args.out, tensor, config={
-        "inputs": [str(p) for p in args.result], "hkls": [list(r["hkl"]) for r in inputs], "order": args.order,
-        "isosurface": args.isosurface or 0.3, "alignment": info, "orientation": orientation.tolist(),
-        "orientation_misfit_deg": fit.misfit_deg.tolist(), "lattice_strain": fit.lattice_strain.tolist(),
-        "sample_rotation_from": [r["rotation_from"] for r in inputs]})
+    hkls = None if args.hkls is None else _hkl_list(args.hkls, len(args.result))
+    found = st.tensor_from_results(args.result, hkls=hkls, material=args.material, voxel_size=args.voxel_size, isosurface=args.isosurface,
+                                   remove_ramp=not args.keep_ramp, order=args.order, frame=args.frame or "sample",
+                                   orientation=args.orientation)
+    tensor = found.tensor
+    st.write_strain_tensor(args.out, tensor, config=found.config)
     eps = tensor.strain[:, :, tensor.support]
     misfit = "" if tensor.misfit is None else f", misfit median {np.median(tensor.misfit[tensor.support]):.1e}"
-    print(f"{args.out}: {len(inputs)} reflections, {int(tensor.support.sum())} voxels ({tensor.frame} frame), strain "
-          f"RMS {np.sqrt(np.mean(eps ** 2)):.2e}, dilatation mean {np.mean(np.trace(eps)):.2e}{misfit}; orientation "
-          f"fit misfit ≤ {fit.misfit_deg.max():.3f}°; twins taken: {sum(i['twin'] for i in info)}")
+    print(f"{args.out}: {len(args.result)} reflections, {int(tensor.support.sum())} voxels ({tensor.frame} frame), "
+          f"strain RMS {np.sqrt(np.mean(eps ** 2)):.2e}, dilatation mean {np.mean(np.trace(eps)):.2e}{misfit}; "
+          f"orientation fit misfit ≤ {max(found.config['orientation_misfit_deg']):.3f}°; twins taken: "
+          f"{sum(i['twin'] for i in found.config['alignment'])}")
 
 
 def _hkl_list(text, n):
@@ -586,52 +567,6 @@ def _hkl_list(text, n):
         raise ConfigError(f"--hkls needs {n} reflections of three integers (not 0 0 0), comma-separated, one per "
                           f"file; got {text!r}")
     return hkls
-
-
-def _reflection_in_sample_frame(args, path, hkl=None):
-    """One reconstruction read for the tensor: its object and support, hkl, material, voxel
-    edges, and G, the grid turned into the sample frame by its file's sample rotation (none:
-    the file is taken to be in the sample frame already)."""
-    import numpy as np
-
-    from .io import read_result
-    from .materials import get_material
-    from .physics import bragg_vector
-
-    obj, support, _, config = read_result(path)
-    hkl, material = hkl or config.get("hkl"), args.material or config.get("material")
-    if hkl is None or material is None:
-        raise ConfigError(f"{path} does not say its reflection and material (hkl, material): the strain tensor needs "
-                          "each file's own")
-    if support is None or args.isosurface is not None:
-        support = np.abs(obj) > (args.isosurface or 0.3) * np.abs(obj).max()
-    if "q_basis" not in config or "g_vector" not in config:
-        raise ConfigError(f"{path} carries no grid (q_basis, g_vector): reconstruct it with `braggscope reconstruct` "
-                          "from a data file that has one")
-    from .geometry import object_voxel_from_q_basis
-
-    voxel = object_voxel_from_q_basis(config["q_basis"], np.shape(obj), frame=config.get("frame", "orthogonal"))
-    turn = np.asarray(config.get("sample_rotation", np.eye(3)), float).T  # lab → sample
-    g_lab = np.asarray(config["g_vector"], float)
-    g_norm = np.linalg.norm(bragg_vector(hkl, lattice_parameter=get_material(material).lattice_parameter))
-    return {"obj": obj, "support": support, "hkl": tuple(int(v) for v in hkl), "material": material, "voxel": voxel,
-            "voxel_size": abs(np.linalg.det(voxel)) ** (1 / 3), "turn": turn,
-            "g_vector": g_norm * (turn @ g_lab) / np.linalg.norm(g_lab),
-            "rotation_from": "file" if "sample_rotation" in config else "none (taken as the sample frame)"}
-
-
-def _on_one_grid(inputs, h):
-    """The reconstructions resampled onto one orthogonal sample-frame grid of voxel `h` [nm],
-    the smallest that holds them all (each centred on index N // 2)."""
-    import numpy as np
-
-    from . import strain as st
-
-    resampled = [st.to_orthogonal(r["obj"], r["support"], r["voxel"], rotation=r["turn"], voxel_size=h)[0]
-                 for r in inputs]
-    shape = tuple(max(o.shape[a] for o in resampled) for a in range(3))
-    return [np.pad(o, [(m // 2 - n // 2, m - n - (m // 2 - n // 2)) for n, m in zip(o.shape, shape)])
-            for o in resampled]
 
 
 def _grid_config(data):
