@@ -168,8 +168,8 @@ def detector_scans():
     for hkl, axis in zip([(1, 1, 1), (-1, 1, 1), (1, -1, 1), (1, 1, -1)], "xyxy"):
         geo = Geometry.for_reflection(d_spacing=CRYSTAL.material.d_spacing(hkl), energy=9.0, detector_distance=0.25,
                                       pixel_size=172.0, rocking_step=0.07, rocking_axis=axis)
-        turned = align_to_geometry(CRYSTAL, hkl, geo)
-        rotation = turned.orientation @ CRYSTAL.orientation.T  # R_j: sample → lab at this scan
+        rotation = align_to_geometry(CRYSTAL, hkl, geo).orientation @ CRYSTAL.orientation.T  # R_j: sample → lab
+        turned = Crystal(truncated_octahedron(120.0, rotation @ ORIENTATION), "Pt", rotation @ ORIENTATION)  # shape too
         a = geo.object_voxel((48,) * 3)
         idx = np.stack(np.meshgrid(*[np.arange(48) - 24] * 3, indexing="ij")).reshape(3, -1)
         points = (a @ idx).reshape((3,) + (48,) * 3)
@@ -258,3 +258,47 @@ def test_cli_strain_tensor_from_beamline_result_files(tmp_path, detector_scans):
     np.savez(tmp_path / "x.npz", obj=detector_scans[0]["obj"], support=np.abs(detector_scans[0]["obj"]) > 0.5)
     assert main(["strain", *map(str, paths[:3]), str(tmp_path / "x.npz"), "--out", bad, "-q"]) == 2
     assert not (tmp_path / "bad.h5").exists()
+
+
+def test_pipeline_combines_the_scans_of_a_crystal_into_its_tensor(tmp_path, detector_scans):
+    """[tensor] crystals: after the scans, the result files of one crystal's scans (their grids and
+    sample rotations as the pipeline writes them, each scan's reflection from [sample] reflections)
+    become crystal_<scans>.h5 and a row of crystals.json; a crystal whose scan has no result yet
+    waits, one that cannot be combined fails with the reason, and bad [tensor] or reflections
+    entries are refused."""
+    from braggscope.errors import ConfigError
+    from braggscope.io import write_cxi_result
+    from braggscope.pipeline import Pipeline, scan_folder
+    from braggscope.strain import read_strain_tensor
+
+    config = {"output": str(tmp_path / "out"), "data": {"path": str(tmp_path / "s{scan}.cxi"), "scans": [1, 2, 3, 4]},
+              "sample": {"material": "Pt", "hkl": [1, 1, 1],
+                         "reflections": {str(k + 1): list(s["hkl"]) for k, s in enumerate(detector_scans)}},
+              "tensor": {"crystals": [[1, 2, 3, 4], [1, 2, 5]], "frame": "sample"}}
+    pipeline = Pipeline(config)
+    assert pipeline.config.sample.hkl_of(3) == (1, -1, 1) and pipeline.config.sample.hkl_of(9) == (1, 1, 1)
+    for k, scan in enumerate(detector_scans):
+        geo = scan["geometry"]
+        folder = scan_folder(pipeline.config, k + 1)
+        folder.mkdir(parents=True)
+        write_cxi_result(folder / "result.cxi", scan["obj"], np.abs(scan["obj"]) > 0.5,
+                         config={"frame": "detector", "q_basis": geo.q_basis(), "g_vector": geo.q_bragg,
+                                 "sample_rotation": scan["rotation"]})
+    pipeline.run(scans=[])
+    done, waiting = pipeline.crystals
+    assert waiting == {"crystal": "crystal_1_2_5", "scans": [1, 2, 5], "status": "waiting", "missing": [5]}
+    assert done["status"] == "done" and done["hkls"] == [list(s["hkl"]) for s in detector_scans]
+    t = read_strain_tensor(done["file"])
+    h = float(t.voxel[0, 0])
+    dislocation, truth = _closed_form_on(t.support.shape, h)
+    far = _far_from_line(t, dislocation, h)
+    ramp = t.ramp_gradient[:, :, None]
+    assert _rms(t.gradient[:, :, far] + ramp - truth[:, :, far]) < 0.05 * _rms(truth[:, :, far])
+    assert (tmp_path / "out" / "crystals.json").is_file()
+    unnamed = Pipeline(config | {"sample": {}, "tensor": {"crystals": [[1, 2, 3]]}})
+    unnamed.run(scans=[])
+    assert unnamed.crystals[0]["status"] == "failed" and "reflection and material" in unnamed.crystals[0]["error"]
+    for bad in ({"tensor": {"crystals": [[1, 2]]}}, {"tensor": {"frame": "lab"}},
+                {"sample": {"reflections": {"x": [1, 1, 1]}}}, {"sample": {"reflections": {"3": [0, 0, 0]}}}):
+        with pytest.raises(ConfigError):
+            Pipeline(config | bad)

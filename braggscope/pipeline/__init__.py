@@ -1,7 +1,8 @@
 """From a beamtime's raw scans to a defect report: ``Pipeline(config).run()`` (or
 ``braggscope run CONFIG.toml``) loads each scan, prepares it, classifies its pattern, reconstructs
 it (the network's seed and our engine or PyNX), computes its strain, finds its defects and writes
-a folder per scan and a summary page, serially or on Dask distributed.
+a folder per scan and a summary page, serially or on Dask distributed; then combines the scans of
+each crystal measured at several reflections ([tensor]) into its full strain tensor.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from ..io.cxi import atomic_path
 from .batch import run_batch
+from .crystals import crystal_tensor, write_crystals
 from .config import BEAMLINE_DEFAULTS, PipelineConfig, config_from_dict, load_config
 from .report import summary_page
 from .scan import STEPS, is_complete, load_scan, run_scan, scan_folder
@@ -28,6 +30,7 @@ class Pipeline:
     """
 
     def __init__(self, config):
+        self.crystals = []
         if isinstance(config, PipelineConfig):
             self.config = config
         elif isinstance(config, dict):
@@ -38,7 +41,9 @@ class Pipeline:
     def run(self, scans=None, *, force=False, progress=None) -> list:
         """Process `scans` (default: the config's) and return their rows (status 'done', 'skipped'
         or 'failed'); ``summary.html`` and ``summary.json`` in the output folder list these and
-        every other scan of the configuration that has a result or an error there."""
+        every other scan of the configuration that has a result or an error there. The crystals
+        of [tensor] whose scans all have results are then combined (``crystals.json``, kept as
+        `self.crystals`)."""
         scans = list(self.config.data.scans if scans is None else scans)
         rows = run_batch(self.config, scans, force=force, progress=progress)
         table = rows + [row for scan in self.config.data.scans if scan not in scans
@@ -49,6 +54,9 @@ class Pipeline:
                                       default=str))
         with atomic_path(out / "summary.html") as tmp:
             tmp.write_text(summary_page(table, out), encoding="utf-8")
+        if self.config.tensor.crystals:
+            self.crystals = [crystal_tensor(self.config, group) for group in self.config.tensor.crystals]
+            write_crystals(self.config, self.crystals)
         return rows
 
     def _earlier(self, scan):

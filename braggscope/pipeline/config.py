@@ -71,10 +71,23 @@ class GeometryConfig:
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """[sample]: the material and reflection (for the report's d-spacing check and the strain)."""
+    """[sample]: the material and reflection (for the report's d-spacing check and the strain);
+    `reflections` names the reflection of scans measured at another one ({"13" = [-1, 1, 1]})."""
 
     material: str | None = None
     hkl: tuple | None = None
+    reflections: dict | None = None
+
+    def __post_init__(self):
+        for scan, hkl in (self.reflections or {}).items():
+            if not str(scan).isdigit() or len(hkl) != 3 or not all(isinstance(v, int) for v in hkl) or not any(hkl):
+                raise ConfigError(f"[sample] reflections maps scan numbers to three integers (not 0 0 0), e.g. "
+                                  f'"13" = [-1, 1, 1]; got {scan!r} = {hkl!r}')
+
+    def hkl_of(self, scan) -> tuple | None:
+        """The reflection of `scan`: its own in `reflections`, else `hkl`."""
+        hkl = (self.reflections or {}).get(str(scan), self.hkl)
+        return None if hkl is None else tuple(int(v) for v in hkl)
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,24 @@ class StrainConfig:
 
 
 @dataclass(frozen=True)
+class TensorConfig:
+    """[tensor]: groups of scans of one crystal at three or more reflections whose G are not
+    coplanar (each scan's reflection from [sample]), combined after their scans into the full
+    strain tensor (:func:`braggscope.strain.tensor_from_results`), in the sample frame or the
+    crystal's cubic axes."""
+
+    crystals: tuple = ()
+    frame: str = "crystal"
+
+    def __post_init__(self):
+        check_choice(self.frame, "[tensor] frame", {"sample", "crystal"})
+        for group in self.crystals:
+            if not isinstance(group, (list, tuple)) or len(group) < 3 or not all(isinstance(s, int) for s in group):
+                raise ConfigError(f"[tensor] crystals lists groups of three or more scan numbers, e.g. [[12, 13, 14]]; "
+                                  f"got {group!r}")
+
+
+@dataclass(frozen=True)
 class IdentifyConfig:
     """[identify]: the defect finder and the pattern classifier."""
 
@@ -161,7 +192,7 @@ class ClusterConfig:
 
 SECTIONS = {"data": DataConfig, "geometry": GeometryConfig, "sample": SampleConfig, "prepare": PrepareConfig,
             "reconstruct": ReconstructConfig, "strain": StrainConfig, "identify": IdentifyConfig,
-            "cluster": ClusterConfig}
+            "cluster": ClusterConfig, "tensor": TensorConfig}
 
 # what each beamline's files need and do not record
 BEAMLINE_DEFAULTS = {
@@ -188,6 +219,7 @@ class PipelineConfig:
     strain: StrainConfig = field(default_factory=StrainConfig)
     identify: IdentifyConfig = field(default_factory=IdentifyConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    tensor: TensorConfig = field(default_factory=TensorConfig)
     source: str | None = None
 
     def __post_init__(self):
@@ -199,10 +231,11 @@ class PipelineConfig:
         return json.loads(json.dumps(asdict(self), default=list))
 
     def digest(self) -> str:
-        """A hash of everything that changes a scan's results: not the cluster, the file's name or
-        the list of scans (a beamtime's list grows, and the scans done stay done)."""
+        """A hash of everything that changes a scan's results: not the cluster, the file's name,
+        the list of scans (a beamtime's list grows, and the scans done stay done) or the crystals
+        whose scans are combined afterwards."""
         d = self.as_dict()
-        for k in ("cluster", "source"):
+        for k in ("cluster", "source", "tensor"):
             d.pop(k)
         d["data"].pop("scans")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -225,7 +258,7 @@ def _tuples(values):
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
-_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "tuple": (list, tuple)}
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "tuple": (list, tuple), "dict": (dict,)}
 
 
 def _check_type(value, annotation, where):

@@ -35,26 +35,28 @@ def _provenance(config):
 _SCAN = ("energy", "detector_distance", "pixel_size")  # the data file stores these in its instrument group
 
 
-def grid_layout(config, raw, grid) -> dict:
+def grid_layout(config, raw, grid, hkl) -> dict:
     """What a data or result file says of its grid (:func:`~braggscope.pipeline.scan.scan_grid`),
     so that `braggscope strain` reads the file alone: frame, q_basis, G at the peak, the scan's
-    angles and sample rotation, and the reflection and material (the file's own, else [sample]'s)."""
+    angles and sample rotation, and the reflection and material (the file's own, else the scan's
+    `hkl` and [sample]'s material)."""
     geo = grid.get("geometry") or {}
-    sample = {k: v for k, v in (("hkl", config.sample.hkl), ("material", config.sample.material)) if v is not None}
+    sample = {k: v for k, v in (("hkl", hkl), ("material", config.sample.material)) if v is not None}
     layout = sample | {k: v for k, v in raw.config.items() if k in ("hkl", "material")}
     layout |= {k: grid[k] for k in ("frame", "q_basis", "g_vector")}
     layout |= {k: geo[k] for k in ("rocking_step", "delta", "gamma", "rocking_axis", *_SCAN) if geo.get(k) is not None}
     return layout | {k: raw.metadata[k] for k in ("sample_rotation",) if k in raw.metadata}
 
 
-def write_data(folder, config, raw, prepared, grid):
+def write_data(folder, config, raw, prepared, grid, hkl):
     """data.cxi (readable by `braggscope reconstruct` and `strain`, and by PyNX) and diffraction.png
-    of the prepared data, with its `grid` (:func:`~braggscope.pipeline.scan.scan_grid`)."""
+    of the prepared data, with its `grid` (:func:`~braggscope.pipeline.scan.scan_grid`) and the
+    scan's reflection `hkl`."""
     from ..io import write_cxi_data
     from ..viz import diffraction_figure, save_png
 
     geo = grid.get("geometry") or {}
-    layout = {k: v for k, v in grid_layout(config, raw, grid).items() if k not in _SCAN}
+    layout = {k: v for k, v in grid_layout(config, raw, grid, hkl).items() if k not in _SCAN}
     meta = {k: v for k, v in raw.metadata.items() if k in ("beamline", "file", "scan", "detector", "entry")}
     notes = {k: v for k, v in grid.items() if k in ("peak_pixel", "beam_centre")}
     write_cxi_data(folder / "data.cxi", prepared.intensity, mask=prepared.mask, energy=geo.get("energy"),
@@ -65,13 +67,13 @@ def write_data(folder, config, raw, prepared, grid):
     save_png(diffraction_figure(prepared.intensity, prepared.mask, title="prepared data"), folder / "diffraction.png")
 
 
-def classify(folder, config, prepared, device) -> dict:
+def classify(folder, config, prepared, device, hkl) -> dict:
     """pattern.json: the 3-D pattern classifier's verdict on the prepared data, with the defects the
-    [sample]'s reflection cannot show (when it gives one)."""
+    scan's reflection `hkl` cannot show (when it is given)."""
     from ..identify.classifier import PatternClassifier
 
     verdict = PatternClassifier.load(dims=3, device=device).classify(prepared.intensity, prepared.mask,
-                                                                     hkl=config.sample.hkl).to_dict()
+                                                                     hkl=hkl).to_dict()
     with atomic_path(folder / "pattern.json") as tmp:
         tmp.write_text(json.dumps(verdict, indent=1, default=float))
     return verdict

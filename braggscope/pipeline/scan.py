@@ -251,13 +251,13 @@ def _flags(row, solution, field):
     return flags
 
 
-def expected_d_spacing(sample) -> float | None:
-    """[nm] d of the [sample]'s material and reflection, where both are given."""
+def expected_d_spacing(material, hkl) -> float | None:
+    """[nm] d of the material's reflection hkl, where both are given."""
     from ..materials import get_material
 
-    if sample.material is None or sample.hkl is None:
+    if material is None or hkl is None:
         return None
-    return float(get_material(sample.material).d_spacing(sample.hkl))
+    return float(get_material(material).d_spacing(hkl))
 
 
 def process_scan(config, scan, *, progress=None) -> dict:
@@ -282,12 +282,13 @@ def process_scan(config, scan, *, progress=None) -> dict:
     lap("load")
     prepared = prepare_scan(config, raw)
     voxel, g_vector, frame, grid = scan_grid(raw, prepared, config)
-    outputs.write_data(folder, config, raw, prepared, grid)
+    hkl = config.sample.hkl_of(scan)
+    outputs.write_data(folder, config, raw, prepared, grid, hkl)
     lap("prepare")
-    row["pattern"] = outputs.classify(folder, config, prepared, device) if config.identify.classify else None
+    row["pattern"] = outputs.classify(folder, config, prepared, device, hkl) if config.identify.classify else None
     lap("classify")
     solution, result, seeded = reconstruct_scan(config, prepared, device)
-    outputs.write_result(folder, config, solution, result, seeded, outputs.grid_layout(config, raw, grid))
+    outputs.write_result(folder, config, solution, result, seeded, outputs.grid_layout(config, raw, grid, hkl))
     lap("reconstruct")
     field = strain_scan(config, solution, voxel, g_vector, frame,
                         energy=raw.geometry.energy if raw.geometry is not None else None)
@@ -299,7 +300,8 @@ def process_scan(config, scan, *, progress=None) -> dict:
     row |= {"status": "done", "beamline": raw.metadata.get("beamline"), "size_nm": st.crystal_size(field),
             "voxels": stats["voxels"], "strain_mean": stats["strain_mean"], "strain_rms": stats["strain_rms"],
             "bulk_strain_rms": stats["bulk_strain_rms"], "d_spacing_nm": float(2 * np.pi / np.linalg.norm(g_vector)),
-            "d_spacing_expected_nm": expected_d_spacing(config.sample),
+            "hkl": None if hkl is None else list(hkl),
+            "d_spacing_expected_nm": expected_d_spacing(config.sample.material, hkl),
             "llk": float(solution.llk), "free_llk": float(solution.free_llk),
             "mode_fraction": float(solution.mode_fraction), "prtf_resolution_voxels": solution.prtf["resolution"],
             "seed_net": bool(seeded), "recipe": result.recipe, "device": str(device),
