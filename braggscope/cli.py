@@ -527,7 +527,7 @@ def _cmd_strain(args):
 
 
 _ONE_REFLECTION_OPTIONS = ("hkl", "g_direction", "energy", "distance", "pixel_size", "rocking_step", "delta", "gamma",
-                           "refraction", "twin", "apodize", "vti", "png")
+                           "refraction", "twin", "apodize", "vti")
 
 
 def _cmd_strain_tensor(args):
@@ -549,6 +549,10 @@ def _cmd_strain_tensor(args):
                                    orientation=args.orientation)
     tensor = found.tensor
     st.write_strain_tensor(args.out, tensor, config=found.config)
+    if args.png:
+        from .viz import save_png, strain_tensor_figure
+
+        save_png(strain_tensor_figure(tensor, title=f"{len(args.result)} reflections"), args.out.with_suffix(".png"))
     eps = tensor.strain[:, :, tensor.support]
     misfit = "" if tensor.misfit is None else f", misfit median {np.median(tensor.misfit[tensor.support]):.1e}"
     print(f"{args.out}: {len(args.result)} reflections, {int(tensor.support.sum())} voxels ({tensor.frame} frame), "

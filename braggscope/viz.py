@@ -11,7 +11,8 @@ import numpy as np
 
 from .io.cxi import atomic_path
 
-__all__ = ["central_slices", "sample_figure", "strain_figure", "diffraction_figure", "reconstruction_figure",
+__all__ = ["central_slices", "sample_figure", "strain_figure", "strain_tensor_figure", "diffraction_figure",
+           "reconstruction_figure",
            "object_figure", "planning_figure", "laue_figure", "laue_png", "save_png"]
 
 _AXES = ("z", "y", "x")
@@ -67,6 +68,32 @@ def strain_figure(field, *, title=None):
     h = field.voxel_size
     fig = _grid(rows, support, 1.0 if h is None else h, title)
     fig.supxlabel(f"[{'voxels' if h is None else 'nm'}], {field.frame} frame; axes z, y, x", fontsize=8)
+    return fig
+
+
+def strain_tensor_figure(tensor, *, title=None):
+    """The figure of a strain tensor (:class:`braggscope.strain.StrainTensor`): one row per
+    component ε_zz, ε_yy, ε_xx, ε_zy, ε_zx, ε_yx [%] of its frame (ε_11 ... ε_23 along [100],
+    [010], [001] in the crystal frame), then the misfit of the
+    reflections [%] where there are more than three, the three central slices as columns, one
+    colour scale for the six components (diverging, centred on zero)."""
+    from scipy import ndimage
+
+    box = ndimage.find_objects(tensor.support.astype(np.uint8))[0]
+    box = tuple(slice(max(b.start - 3, 0), b.stop + 3) for b in box)
+    support = tensor.support[box]
+    eps = tensor.strain[(slice(None), slice(None)) + box] * 100
+    lim = float(np.nanpercentile(np.abs(eps[:, :, support]), 99.0)) or 1e-3
+    names = "123" if tensor.frame == "crystal" else "zyx"
+    rows = [(f"ε_{names[i]}{names[j]}", eps[i, j], "RdBu_r", -lim, lim, "%")
+            for i, j in ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))]
+    if tensor.misfit is not None:
+        misfit = tensor.misfit[box] * 100
+        rows.append(("misfit", misfit, "magma_r", 0, float(np.nanpercentile(misfit[support], 99.0)) or 1e-3, "%"))
+    h = abs(float(np.linalg.det(tensor.voxel))) ** (1 / 3)
+    fig = _grid(rows, support, h, title, unmasked=())
+    axes = "; components along [100], [010], [001]" if tensor.frame == "crystal" else ""
+    fig.supxlabel(f"[nm], {tensor.frame} frame; slices along the grid's z, y, x{axes}", fontsize=8)
     return fig
 
 

@@ -1,5 +1,7 @@
 """The full strain tensor from several reflections (braggscope.strain.tensor) against the
 simulator's closed-form displacement gradients."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -250,9 +252,11 @@ def test_cli_strain_tensor_from_beamline_result_files(tmp_path, detector_scans):
     assert main(["strain", *map(str, paths), "--out", str(tmp_path / "h.h5"), "--keep-ramp", "--hkls",
                  "1 1 1,-1 1 1,1 -1 1,1 1 -1", "-q"]) == 0  # the files' own, given again
     np.testing.assert_allclose(read_strain_tensor(tmp_path / "h.h5").gradient[:, :, far], t.gradient[:, :, far])
+    assert main(["strain", *map(str, paths), "--out", str(tmp_path / "p.h5"), "--png", "-q"]) == 0
+    assert (tmp_path / "p.png").stat().st_size > 10_000
     bad = str(tmp_path / "bad.h5")
     assert main(["strain", *map(str, paths), "--out", bad, "--hkls", "1 1 1,2 0 0", "-q"]) == 2
-    assert main(["strain", *map(str, paths), "--out", bad, "--png", "-q"]) == 2
+    assert main(["strain", *map(str, paths), "--out", bad, "--vti", "-q"]) == 2
     assert main(["strain", *map(str, paths), "--out", bad, "--frame", "lab", "-q"]) == 2
     assert main(["strain", *map(str, paths), "--out", str(paths[0]), "-q"]) == 2
     np.savez(tmp_path / "x.npz", obj=detector_scans[0]["obj"], support=np.abs(detector_scans[0]["obj"]) > 0.5)
@@ -294,7 +298,7 @@ def test_pipeline_combines_the_scans_of_a_crystal_into_its_tensor(tmp_path, dete
     far = _far_from_line(t, dislocation, h)
     ramp = t.ramp_gradient[:, :, None]
     assert _rms(t.gradient[:, :, far] + ramp - truth[:, :, far]) < 0.05 * _rms(truth[:, :, far])
-    assert (tmp_path / "out" / "crystals.json").is_file()
+    assert (tmp_path / "out" / "crystals.json").is_file() and Path(done["file"]).with_suffix(".png").is_file()
     unnamed = Pipeline(config | {"sample": {}, "tensor": {"crystals": [[1, 2, 3]]}})
     unnamed.run(scans=[])
     assert unnamed.crystals[0]["status"] == "failed" and "reflection and material" in unnamed.crystals[0]["error"]

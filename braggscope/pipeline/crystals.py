@@ -32,9 +32,13 @@ def crystal_tensor(config, scans) -> dict:
                                        order=config.strain.order, frame=config.tensor.frame)
     except BraggscopeError as err:
         return row | {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+    from ..viz import save_png, strain_tensor_figure
+
     out = Path(config.output) / f"{name}.h5"
     tensor = found.tensor
     st.write_strain_tensor(out, tensor, config=found.config | _provenance(config))
+    reflections = ", ".join(" ".join(map(str, k)) for k in found.config["hkls"])
+    save_png(strain_tensor_figure(tensor, title=f"{name}: {reflections}"), out.with_suffix(".png"))
     eps = tensor.strain[:, :, tensor.support]
     return row | {"status": "done", "file": str(out), "frame": tensor.frame, "voxels": int(tensor.support.sum()),
                   "hkls": found.config["hkls"], "strain_rms": float(np.sqrt(np.mean(eps ** 2))),
