@@ -612,7 +612,8 @@ def load_cxi(path, *, energy=None, detector_distance=None, pixel_size=None, rock
                             gamma=float(pick(gamma, config.get("gamma", 0.0))),
                             rocking_axis=_axis_of(pick(rocking_axis, config.get("rocking_axis", "x"))))
     return RawScan(data.intensity, data.mask, geometry, config=config,
-                   metadata={"beamline": "CXI", "file": str(path), "ground_truth": data.ground_truth is not None})
+                   metadata={"beamline": "CXI", "file": str(path), "ground_truth": data.ground_truth is not None}
+                   | ({"sample_rotation": config["sample_rotation"]} if "sample_rotation" in config else {}))
 
 
 def binned_geometry(geometry, bins):

@@ -21,6 +21,8 @@ def write_simulation(path, data, *, seed=None) -> Path:
     if g is not None:
         config.update({"rocking_step": g.rocking_step, "delta": g.delta, "gamma": g.gamma,
                        "rocking_axis": g.rocking_axis})
+    if "sample_rotation" in s.metadata:  # the goniometer's turn of the sample (a beamline file's, simulated)
+        config["sample_rotation"] = s.metadata["sample_rotation"]
     truth = {"object": s.obj, "amplitude": s.amplitude, "support": s.support, "displacement": s.displacement,
              "phase": s.phase, "strain": s.strain, "dislocation_mask": s.dislocation_mask,
              "fault_mask": s.fault_mask, "twin_mask": s.twin_mask, "defects": s.defects,

@@ -93,8 +93,11 @@ def simulate_bcdi(crystal: Crystal, defects=(), *, hkl, shape, voxel_size, data_
     model : {'continuum', 'atomistic'}
         FFT of the voxel object, or kinematical sum over the displaced fcc atoms.
     geometry : Geometry, optional
-        If given, the data are in the detector frame of this rocking scan (the crystal is
-        turned so that G meets the geometry's Q); otherwise on the orthogonal FFT grid.
+        If given, the data are in the detector frame of this rocking scan: the crystal, its
+        shape and its defects are turned together (R, the smallest turn that puts G on the
+        geometry's Q, as a goniometer would; the truth's 'sample_rotation'), so that every
+        reflection of one crystal and defect list sees the same crystal. Otherwise the data are
+        on the orthogonal FFT grid of the crystal as given.
     detector : Detector
         Photons, noise, gaps, aliens, ...
     rng : numpy.random.Generator or int, optional
@@ -107,11 +110,12 @@ def simulate_bcdi(crystal: Crystal, defects=(), *, hkl, shape, voxel_size, data_
     check_choice(model, "diffraction model", {"continuum", "atomistic"})
     shape = check_grid_shape(shape)
     data_shape = shape if data_shape is None else check_grid_shape(data_shape, "data_shape")
+    turn = None
     if geometry is not None:
         if len(shape) != 3:
             raise ConfigError("the detector frame needs a 3-D grid")
-        crystal = align_to_geometry(crystal, hkl, geometry)
-    sample = simulate_sample(crystal, defects, shape=shape, voxel_size=voxel_size, hkl=hkl)
+        turn = align_to_geometry(crystal, hkl, geometry).orientation @ crystal.orientation.T  # sample → lab
+    sample = simulate_sample(crystal, defects, shape=shape, voxel_size=voxel_size, hkl=hkl, rotation=turn)
     q_basis = orthogonal_q_basis(data_shape, voxel_size) if geometry is None else geometry.q_basis()
     if geometry is None and model == "continuum":
         intensity = continuum_intensity(sample.obj, shape=data_shape)
@@ -121,8 +125,9 @@ def simulate_bcdi(crystal: Crystal, defects=(), *, hkl, shape, voxel_size, data_
         # the sums use the array's frequency basis: -B in the detector frame, where pixel k is q = Q + B k
         sum_basis = q_basis if geometry is None else -q_basis
         if model == "atomistic":
-            amp = atomistic_amplitude(fcc_atoms(crystal, defects), g_vector=sample.g_vector, q_basis=sum_basis,
-                                      shape=data_shape)
+            atoms = fcc_atoms(crystal, defects)
+            atoms = atoms if turn is None else turn @ atoms
+            amp = atomistic_amplitude(atoms, g_vector=sample.g_vector, q_basis=sum_basis, shape=data_shape)
         else:
             amp = continuum_amplitude_on(sample.obj, voxel_size=voxel_size, q_basis=sum_basis, shape=data_shape)
         intensity = amp.real**2 + amp.imag**2

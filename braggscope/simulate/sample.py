@@ -31,13 +31,16 @@ def grid_points(shape, voxel_size) -> np.ndarray:
     return np.stack(grids)
 
 
-def support_fraction(shape_obj, points, voxel_size) -> np.ndarray:
+def support_fraction(shape_obj, points, voxel_size, *, rotation=None) -> np.ndarray:
     """Anti-aliased occupancy (0..1, float32) of voxels of `voxel_size` [nm] centred on `points`.
 
     The signed distance to the surface is turned into the fraction of the voxel inside the
     crystal by a linear ramp whose width is the voxel's extent along the surface normal
-    (h·Σ|n_i| over the grid axes), exact in the mean for flat facets."""
+    (h·Σ|n_i| over the grid axes), exact in the mean for flat facets. `rotation` R: the points
+    are a grid's turned back by Rᵀ (a crystal turned by R), whose axes the normals R n meet."""
     sd, normal = shape_obj.distance_and_normal(points)
+    if rotation is not None:
+        normal = np.tensordot(np.asarray(rotation, float), normal, axes=1)
     in_grid = normal[1:] if points.shape[0] == 3 and np.ndim(sd) == 2 else normal
     width = voxel_size * np.maximum(np.sum(np.abs(in_grid), axis=0), 1e-6)
     return np.clip(0.5 - sd / width, 0.0, 1.0).astype(np.float32)
@@ -211,7 +214,7 @@ def _scatter(values, where):
 
 
 def simulate_sample(crystal: Crystal, defects=(), *, shape, voxel_size, hkl, core_radius=None,
-                    strain_step=1e-3, min_contrast=0.0) -> Sample:
+                    strain_step=1e-3, min_contrast=0.0, rotation=None) -> Sample:
     """Simulate a defective crystal on a voxel grid.
 
     Parameters
@@ -236,6 +239,12 @@ def simulate_sample(crystal: Crystal, defects=(), *, shape, voxel_size, hkl, cor
         [rad] Leave out of the ground-truth masks the defects that show less contrast at this
         reflection (a core whose |G·b| is below it, a fault whose wrapped |G·R| is, a twin
         whose domain scatters into hkl): the invisible ones. 0 keeps every defect.
+    rotation : (3, 3) array_like, optional
+        R: the crystal with its shape and defects turned by R (as a goniometer turns the sample;
+        :func:`~braggscope.simulate.bcdi.align_to_geometry` gives the R of a reflection): the
+        grid's points are taken back into the crystal's frame by Rᵀ, and the displacement, G and
+        orientation are turned by R (the defect list stays in the crystal's own sample frame; R
+        is in the metadata as 'sample_rotation').
 
     Returns
     -------
@@ -245,8 +254,11 @@ def simulate_sample(crystal: Crystal, defects=(), *, shape, voxel_size, hkl, cor
     voxel_size = check_positive(voxel_size, "voxel_size", "nm")
     hkl = tuple(int(v) for v in check_vector(hkl, "hkl"))
     g = crystal.g_vector(hkl)
-    points = grid_points(shape, voxel_size)
-    occupancy = support_fraction(crystal.shape, points, voxel_size)
+    turn = np.eye(3) if rotation is None else np.asarray(rotation, float)
+    if turn.shape != (3, 3) or not np.allclose(turn @ turn.T, np.eye(3), atol=1e-6) or np.linalg.det(turn) < 0:
+        raise ConfigError("rotation must be a 3×3 proper rotation matrix (sample → lab)")
+    points = np.tensordot(turn.T, grid_points(shape, voxel_size), axes=1)  # the crystal's own frame
+    occupancy = support_fraction(crystal.shape, points, voxel_size, rotation=None if rotation is None else turn)
     support = occupancy > 0.5
     if support.sum() < 2 ** len(shape):
         raise ConfigError(f"the crystal covers {int(support.sum())} voxel(s) of {voxel_size} nm on this grid: the "
@@ -264,11 +276,14 @@ def simulate_sample(crystal: Crystal, defects=(), *, shape, voxel_size, hkl, cor
     core = 1.5 * voxel_size if core_radius is None else check_positive(core_radius, "core_radius", "nm")
     disl, fault, twin = _ground_truth_masks(defects, points[:, support], support, voxel_size, core, g, hkl,
                                             float(min_contrast))
+    turned = {} if rotation is None else {"sample_rotation": turn.tolist()}
     return Sample(
         obj=object_from_displacement(u, g, amplitude=amplitude), amplitude=amplitude, support=support,
-        displacement=u.astype(np.float32), phase=phase_from_displacement(u, g).astype(np.float32),
+        displacement=np.tensordot(turn, u, axes=1).astype(np.float32),
+        phase=phase_from_displacement(u, g).astype(np.float32),
         strain=(strain * support).astype(np.float32), dislocation_mask=disl, fault_mask=fault, twin_mask=twin,
-        defects=[d.describe() for d in defects], g_vector=g, hkl=hkl, voxel_size=voxel_size,
-        material=crystal.material.name, orientation=crystal.orientation,
-        metadata={"poisson_ratio": nu, "core_radius_nm": core, "lattice_parameter_nm": crystal.lattice_parameter},
+        defects=[d.describe() for d in defects], g_vector=turn @ g, hkl=hkl, voxel_size=voxel_size,
+        material=crystal.material.name, orientation=turn @ crystal.orientation,
+        metadata={"poisson_ratio": nu, "core_radius_nm": core, "lattice_parameter_nm": crystal.lattice_parameter}
+        | turned,
     )
