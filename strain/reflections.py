@@ -9,7 +9,7 @@ sample's grid).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -134,6 +134,9 @@ def tensor_from_results(paths, *, hkls=None, material=None, voxel_size=None, iso
     u = fit.orientation if orientation is None else np.asarray(orientation, float).reshape(3, 3)
     if frame == "crystal":
         tensor = tensor.in_frame(u.T, frame="crystal")
+    tensor = replace(tensor, metadata=tensor.metadata | {
+        "hkls": [list(r["hkl"]) for r in inputs], "orientation": u.tolist(),
+        "orientation_misfit_deg": fit.misfit_deg.tolist(), "twins": [i["twin"] for i in info]})
     config = {"inputs": [str(p) for p in paths], "hkls": [list(r["hkl"]) for r in inputs], "order": order,
               "isosurface": threshold, "alignment": info, "orientation": u.tolist(),
               "orientation_misfit_deg": fit.misfit_deg.tolist(), "lattice_strain": fit.lattice_strain.tolist(),
