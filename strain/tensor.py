@@ -59,9 +59,9 @@ class StrainTensor:
     support : (Z, Y, X) ndarray of bool
         Voxels inside every reflection's support.
     misfit : (Z, Y, X) ndarray of float32 or None
-        RMS over the reflections of (∂φ_j − (𝐆J)_j)/|G_j| (dimensionless, like a strain): how far
-        the reflections are from one displacement field. None with three reflections (no
-        redundancy).
+        RMS over the reflections and the three directions of (∇φ_j − (𝐆J)_j)/|G_j| (dimensionless,
+        like a strain): how far the reflections are from one displacement field. None with three
+        reflections (no redundancy).
     g_vectors : (n, 3) ndarray
         [1/nm] The Bragg vectors, in the grid's frame.
     voxel : (3, 3) ndarray

@@ -52,11 +52,11 @@ class Pipeline:
         with atomic_path(out / "summary.json") as tmp:
             tmp.write_text(json.dumps([{k: v for k, v in r.items() if k != "config"} for r in table], indent=1,
                                       default=str))
-        with atomic_path(out / "summary.html") as tmp:
-            tmp.write_text(summary_page(table, out), encoding="utf-8")
         if self.config.tensor.crystals:
             self.crystals = [crystal_tensor(self.config, group) for group in self.config.tensor.crystals]
             write_crystals(self.config, self.crystals)
+        with atomic_path(out / "summary.html") as tmp:
+            tmp.write_text(summary_page(table, out, self.crystals), encoding="utf-8")
         return rows
 
     def _earlier(self, scan):

@@ -172,8 +172,32 @@ def _summary_row(row, output):
             + _cell(len(row["flags"]), f'<span class="flag">{html.escape(", ".join(row["flags"]))}</span>') + "</tr>")
 
 
-def summary_page(rows, output) -> str:
-    """The batch's page: one row per crystal, sortable by clicking a column's header."""
+def _tensor_row(row):
+    """One crystal of [tensor]: its scans, reflections and strain tensor figures, or why not."""
+    name = html.escape(row["crystal"])
+    if row["status"] != "done":
+        why = row.get("error") or f"waiting for scans {', '.join(map(str, row.get('missing', [])))}"
+        return f"<tr><td>{name}</td><td>{html.escape(row['status'])}</td><td colspan=5>{html.escape(why)}</td></tr>"
+    reflections = "; ".join(" ".join(map(str, k)) for k in row["hkls"])
+    misfit = "–" if row["misfit_median"] is None else _fmt(row["misfit_median"])
+    return (f'<tr><td><a href="{name}.png">{name}</a> (<a href="{name}.h5">HDF5</a>)</td><td>done</td>'
+            f"<td>{html.escape(reflections)}</td><td>{_fmt(row['strain_rms'])}</td>"
+            f"<td>{_fmt(row['dilatation_mean'])}</td><td>{misfit}</td><td>{_fmt(row['orientation_misfit_deg'])}</td></tr>")
+
+
+def _tensor_table(crystals):
+    if not crystals:
+        return ""
+    head = ("crystal", "status", "reflections", "RMS strain (6 components)", "mean dilatation", "median misfit",
+            "orientation fit [deg]")
+    return (f"<h2>Strain tensors of crystals measured at several reflections</h2><table><thead><tr>"
+            f"{''.join(f'<th>{h}</th>' for h in head)}</tr></thead><tbody>"
+            f"{''.join(_tensor_row(r) for r in crystals)}</tbody></table>")
+
+
+def summary_page(rows, output, crystals=()) -> str:
+    """The batch's page: one row per scan, sortable by clicking a column's header; then the
+    crystals of [tensor] (`crystals`: :func:`~braggscope.pipeline.crystals.crystal_tensor`'s rows)."""
     head = ("scan", "status", "strain (central slice)", "size [nm]", "mean strain", "RMS strain", "defects",
             "pattern classifier", "LLK", "PRTF resolution [voxels]", "flags")
     done = sum(r.get("status") in ("done", "skipped") for r in rows)
@@ -183,4 +207,5 @@ def summary_page(rows, output) -> str:
 to sort; a scan's number opens its page.</p>
 <table id="crystals"><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>
 <tbody>{''.join(_summary_row(r, output) for r in rows)}</tbody></table>
+{_tensor_table(crystals)}
 {_SORT}</body></html>"""
