@@ -31,7 +31,9 @@ Figures (one JSON line):
   (4 runs, best 2 combined), written as result files with their grids and turns, and combined by
   tensor_from_results (the command line's and pipeline's path: each turned back into the sample
   frame and resampled); its RMS error against the closed-form gradient at its voxels (the crystal's
-  centre of mass at the grid's centre; the better of the twin pair), and the orientation fit's misfit.
+  centre of mass at the grid's centre; the better of the twin pair), the orientation fit's misfit,
+  and the Burgers vectors found (identify.burgers_vectors: the fcc vector nearest each line's, its
+  distance [a], the share of circuits agreeing; right: one line, ±a/2[101]).
 Run: python benchmarks/strain_tensor.py [--quick]  (64³ exact objects, 2 runs per reflection)
 """
 from __future__ import annotations
@@ -235,7 +237,10 @@ def rocking_scans(runs, folder):
         if best is None or err["rocking_scans_strain_rms_error_bulk"] < best[1]["rocking_scans_strain_rms_error_bulk"]:
             best = (sign, err, ok, truth)
     sign, err, ok, truth = best
-    return {"rocking_scans_runs": runs, "rocking_scans_retrieval_s": seconds, "rocking_scans_voxel_nm": h,
+    burgers = [(d["nearest"], round(d["nearest_distance"], 3), round(d["agreement"], 2)) for d in found.dislocations]
+    return {"rocking_scans_burgers": burgers,
+            "rocking_scans_burgers_right": [b[0] for b in burgers] in (["a/2[1 0 1]"], ["a/2[-1 0 -1]"]),
+            "rocking_scans_runs": runs, "rocking_scans_retrieval_s": seconds, "rocking_scans_voxel_nm": h,
             "rocking_scans_voxels": int(ok.sum()), "rocking_scans_twin_of_truth": sign < 0,
             "rocking_scans_true_strain_rms": float(np.sqrt(np.mean(split(truth)[0][:, ok] ** 2))),
             "rocking_scans_misfit_median": float(np.median(t.misfit[ok])),

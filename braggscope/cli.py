@@ -544,7 +544,8 @@ def _cmd_strain_tensor(args):
     if any(args.out.resolve() == p.resolve() for p in args.result):
         raise ConfigError("the output would overwrite an input file; choose another --out")
     hkls = None if args.hkls is None else _hkl_list(args.hkls, len(args.result))
-    found = st.tensor_from_results(args.result, hkls=hkls, material=args.material, voxel_size=args.voxel_size, isosurface=args.isosurface,
+    found = st.tensor_from_results(args.result, hkls=hkls, material=args.material, voxel_size=args.voxel_size,
+                                   isosurface=args.isosurface,
                                    remove_ramp=not args.keep_ramp, order=args.order, frame=args.frame or "sample",
                                    orientation=args.orientation)
     tensor = found.tensor
@@ -559,6 +560,11 @@ def _cmd_strain_tensor(args):
           f"strain RMS {np.sqrt(np.mean(eps ** 2)):.2e}, dilatation mean {np.mean(np.trace(eps)):.2e}{misfit}; "
           f"orientation fit misfit ≤ {max(found.config['orientation_misfit_deg']):.3f}°; twins taken: "
           f"{sum(i['twin'] for i in found.config['alignment'])}")
+    for k, d in enumerate(found.dislocations):
+        line, centre = np.round(d["direction"], 2).tolist(), np.round(d["centre_nm"], 1).tolist()
+        print(f"  dislocation {k}: b = {d['nearest']} ({d['nearest_distance']:.2f} a off), line {line} (sample frame, "
+              f"z y x), centre {centre} nm, windings {d['windings']}, {d['circuits']} circuits "
+              f"({d['agreement']:.0%} agree)")
 
 
 def _hkl_list(text, n):

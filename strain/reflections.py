@@ -35,11 +35,15 @@ class TensorResult:
     config : dict
         The inputs, hkls, alignment (shifts, twins), orientation fit and where each sample
         rotation came from, for the output file.
+    dislocations : list of dict
+        The Burgers vector of each dislocation line found
+        (:func:`braggscope.identify.burgers_vectors`; the sample frame, and the cubic axes).
     """
 
     tensor: StrainTensor
     orientation: np.ndarray
     config: dict
+    dislocations: list
 
 
 def _reflection(path, hkl, material, isosurface):
@@ -87,8 +91,9 @@ def tensor_from_results(paths, *, hkls=None, material=None, voxel_size=None, iso
 
     Each is turned into the sample frame by its file's sample rotation and resampled (trilinear)
     onto one orthogonal grid, the runs are aligned (:func:`align_reflections`: shift, twins by the
-    misfit), the tensor taken (:func:`strain_tensor`) and the orientation fitted from the
-    measured G (:func:`orientation_from_reflections`).
+    misfit), the tensor taken (:func:`strain_tensor`), the orientation fitted from the measured G
+    (:func:`orientation_from_reflections`) and the Burgers vector of every dislocation line
+    determined (:func:`braggscope.identify.burgers_vectors`).
 
     Parameters
     ----------
@@ -110,6 +115,7 @@ def tensor_from_results(paths, *, hkls=None, material=None, voxel_size=None, iso
     orientation : (3, 3) array_like, optional
         U to use instead of the fitted one.
     """
+    from braggscope.identify.burgers import burgers_vectors
     from braggscope.materials import get_material
 
     if frame not in ("sample", "crystal"):
@@ -130,15 +136,23 @@ def tensor_from_results(paths, *, hkls=None, material=None, voxel_size=None, iso
     tensor = strain_tensor(aligned, [support_from_amplitude(o, threshold) for o in aligned], g_vectors=g,
                            voxel_size=h, remove_ramp=remove_ramp, order=order, frame="sample")
     fit = orientation_from_reflections([r["hkl"] for r in inputs], g,
-                                       lattice_parameter=get_material(materials.pop()).lattice_parameter)
+                                       lattice_parameter=get_material(inputs[0]["material"]).lattice_parameter)
     u = fit.orientation if orientation is None else np.asarray(orientation, float).reshape(3, 3)
+    lattice = get_material(inputs[0]["material"]).lattice_parameter
+    dislocations = burgers_vectors(aligned, [support_from_amplitude(o, threshold) for o in aligned], g_vectors=g,
+                                   voxel_size=h, orientation=u, lattice_parameter=lattice)
     if frame == "crystal":
         tensor = tensor.in_frame(u.T, frame="crystal")
     tensor = replace(tensor, metadata=tensor.metadata | {
         "hkls": [list(r["hkl"]) for r in inputs], "orientation": u.tolist(),
-        "orientation_misfit_deg": fit.misfit_deg.tolist(), "twins": [i["twin"] for i in info]})
+        "orientation_misfit_deg": fit.misfit_deg.tolist(), "twins": [i["twin"] for i in info],
+        "dislocations": _jsonable(dislocations)})
     config = {"inputs": [str(p) for p in paths], "hkls": [list(r["hkl"]) for r in inputs], "order": order,
               "isosurface": threshold, "alignment": info, "orientation": u.tolist(),
               "orientation_misfit_deg": fit.misfit_deg.tolist(), "lattice_strain": fit.lattice_strain.tolist(),
-              "sample_rotation_from": [r["rotation_from"] for r in inputs]}
-    return TensorResult(tensor, u, config)
+              "sample_rotation_from": [r["rotation_from"] for r in inputs], "dislocations": _jsonable(dislocations)}
+    return TensorResult(tensor, u, config, dislocations)
+
+
+def _jsonable(dislocations):
+    return [{k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in d.items()} for d in dislocations]

@@ -71,6 +71,31 @@ def test_tensor_matches_the_closed_form_displacement_gradient(reflections, close
     np.testing.assert_allclose(four.dilatation[ok], np.trace(closed_form_gradient, axis1=0, axis2=1)[ok], atol=2e-3)
 
 
+def test_burgers_vector_from_the_windings_at_several_reflections(reflections):
+    """The mixed dislocation a/2[101] comes back as its Burgers vector from the circuits' windings
+    at 111, −111, 1−11 and 200, though −111 does not see it (G·b = 0) and no single reflection
+    gives more than G·b; along the simulator's line direction b has the simulator's sign. From
+    two of them (no three G span space) it cannot be had."""
+    from braggscope.identify import burgers_vectors
+
+    dislocation = DEFECTS[0]
+    found = burgers_vectors([s.obj for s in reflections], [s.support for s in reflections],
+                            g_vectors=[s.g_vector for s in reflections], voxel_size=H, orientation=ORIENTATION,
+                            lattice_parameter=CRYSTAL.lattice_parameter)
+    assert len(found) == 1
+    d = found[0]
+    along = np.sign(d["direction"] @ dislocation.line)
+    np.testing.assert_allclose(along * d["burgers_nm"], dislocation.burgers, atol=1e-9)
+    assert d["windings"][1] == 0 and d["agreement"] == 1.0 and d["circuits"] > 20
+    assert d["nearest"] == ("a/2[1 0 1]" if along > 0 else "a/2[-1 0 -1]") and d["nearest_distance"] < 1e-9
+    np.testing.assert_allclose(np.linalg.norm(d["centre_nm"] - dislocation.position
+                                              - (d["centre_nm"] - dislocation.position) @ dislocation.line
+                                              * dislocation.line), 0, atol=1.5 * H)
+    with pytest.raises(ConfigError, match="at least 3"):
+        burgers_vectors([s.obj for s in reflections[:2]], [s.support for s in reflections[:2]],
+                        g_vectors=[s.g_vector for s in reflections[:2]], voxel_size=H)
+
+
 def test_ramps_are_removed_and_frames_turned(reflections):
     """A different phase ramp on every reflection (their centring errors) is removed, and held
     in ramp_gradient; the tensor in the crystal's cubic axes is the same strain seen there."""
@@ -242,6 +267,8 @@ def test_cli_strain_tensor_from_beamline_result_files(tmp_path, detector_scans):
     far = _far_from_line(t, dislocation, h)
     assert t.frame == "sample" and far.sum() > 5000
     assert _rms(t.gradient[:, :, far] - truth[:, :, far]) < 0.05 * _rms(truth[:, :, far])
+    (found,) = t.metadata["dislocations"]  # the edge dislocation a/2[1 -1 0] of the crystal, whatever the turns
+    assert found["nearest"] in ("a/2[1 -1 0]", "a/2[-1 1 0]") and found["nearest_distance"] < 0.05
     assert main(["strain", *map(str, paths), "--out", str(tmp_path / "c.h5"), "--frame", "crystal", "--keep-ramp",
                  "-q"]) == 0
     c = read_strain_tensor(tmp_path / "c.h5")

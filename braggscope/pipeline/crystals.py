@@ -46,7 +46,9 @@ def crystal_tensor(config, scans) -> dict:
                   "misfit_median": None if tensor.misfit is None else float(np.median(tensor.misfit[tensor.support])),
                   "orientation": found.config["orientation"],
                   "orientation_misfit_deg": max(found.config["orientation_misfit_deg"]),
-                  "twins_taken": sum(i["twin"] for i in found.config["alignment"])}
+                  "twins_taken": sum(i["twin"] for i in found.config["alignment"]),
+                  "dislocations": [{"burgers": d["nearest"], "off_a": d["nearest_distance"], "windings": d["windings"],
+                                    "agreement": d["agreement"]} for d in found.config["dislocations"]]}
 
 
 def write_crystals(config, rows):
