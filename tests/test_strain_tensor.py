@@ -328,6 +328,7 @@ def test_pipeline_combines_the_scans_of_a_crystal_into_its_tensor(tmp_path, dete
     assert (tmp_path / "out" / "crystals.json").is_file() and Path(done["file"]).with_suffix(".png").is_file()
     page = (tmp_path / "out" / "summary.html").read_text()
     assert 'href="crystal_1_2_3_4.png"' in page and "waiting for scans 5" in page
+    assert done["dislocations"][0]["burgers"] in ("a/2[1 -1 0]", "a/2[-1 1 0]") and "a/2[" in page
     unnamed = Pipeline(config | {"sample": {}, "tensor": {"crystals": [[1, 2, 3]]}})
     unnamed.run(scans=[])
     assert unnamed.crystals[0]["status"] == "failed" and "reflection and material" in unnamed.crystals[0]["error"]

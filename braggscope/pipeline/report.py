@@ -177,19 +177,21 @@ def _tensor_row(row):
     name = html.escape(row["crystal"])
     if row["status"] != "done":
         why = row.get("error") or f"waiting for scans {', '.join(map(str, row.get('missing', [])))}"
-        return f"<tr><td>{name}</td><td>{html.escape(row['status'])}</td><td colspan=5>{html.escape(why)}</td></tr>"
+        return f"<tr><td>{name}</td><td>{html.escape(row['status'])}</td><td colspan=6>{html.escape(why)}</td></tr>"
     reflections = "; ".join(" ".join(map(str, k)) for k in row["hkls"])
     misfit = "–" if row["misfit_median"] is None else _fmt(row["misfit_median"])
+    burgers = ", ".join(d["burgers"] for d in row["dislocations"]) or "none found"
     return (f'<tr><td><a href="{name}.png">{name}</a> (<a href="{name}.h5">HDF5</a>)</td><td>done</td>'
             f"<td>{html.escape(reflections)}</td><td>{_fmt(row['strain_rms'])}</td>"
-            f"<td>{_fmt(row['dilatation_mean'])}</td><td>{misfit}</td><td>{_fmt(row['orientation_misfit_deg'])}</td></tr>")
+            f"<td>{_fmt(row['dilatation_mean'])}</td><td>{misfit}</td><td>{_fmt(row['orientation_misfit_deg'])}</td>"
+            f"<td>{html.escape(burgers)}</td></tr>")
 
 
 def _tensor_table(crystals):
     if not crystals:
         return ""
     head = ("crystal", "status", "reflections", "RMS strain (6 components)", "mean dilatation", "median misfit",
-            "orientation fit [deg]")
+            "orientation fit [deg]", "Burgers vectors")
     return (f"<h2>Strain tensors of crystals measured at several reflections</h2><table><thead><tr>"
             f"{''.join(f'<th>{h}</th>' for h in head)}</tr></thead><tbody>"
             f"{''.join(_tensor_row(r) for r in crystals)}</tbody></table>")
