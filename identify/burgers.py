@@ -25,31 +25,29 @@ from .vortices import close_core_tubes, trace_lines, vortex_lines
 
 __all__ = ["burgers_vectors", "FCC_BURGERS"]
 
-# the fcc Burgers vectors a line can carry, in units of a: perfect a/2<110>, Shockley a/6<112>,
-# Frank a/3<111>, a<100> (a junction's)
-FCC_BURGERS = {"a/2<110>": (0.5, 0.5, 0.0), "a/6<112>": (1 / 6, 1 / 6, 1 / 3), "a/3<111>": (1 / 3, 1 / 3, 1 / 3),
-               "a<100>": (1.0, 0.0, 0.0)}
+# the fcc Burgers vectors a line can carry, (denominator, indices) of a/d<uvw>: perfect a/2<110>,
+# Shockley a/6<112>, Frank a/3<111>, and a<100> (a junction's)
+FCC_BURGERS = ((2, (1, 1, 0)), (6, (1, 1, 2)), (3, (1, 1, 1)), (1, (1, 0, 0)))
 
 
-def _family(vector):
-    """Every signed permutation of `vector` (3,), without repeats."""
-    out = {tuple(s * v for s, v in zip(signs, p)) for p in itertools.permutations(vector)
+def _family(indices):
+    """Every signed permutation of `indices` (3,), without repeats, as an (M, 3) array."""
+    out = {tuple(s * v for s, v in zip(signs, p)) for p in itertools.permutations(indices)
            for signs in itertools.product((1, -1), repeat=3)}
     return np.array(sorted(out))
 
 
 def _nearest(b_crystal):
-    """(name such as 'a/2[1 0 -1]', its vector [a], distance [a]) of the fcc Burgers vector
-    nearest to `b_crystal` [a]."""
+    """(name such as 'a/2[1 0 -1]', distance [a]) of the fcc Burgers vector nearest to
+    `b_crystal` [a]."""
     best = None
-    for family, vector in FCC_BURGERS.items():
-        members = _family(vector)
-        k = int(np.argmin(np.linalg.norm(members - b_crystal, axis=1)))
-        distance = float(np.linalg.norm(members[k] - b_crystal))
-        if best is None or distance < best[2]:
-            scale = {"a/2<110>": 2, "a/6<112>": 6, "a/3<111>": 3, "a<100>": 1}[family]
-            indices = " ".join(str(int(round(v * scale))) for v in members[k])
-            best = (f"{family.split('<')[0]}[{indices}]", members[k], distance)
+    for denominator, indices in FCC_BURGERS:
+        members = _family(indices)
+        distance = np.linalg.norm(members / denominator - b_crystal, axis=1)
+        k = int(np.argmin(distance))
+        if best is None or distance[k] < best[1]:
+            prefix = "a" if denominator == 1 else f"a/{denominator}"
+            best = (f"{prefix}[{' '.join(str(int(v)) for v in members[k])}]", float(distance[k]))
     return best
 
 
@@ -57,14 +55,12 @@ def _circuit(point, axis, radius, shape):
     """Voxel indices (M, 3) of the square circuit of half-width `radius` about `axis` centred at
     `point`, right-handed about +axis (along (axis + 2) mod 3 first, then (axis + 1) mod 3; the
     first voxel repeated at the end), or None where it leaves the array."""
-    u, v = (axis + 2) % 3, (axis + 1) % 3
-    side = np.arange(-radius, radius)
-    path = [(s, -radius) for s in side] + [(radius, s) for s in side] + [(-s, radius) for s in side] + \
-           [(-radius, -s) for s in side] + [(-radius, -radius)]
-    idx = np.repeat(np.asarray(point)[None], len(path), axis=0)
-    for k, (du, dv) in enumerate(path):
-        idx[k, u] += du
-        idx[k, v] += dv
+    side, edge = np.arange(-radius, radius), np.full(2 * radius, radius)
+    du = np.concatenate([side, edge, -side, -edge, [-radius]])
+    dv = np.concatenate([-edge, side, edge, -side, [-radius]])
+    idx = np.repeat(np.asarray(point)[None], len(du), axis=0)
+    idx[:, (axis + 2) % 3] += du
+    idx[:, (axis + 1) % 3] += dv
     if (idx < 0).any() or (idx >= np.array(shape)).any():
         return None
     return idx
@@ -125,7 +121,7 @@ def burgers_vectors(objects, supports, *, g_vectors, voxel_size, orientation=Non
             continue
         if orientation is not None and lattice_parameter is not None:
             crystal = np.asarray(orientation, float).T @ entry["burgers_nm"] / lattice_parameter
-            name, _, distance = _nearest(crystal)
+            name, distance = _nearest(crystal)
             entry |= {"burgers_crystal": crystal, "nearest": name, "nearest_distance": distance}
         out.append(entry)
     return out
