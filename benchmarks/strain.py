@@ -56,7 +56,7 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_time, device, emit  # noqa: E402
 
-from braggscope.geometry import INCIDENT_DIRECTION, Geometry, scattered_direction  # noqa: E402
+from braggscope.geometry import INCIDENT_DIRECTION, Geometry, scattered_direction, wavelength_nm  # noqa: E402
 from braggscope.simulate import (Crystal, orientation_from_axes, random_orientation, simulate_sample,  # noqa: E402
                                  truncated_octahedron)
 from braggscope.strain import refraction_path, refractive_index, strain_field, surface_layers, unwrap_phase  # noqa: E402
@@ -255,9 +255,8 @@ def lab_grid_case(n):
     h = 2 * CRYSTAL_NM / n * 1.07
     xtal = _crystal()
     d111 = xtal.material.d_spacing((1, 1, 1))
-    wavelength = 12.398419843320026 / 9.0 / 10  # [nm] at 9 keV
     g_norm = 2 * np.pi / d111
-    geo = Geometry.for_reflection(d_spacing=d111, energy=9.0, detector_distance=h * n * 172e-6 / wavelength,
+    geo = Geometry.for_reflection(d_spacing=d111, energy=9.0, detector_distance=h * n * 172e-6 / wavelength_nm(9.0),
                                   pixel_size=172.0, rocking_step=float(np.degrees(2 * np.pi / (n * g_norm * h))))
     xtal = align_to_geometry(xtal, (1, 1, 1), geo)
     defects = [xtal.dislocation((0.5, -0.5, 0), (1, 1, -2), (2.1, -1.3, 0.7))]

@@ -78,11 +78,12 @@ def _reflection(path, hkl, material, isosurface):
 def _on_one_grid(inputs, h):
     """The reconstructions resampled onto one orthogonal sample-frame grid of voxel `h` [nm],
     the smallest that holds them all (each centred on index N // 2)."""
+    from braggscope.simulate.diffraction import _pad_centred
+
     resampled = [to_orthogonal(r["obj"], r["support"], r["voxel"], rotation=r["turn"], voxel_size=h)[0]
                  for r in inputs]
     shape = tuple(max(o.shape[a] for o in resampled) for a in range(3))
-    return [np.pad(o, [(m // 2 - n // 2, m - n - (m // 2 - n // 2)) for n, m in zip(o.shape, shape)])
-            for o in resampled]
+    return [_pad_centred(o, shape) for o in resampled]
 
 
 def tensor_from_results(paths, *, hkls=None, material=None, voxel_size=None, isosurface=None, remove_ramp=True,
@@ -133,14 +134,14 @@ def tensor_from_results(paths, *, hkls=None, material=None, voxel_size=None, iso
     objects, g = _on_one_grid(inputs, h), [r["g_vector"] for r in inputs]
     threshold = isosurface or 0.3
     aligned, info = align_reflections(objects, g_vectors=g, voxel_size=h, threshold=threshold)
-    tensor = strain_tensor(aligned, [support_from_amplitude(o, threshold) for o in aligned], g_vectors=g,
-                           voxel_size=h, remove_ramp=remove_ramp, order=order, frame="sample")
-    fit = orientation_from_reflections([r["hkl"] for r in inputs], g,
-                                       lattice_parameter=get_material(inputs[0]["material"]).lattice_parameter)
-    u = fit.orientation if orientation is None else np.asarray(orientation, float).reshape(3, 3)
+    supports = [support_from_amplitude(o, threshold) for o in aligned]
+    tensor = strain_tensor(aligned, supports, g_vectors=g, voxel_size=h, remove_ramp=remove_ramp, order=order,
+                           frame="sample")
     lattice = get_material(inputs[0]["material"]).lattice_parameter
-    dislocations = burgers_vectors(aligned, [support_from_amplitude(o, threshold) for o in aligned], g_vectors=g,
-                                   voxel_size=h, orientation=u, lattice_parameter=lattice)
+    fit = orientation_from_reflections([r["hkl"] for r in inputs], g, lattice_parameter=lattice)
+    u = fit.orientation if orientation is None else np.asarray(orientation, float).reshape(3, 3)
+    dislocations = burgers_vectors(aligned, supports, g_vectors=g, voxel_size=h, orientation=u,
+                                   lattice_parameter=lattice)
     if frame == "crystal":
         tensor = tensor.in_frame(u.T, frame="crystal")
     tensor = replace(tensor, metadata=tensor.metadata | {
