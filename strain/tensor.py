@@ -272,11 +272,11 @@ def _twins_by_misfit(fits, choice, checked, g_vectors, voxel_size, threshold):
     `checked` objects whose tensor fits one displacement field best; the others keep `choice`."""
     from .field import support_from_amplitude
 
+    supports = [[support_from_amplitude(candidate[0], threshold) for candidate in f] for f in fits]
     best = None
     for flips in itertools.product(*[range(len(f)) if c else [k] for f, k, c in zip(fits, choice, checked)]):
-        objs = [f[k][0] for f, k in zip(fits, flips)]
-        tensor = strain_tensor(objs, [support_from_amplitude(o, threshold) for o in objs], g_vectors=g_vectors,
-                               voxel_size=voxel_size)
+        tensor = strain_tensor([f[k][0] for f, k in zip(fits, flips)], [s[k] for s, k in zip(supports, flips)],
+                               g_vectors=g_vectors, voxel_size=voxel_size)
         misfit = float(np.median(tensor.misfit[tensor.support])) if tensor.misfit is not None else None
         if best is None or (misfit is not None and misfit < best[1]):
             best = (list(flips), misfit)
