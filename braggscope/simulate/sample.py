@@ -257,7 +257,9 @@ def simulate_sample(crystal: Crystal, defects=(), *, shape, voxel_size, hkl, cor
     turn = np.eye(3) if rotation is None else np.asarray(rotation, float)
     if turn.shape != (3, 3) or not np.allclose(turn @ turn.T, np.eye(3), atol=1e-6) or np.linalg.det(turn) < 0:
         raise ConfigError("rotation must be a 3×3 proper rotation matrix (sample → lab)")
-    points = np.tensordot(turn.T, grid_points(shape, voxel_size), axes=1)  # the crystal's own frame
+    points = grid_points(shape, voxel_size)
+    if rotation is not None:
+        points = np.tensordot(turn.T, points, axes=1)  # the crystal's own frame
     occupancy = support_fraction(crystal.shape, points, voxel_size, rotation=None if rotation is None else turn)
     support = occupancy > 0.5
     if support.sum() < 2 ** len(shape):
@@ -279,7 +281,7 @@ def simulate_sample(crystal: Crystal, defects=(), *, shape, voxel_size, hkl, cor
     turned = {} if rotation is None else {"sample_rotation": turn.tolist()}
     return Sample(
         obj=object_from_displacement(u, g, amplitude=amplitude), amplitude=amplitude, support=support,
-        displacement=np.tensordot(turn, u, axes=1).astype(np.float32),
+        displacement=(u if rotation is None else np.tensordot(turn, u, axes=1)).astype(np.float32),
         phase=phase_from_displacement(u, g).astype(np.float32),
         strain=(strain * support).astype(np.float32), dislocation_mask=disl, fault_mask=fault, twin_mask=twin,
         defects=[d.describe() for d in defects], g_vector=turn @ g, hkl=hkl, voxel_size=voxel_size,
