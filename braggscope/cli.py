@@ -560,6 +560,10 @@ def _cmd_strain_tensor(args):
           f"strain RMS {np.sqrt(np.mean(eps ** 2)):.2e}, dilatation mean {np.mean(np.trace(eps)):.2e}{misfit}; "
           f"orientation fit misfit ≤ {max(found.config['orientation_misfit_deg']):.3f}°; twins taken: "
           f"{sum(i['twin'] for i in found.config['alignment'])}")
+    undecided = [str(p) for p, i in zip(args.result, found.config["alignment"]) if i["twin_undecided"]]
+    if undecided:
+        print(f"  twin undecided for {', '.join(undecided)}: the crystal's shape does not tell it and no other "
+              "reflection checks it (a fourth reflection whose G the others span would)")
     for k, d in enumerate(found.dislocations):
         line, centre = np.round(d["direction"], 2).tolist(), np.round(d["centre_nm"], 1).tolist()
         print(f"  dislocation {k}: b = {d['nearest']} ({d['nearest_distance']:.2f} a off), line {line} (sample frame, "

@@ -236,8 +236,10 @@ def align_reflections(objects, *, reference=0, g_vectors=None, voxel_size=None, 
     info : list of dict
         Per object: 'shift' (voxels, applied), 'twin' (bool), 'error' and 'twin_error' (the
         registration errors, 0 = amplitudes equal up to a scale), 'twin_rule' ('misfit' or
-        'amplitude': which decided it); given `g_vectors` also 'misfit' (the chosen combination's
-        median misfit, on every entry; None with three reflections).
+        'amplitude': which decided it), 'twin_undecided' (the amplitude decided it and the two
+        errors lie within a factor UNDECIDED_TWIN of each other: a shape with a centre of symmetry,
+        whose twin no other reflection checks); given `g_vectors` also 'misfit' (the chosen
+        combination's median misfit, on every entry; None with three reflections).
     """
     objects = [np.asarray(o) for o in objects]
     if len({o.shape for o in objects}) != 1:
@@ -255,10 +257,15 @@ def align_reflections(objects, *, reference=0, g_vectors=None, voxel_size=None, 
     for f, k, by_misfit in zip(fits, choice, checked):
         moved, shift, _, is_twin = f[k]
         aligned.append(moved.astype(np.complex64))
+        errors = sorted(candidate[2] for candidate in f)
+        undecided = not by_misfit and len(f) > 1 and errors[1] < UNDECIDED_TWIN * errors[0]
         info.append({"shift": np.round(shift, 2).tolist(), "twin": is_twin, "error": f[0][2],
-                     "twin_error": f[1][2] if len(f) > 1 else None, "twin_rule": "misfit" if by_misfit else "amplitude"}
-                    | ({} if misfit is None else {"misfit": misfit}))
+                     "twin_error": f[1][2] if len(f) > 1 else None, "twin_rule": "misfit" if by_misfit else "amplitude",
+                     "twin_undecided": bool(undecided)} | ({} if misfit is None else {"misfit": misfit}))
     return aligned, info
+
+
+UNDECIDED_TWIN = 1.25  # the amplitude tells a twin only where its registration error is this much worse
 
 
 def _redundant(g):

@@ -139,6 +139,7 @@ def test_alignment_undoes_shifts_and_twins_of_a_centrosymmetric_crystal(reflecti
     _, info = align_reflections(moved[:3] + [reflections[3].obj], g_vectors=[s.g_vector for s in reflections],
                                 voxel_size=H)
     assert [i["twin_rule"] for i in info] == ["amplitude", "misfit", "amplitude", "misfit"]
+    assert [i["twin_undecided"] for i in info] == [False, False, True, False]  # 1-11: nothing tells its twin
 
 
 def test_orientation_from_two_or_more_reflections():

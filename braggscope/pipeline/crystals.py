@@ -47,6 +47,7 @@ def crystal_tensor(config, scans) -> dict:
                   "orientation": found.config["orientation"],
                   "orientation_misfit_deg": max(found.config["orientation_misfit_deg"]),
                   "twins_taken": sum(i["twin"] for i in found.config["alignment"]),
+                  "twins_undecided": [s for s, i in zip(scans, found.config["alignment"]) if i["twin_undecided"]],
                   "dislocations": [{"burgers": d["nearest"], "off_a": d["nearest_distance"], "windings": d["windings"],
                                     "agreement": d["agreement"]} for d in found.config["dislocations"]]}
 

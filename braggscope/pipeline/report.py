@@ -181,7 +181,9 @@ def _tensor_row(row):
     reflections = "; ".join(" ".join(map(str, k)) for k in row["hkls"])
     misfit = "–" if row["misfit_median"] is None else _fmt(row["misfit_median"])
     burgers = ", ".join(d["burgers"] for d in row["dislocations"]) or "none found"
-    return (f'<tr><td><a href="{name}.png">{name}</a> (<a href="{name}.h5">HDF5</a>)</td><td>done</td>'
+    undecided = row.get("twins_undecided")
+    status = "done" + (f" (twin undecided: scans {', '.join(map(str, undecided))})" if undecided else "")
+    return (f'<tr><td><a href="{name}.png">{name}</a> (<a href="{name}.h5">HDF5</a>)</td><td>{status}</td>'
             f"<td>{html.escape(reflections)}</td><td>{_fmt(row['strain_rms'])}</td>"
             f"<td>{_fmt(row['dilatation_mean'])}</td><td>{misfit}</td><td>{_fmt(row['orientation_misfit_deg'])}</td>"
             f"<td>{html.escape(burgers)}</td></tr>")
