@@ -192,12 +192,18 @@ def strain_tensor(objects, supports, *, g_vectors, voxel_size, remove_ramp=True,
     gradient[:, :, ~valid] = np.nan
     misfit = None
     if len(objects) > 3:
-        rest = phi - np.tensordot(g.astype(np.float32), gradient[(slice(None), slice(None)) + box], axes=1)
         misfit = np.full(support.shape, np.nan, np.float32)
-        misfit[box] = np.sqrt(np.mean((rest / np.linalg.norm(g, axis=1)[:, None, None, None, None]) ** 2, axis=(0, 1)))
+        misfit[box] = _misfit(phi, g)
     return StrainTensor(gradient=gradient, support=valid, misfit=misfit, g_vectors=g, voxel=a,
                         ramp_gradient=pinv @ ramps, frame=frame,
                         metadata={"reflections": len(objects), "ramps_removed": bool(remove_ramp)})
+
+
+def _misfit(phi, g):
+    """RMS over reflections and directions of (Φ − 𝐆𝐆⁺Φ)/|G_j|: the part of the phase gradients
+    Φ (n, 3, ...) that no one displacement field explains."""
+    rest = phi - np.tensordot((g @ np.linalg.pinv(g)).astype(np.float32), phi, axes=1)
+    return np.sqrt(np.mean((rest / np.linalg.norm(g, axis=1).reshape(-1, 1, 1, 1, 1)) ** 2, axis=(0, 1)))
 
 
 def _phase_gradients(objects, support, voxel, remove_ramp, jump, order):
@@ -279,13 +285,20 @@ def _twins_by_misfit(fits, choice, checked, g_vectors, voxel_size, threshold):
     `checked` objects whose tensor fits one displacement field best; the others keep `choice`."""
     from .field import support_from_amplitude
 
+    g = _g_matrix(g_vectors, len(fits))
+    if len(fits) < 4:  # no reflection to check another: nothing to choose by
+        return choice, None
+    voxel = voxel_matrix(voxel_size, 3)
     supports = [[support_from_amplitude(candidate[0], threshold) for candidate in f] for f in fits]
+    # each candidate's phase gradient once, on its own support (the choice needs no common stencils)
+    phis = [[_phase_gradients([c[0]], s, voxel, True, 1.0, 4)[0][0] for c, s in zip(f, fs)]
+            for f, fs in zip(fits, supports)]
     best = None
     for flips in itertools.product(*[range(len(f)) if c else [k] for f, k, c in zip(fits, choice, checked)]):
-        tensor = strain_tensor([f[k][0] for f, k in zip(fits, flips)], [s[k] for s, k in zip(supports, flips)],
-                               g_vectors=g_vectors, voxel_size=voxel_size)
-        misfit = float(np.median(tensor.misfit[tensor.support])) if tensor.misfit is not None else None
-        if best is None or (misfit is not None and misfit < best[1]):
+        common = np.logical_and.reduce([s[k] for s, k in zip(supports, flips)])
+        misfit = _misfit(np.stack([p[k] for p, k in zip(phis, flips)]), g)[common]
+        misfit = float(np.median(misfit[~np.isnan(misfit)]))
+        if best is None or misfit < best[1]:
             best = (list(flips), misfit)
     return best
 

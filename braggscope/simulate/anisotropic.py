@@ -155,6 +155,12 @@ class AnisotropicDislocation(_StraightLine):
         return super().describe() | {"elasticity": "anisotropic"}
 
 
+def _real(spectrum):
+    """The real fields (3, M, M, M) of the half spectra (3, M, M, M/2 + 1)."""
+    size = spectrum.shape[1]
+    return np.fft.irfftn(spectrum, s=(size,) * 3, axes=(1, 2, 3))
+
+
 def _eigenstrain_field(stiffness, eigenstrain, k):
     """−i N⁻¹(k) (C:ε*) k, shape (3, ...): the displacement per unit of the eigenstrain's
     transform at wave vectors k (3, ...), N_jm = C_jlmn k_l k_n inverted through its adjugate
@@ -227,21 +233,19 @@ class AnisotropicLoop(DislocationLoop):
     def displacement_and_derivative(self, points, direction, *, poisson_ratio=None):
         """u [nm] and (d·∇)u along the unit `direction` (None: not computed) at `points`."""
         p = np.asarray(points, float)
-        origin, h, u_hat, k = self._difference(p.reshape(3, -1))
+        origin, h, u_hat, k, u_grid = self._difference(p.reshape(3, -1))
         idx = (p.reshape(3, -1) - origin[:, None]) / h
-        size = u_hat.shape[1]
-        field = lambda part: np.fft.irfftn(part, s=(size,) * 3, axes=(0, 1, 2))
-        read = lambda spectrum: np.stack([ndimage.map_coordinates(field(part), idx, order=1)
-                                          for part in spectrum]).reshape(p.shape)
+        read = lambda fields: np.stack([ndimage.map_coordinates(f, idx, order=1) for f in fields]).reshape(p.shape)
         u, du = super().displacement_and_derivative(p, direction, poisson_ratio=voigt_poisson_ratio(self.stiffness))
-        u += read(u_hat)
+        u += read(u_grid)
         if direction is not None:
-            du += read(1j * np.tensordot(np.asarray(direction, float), k, axes=1) * u_hat)
+            du += read(_real(1j * np.tensordot(np.asarray(direction, float), k, axes=1) * u_hat))
         return u, du
 
     def _difference(self, points):
-        """(grid origin [nm], spacing [nm], û (3, M, M, M), wave vectors k (3, M, M, M)) on the
-        grid that covers `points` (3, P) and the loop twice over, cached per grid."""
+        """(grid origin [nm], spacing [nm], û (3, M, M, M/2 + 1), wave vectors k, the difference
+        field on the grid (3, M, M, M) [nm]) on the grid that covers `points` (3, P) and the loop
+        twice over, cached per grid."""
         h = self._spacing(points)
         both = np.concatenate([points, self.vertices.T], axis=1)
         low, high = np.floor(both.min(axis=1) / h), np.ceil(both.max(axis=1) / h)
@@ -252,7 +256,8 @@ class AnisotropicLoop(DislocationLoop):
         if key not in self._cache:
             self._cache.clear()
             origin = (centre - size // 2) * h
-            self._cache[key] = (origin, h) + self._solve(origin, h, size)
+            u_hat, k = self._solve(origin, h, size)
+            self._cache[key] = (origin, h, u_hat, k, _real(u_hat))
         return self._cache[key]
 
     def _spacing(self, points):
